@@ -1,0 +1,1 @@
+//! Counting global allocator. (Stub: being written.)

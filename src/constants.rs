@@ -1,0 +1,134 @@
+//! Every limit Cairn has, in one place, with its unit.
+//!
+//! Names put the quantity first and the qualifier last (`FRAME_SIZE_MAX`), and each
+//! constant says its unit. Relations between limits are checked at compile time at the
+//! bottom of this file, so changing one limit cannot silently break another. The state
+//! machine, the server and the journal all read their bounds from here; command-line
+//! flags may lower a limit but never raise it past what is written here.
+
+// ---------------------------------------------------------------------------------------
+// Coordinates and geometry.
+
+/// Largest absolute value of a planar coordinate, in world units. Keeping coordinates
+/// within 2^30 keeps a difference within 2^31 and a squared distance within 2^63, so
+/// all distance math stays in `i64` without overflow.
+pub const COORDINATE_ABS_MAX: i64 = 1 << 30;
+
+/// Largest discovery or hint radius, in world units (planar) or centimetres (geographic).
+pub const RADIUS_MAX: u32 = 1 << 30;
+
+/// Largest extent of a geographic hunt along either axis, in metres (200 km). Beyond this
+/// the local planar projection would no longer agree with great-circle distance within
+/// the 0.5% the design promises.
+pub const GEO_SPAN_METRES_MAX: u32 = 200_000;
+
+/// Internal units per metre for geographic hunts: positions are projected to centimetres.
+pub const GEO_UNITS_PER_METRE: i64 = 100;
+
+/// Largest absolute latitude accepted, in 1e-7 degrees (85 degrees: the projection
+/// degenerates near the poles).
+pub const LATITUDE_ABS_MAX: i32 = 850_000_000;
+
+/// Largest absolute longitude accepted, in 1e-7 degrees.
+pub const LONGITUDE_ABS_MAX: i32 = 1_800_000_000;
+
+/// Cells along each axis of a hunt's uniform grid, at most.
+pub const GRID_AXIS_CELLS_MAX: u32 = 256;
+
+/// Cells a single treasure's discovery disc may be registered in; a treasure whose disc
+/// covers more cells is kept in the hunt's short list of wide treasures instead, which
+/// every move checks.
+pub const GRID_CELLS_PER_TREASURE_MAX: u32 = 64;
+
+/// Wide treasures (see above) per hunt, at most.
+pub const GRID_WIDE_TREASURES_MAX: u32 = 64;
+
+// ---------------------------------------------------------------------------------------
+// State machine tables.
+
+/// Hunts one shard owns, at most.
+pub const HUNTS_PER_SHARD_MAX: u32 = 65_536;
+
+/// Treasures in one hunt, at most.
+pub const TREASURES_PER_HUNT_MAX: u32 = 65_536;
+
+/// Players in one hunt, at most.
+pub const PLAYERS_PER_HUNT_MAX: u32 = 4_000_000;
+
+/// Capacity of one treasure (how many players may claim it), at most.
+pub const TREASURE_CAPACITY_MAX: u32 = 100_000;
+
+/// Sum of the capacities of one hunt's live treasures, at most. The claim table is sized
+/// for this sum when treasures are placed, so an award never allocates.
+pub const CLAIMS_PER_HUNT_MAX: u32 = 4_000_000;
+
+/// Points one treasure is worth, at most.
+pub const TREASURE_VALUE_MAX: u32 = 1_000_000;
+
+/// Treasures one move may claim when the hunt auto-discovers on move; the rest are
+/// claimed on the player's next moves.
+pub const CLAIMS_PER_MOVE_MAX: usize = 4;
+
+/// Entries a top-N query may ask for, at most.
+pub const TOP_COUNT_MAX: u32 = 1_000;
+
+/// Neighbours on each side an around-player query may ask for, at most.
+pub const AROUND_RADIUS_MAX: u32 = 100;
+
+/// Entries a list query writes, at most (top-N or around: 2 * radius + 1).
+pub const LIST_ENTRIES_MAX: usize = TOP_COUNT_MAX as usize;
+
+/// Ranks (1-based) whose changes are announced as top-N change notices.
+pub const TOP_NOTICE_RANKS_MAX: u32 = 10;
+
+/// Notices one event may produce, at most: the claims of one move, a top-N change for
+/// each, lifecycle transitions and exhausted treasures.
+pub const NOTICES_PER_EVENT_MAX: usize = 4 * CLAIMS_PER_MOVE_MAX + 4;
+
+/// The window of travel a player may bank under the hunt's speed limit, in microseconds
+/// (2 s). A player may move `speed * (elapsed + window)` at most, which tolerates the
+/// jitter of events that share one server timestamp without letting a cheater teleport.
+pub const SPEED_BURST_US: u64 = 2_000_000;
+
+// ---------------------------------------------------------------------------------------
+// Time.
+
+/// Microseconds per second.
+pub const MICROS_PER_SECOND: u64 = 1_000_000;
+
+// ---------------------------------------------------------------------------------------
+// Compile-time relations.
+
+const _: () = assert!(COORDINATE_ABS_MAX <= i32::MAX as i64);
+const _: () = assert!((RADIUS_MAX as i64) <= 2 * COORDINATE_ABS_MAX);
+const _: () = assert!(GEO_SPAN_METRES_MAX as i64 * GEO_UNITS_PER_METRE <= COORDINATE_ABS_MAX);
+const _: () = assert!(TREASURE_CAPACITY_MAX <= CLAIMS_PER_HUNT_MAX);
+const _: () = assert!((2 * AROUND_RADIUS_MAX + 1) as usize <= LIST_ENTRIES_MAX);
+const _: () = assert!(TOP_COUNT_MAX as usize <= LIST_ENTRIES_MAX);
+const _: () = assert!(TOP_NOTICE_RANKS_MAX <= TOP_COUNT_MAX);
+const _: () = assert!(CLAIMS_PER_MOVE_MAX * 2 < NOTICES_PER_EVENT_MAX);
+const _: () = assert!(GRID_AXIS_CELLS_MAX * GRID_AXIS_CELLS_MAX <= u16::MAX as u32 + 1);
+// A player handle, a treasure handle and a hunt handle are all `u32`.
+const _: () = assert!(PLAYERS_PER_HUNT_MAX < u32::MAX);
+const _: () = assert!(TREASURES_PER_HUNT_MAX < u32::MAX);
+
+// ---------------------------------------------------------------------------------------
+// Wire protocol (see `docs/protocol.md`).
+
+/// Size of every frame header, in bytes.
+pub const FRAME_HEADER_SIZE: usize = 12;
+
+/// Largest frame, header included, in bytes (64 KiB). A longer length in a header is
+/// rejected before anything is read or allocated.
+pub const FRAME_SIZE_MAX: usize = 64 * (1 << 10);
+
+/// Largest error message carried in an error frame, in bytes.
+pub const ERROR_MESSAGE_SIZE_MAX: usize = 256;
+
+/// The protocol version this build speaks.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+const _: () = assert!(FRAME_HEADER_SIZE < FRAME_SIZE_MAX);
+const _: () = assert!(FRAME_HEADER_SIZE + ERROR_MESSAGE_SIZE_MAX + 16 <= FRAME_SIZE_MAX);
+// A full top-N reply (header, count, and 24 bytes per entry) fits in one frame.
+const _: () = assert!(FRAME_HEADER_SIZE + 8 + 24 * LIST_ENTRIES_MAX <= FRAME_SIZE_MAX);

@@ -1,0 +1,1 @@
+//! Per-hunt state. (Stub: being written.)

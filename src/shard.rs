@@ -1,0 +1,1 @@
+//! The shard state machine. (Stub: being written.)

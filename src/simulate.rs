@@ -1,0 +1,1 @@
+//! Seeded simulation. (Stub: being written.)
