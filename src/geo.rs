@@ -589,13 +589,3 @@ mod tests {
         }
     }
 }
-
-/// Floor of the square root.
-pub fn isqrt(value: u64) -> u64 {
-    (value as f64).sqrt() as u64
-}
-
-/// Floor of the distance between two points, in internal units.
-pub fn distance(a: Point, b: Point) -> u64 {
-    isqrt(distance_squared(a, b))
-}
