@@ -455,39 +455,41 @@ mod tests {
             let grid = Grid::new(point(min.0, min.1), point(max.0, max.1));
             assert_eq!((grid.cell_size(), grid.cell_counts()), (cell_size, cells), "{min:?} {max:?}");
         }
+        // The table is written for 128 cells per axis.
+        assert_eq!(GRID_AXIS_CELLS_MAX, 128);
         let limit = COORDINATE_ABS_MAX as i32;
         check((0, 0), (0, 0), 1, (1, 1));
         check((-5, 3), (4, 3), 1, (10, 1));
-        check((0, 0), (255, 255), 1, (256, 256));
-        check((0, 0), (256, 0), 2, (129, 1));
-        check((0, 0), (511, 10), 2, (256, 6));
-        check((0, 0), (512, 10), 4, (129, 3));
-        // 100 km square planar hunt: 100,000 / 256 = 390.6, so 512-unit cells.
-        check((0, 0), (99_999, 99_999), 512, (196, 196));
+        check((0, 0), (127, 127), 1, (128, 128));
+        check((0, 0), (128, 0), 2, (65, 1));
+        check((0, 0), (255, 10), 2, (128, 6));
+        check((0, 0), (256, 10), 4, (65, 3));
+        // 100 km square planar hunt: 100,000 / 128 = 781.25, so 1024-unit cells.
+        check((0, 0), (99_999, 99_999), 1_024, (98, 98));
         // The narrower axis shares the wider one's cell size.
-        check((0, 0), (99_999, 999), 512, (196, 2));
-        // A 20 km geographic hunt in centimetres: 81.92 m cells.
-        check((-1_000_000, -1_000_000), (1_000_000, 1_000_000), 8_192, (245, 245));
+        check((0, 0), (99_999, 999), 1_024, (98, 1));
+        // A 20 km geographic hunt in centimetres: 163.84 m cells.
+        check((-1_000_000, -1_000_000), (1_000_000, 1_000_000), 16_384, (123, 123));
         // The whole coordinate range: 2^31 + 1 units.
-        check((-limit, -limit), (limit, limit), 1 << 24, (129, 129));
+        check((-limit, -limit), (limit, limit), 1 << 25, (65, 65));
     }
 
     #[test]
     fn wide_treasures_overflow() {
-        let mut grid = Grid::new(point(0, 0), point(999, 999));
+        let mut grid = Grid::new(point(0, 0), point(511, 511));
         assert_eq!(grid.cell_size(), 4);
         // A radius of 16 covers at most 9 x 9 = 81 cells of 4 units: wide.
         for handle in 0..GRID_WIDE_TREASURES_MAX {
-            assert_eq!(grid.insert(handle, point(500, 500), 16), Ok(()));
+            assert_eq!(grid.insert(handle, point(400, 400), 16), Ok(()));
         }
         assert_eq!(grid.insert(1_000, point(100, 100), 16), Err(GridFull));
         // A refused treasure leaves no trace.
-        assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((0, 2 * 400 * 400)));
+        assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((0, 2 * 300 * 300)));
         assert!(!candidates(&grid, point(100, 100)).contains(&1_000));
         // Narrow discs still fit: radius 14 covers at most 8 x 8 = 64 cells.
         assert_eq!(grid.insert(2_000, point(100, 100), 14), Ok(()));
         assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((2_000, 0)));
-        grid.remove(5, point(500, 500), 16);
+        grid.remove(5, point(400, 400), 16);
         assert_eq!(grid.insert(1_000, point(100, 100), 16), Ok(()));
         assert_eq!(grid.insert(1_001, point(100, 100), 16), Err(GridFull));
         let expected: Vec<u32> = [2_000].into_iter().chain((0..64).filter(|h| *h != 5)).chain([1_000]).collect();
