@@ -1,0 +1,308 @@
+//! `cairn-perf`: Cairn's load generator and harness (clap CLI).
+//!
+//! `run` drives one target with one scenario, open loop (`--rate`) or closed loop
+//! (`--max`), validates the server's state against what was acknowledged, and writes
+//! `summary.json`, `latency.hgrm`, `service.hgrm`, `latency.hlog` and `latency.svg`.
+//! `sweep` finds the maximum, then steps the rate from 10% to 120% of it and reports the
+//! knee. `compare` runs Cairn and Redis alternately and reports median ratios and their
+//! ranges, plus the harness's own ceiling against the null server. `plot` overlays any
+//! `.hgrm` files. `null-server` is the do-nothing server behind `--target null`.
+//! `perf/README.md` says how to read all of it.
+
+mod cairn_target;
+mod driver;
+mod latency;
+mod ledger;
+mod null_server;
+mod plot;
+mod redis_target;
+mod report;
+mod resp;
+mod scenario;
+mod schedule;
+mod session;
+mod spawn;
+mod target;
+mod workload;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::driver::Mode;
+use crate::scenario::Scenario;
+use crate::session::{Endpoint, Session};
+use crate::target::TargetKind;
+use crate::workload::World;
+
+#[derive(Parser, Debug)]
+#[command(name = "cairn-perf", version, about = "Load generator and harness for Cairn, with a Redis baseline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Drive one target with a scenario and write the outputs.
+    Run(RunArgs),
+    /// Find the maximum, step the rate from 10% to 120% of it, report the knee.
+    Sweep(SweepArgs),
+    /// Cairn and Redis alternately, at least 3 rounds each: median ratios and ranges.
+    Compare(CompareArgs),
+    /// Overlay `.hgrm` files in one percentile plot.
+    Plot(PlotArgs),
+    /// Serve Cairn's framing, acknowledging every request without work.
+    NullServer(NullServerArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// The scenario file (perf/scenarios/NAME.toml), or just NAME.
+    #[arg(long)]
+    scenario: String,
+    /// Requests in flight per connection in a closed loop (`--max`).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pipeline: u32,
+    /// Seconds of measurement per phase (at most 600).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Seconds of unrecorded load before measuring (at most 600).
+    #[arg(long, default_value_t = 3.0)]
+    warmup: f64,
+    /// Cairn shards when spawning.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    shards: u32,
+    /// Harness worker threads (connections are spread over them).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    threads: u32,
+    /// Output directory.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Which server to drive.
+    #[arg(long, value_enum, default_value_t = TargetKind::Cairn)]
+    target: TargetKind,
+    /// Address of a running server (127.0.0.1 only).
+    #[arg(long)]
+    addr: Option<String>,
+    /// Start the server for the run and stop it after.
+    #[arg(long)]
+    spawn: bool,
+    /// Open loop at this many events per second in total.
+    #[arg(long, conflicts_with = "max")]
+    rate: Option<u64>,
+    /// Closed loop: saturation throughput at `--pipeline`.
+    #[arg(long)]
+    max: bool,
+}
+
+#[derive(Args, Debug)]
+struct SweepArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Which server to drive.
+    #[arg(long, value_enum, default_value_t = TargetKind::Cairn)]
+    target: TargetKind,
+    /// Address of a running server (127.0.0.1 only).
+    #[arg(long)]
+    addr: Option<String>,
+    /// Start the server and stop it after.
+    #[arg(long)]
+    spawn: bool,
+    /// The latency bound of the knee, in microseconds of p99.
+    #[arg(long, default_value_t = 1_000.0)]
+    p99_bound_us: f64,
+}
+
+#[derive(Args, Debug)]
+struct CompareArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Rounds per target (at least 3).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(3..=20))]
+    rounds: u32,
+    /// Open-loop rate both targets are measured at; default: half the lower of the two
+    /// median maxima.
+    #[arg(long)]
+    rate: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+struct PlotArgs {
+    /// `NAME=FILE.hgrm` pairs (or plain files, named by their directory).
+    inputs: Vec<String>,
+    /// The SVG to write.
+    #[arg(long)]
+    out: PathBuf,
+    /// The plot's title.
+    #[arg(long, default_value = "latency by percentile")]
+    title: String,
+}
+
+#[derive(Args, Debug)]
+struct NullServerArgs {
+    /// Address to listen on (127.0.0.1 only).
+    #[arg(long, default_value = "127.0.0.1:7499")]
+    listen: String,
+}
+
+/// Longest phase the CLI accepts: load runs are bounded.
+const PHASE_SECONDS_MAX: f64 = 600.0;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Sweep(args) => sweep(args),
+        Command::Compare(args) => {
+            Settings::new(args.common).and_then(|settings| report::compare(settings, args.rounds, args.rate))
+        }
+        Command::Plot(args) => plot(args),
+        Command::NullServer(args) => loopback(&args.listen).and_then(|()| null_server::serve(&args.listen)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cairn-perf: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What every subcommand shares, checked.
+pub struct Settings {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Closed-loop window per connection.
+    pub pipeline: usize,
+    /// Measurement per phase.
+    pub duration: Duration,
+    /// Warm-up.
+    pub warmup: Duration,
+    /// Cairn shards when spawning.
+    pub shards: u32,
+    /// Worker threads.
+    pub threads: usize,
+    /// Output directory, if given.
+    pub out: Option<PathBuf>,
+    /// Show progress.
+    pub progress: bool,
+}
+
+impl Settings {
+    /// Checks the shared flags and loads the scenario named by `--scenario`.
+    pub fn new(common: Common) -> Result<Settings> {
+        let scenario = Scenario::load(&scenario_path(&common.scenario))?;
+        Ok(Settings {
+            scenario,
+            pipeline: common.pipeline as usize,
+            duration: Duration::from_secs_f64(common.duration.clamp(0.5, PHASE_SECONDS_MAX)),
+            warmup: Duration::from_secs_f64(common.warmup.clamp(0.0, PHASE_SECONDS_MAX)),
+            shards: common.shards,
+            threads: common.threads as usize,
+            out: common.out,
+            progress: !common.quiet,
+        })
+    }
+
+    /// The output directory, `perf/out/NAME` by default.
+    pub fn out_dir(&self, name: &str) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from("perf/out").join(name))
+    }
+}
+
+/// `NAME` means `perf/scenarios/NAME.toml`.
+fn scenario_path(argument: &str) -> PathBuf {
+    let given = PathBuf::from(argument);
+    if given.exists() || argument.contains('/') || argument.ends_with(".toml") {
+        return given;
+    }
+    let beside = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(format!("{argument}.toml"));
+    if beside.exists() {
+        beside
+    } else {
+        PathBuf::from("perf/scenarios").join(format!("{argument}.toml"))
+    }
+}
+
+/// Load goes to the loopback range only.
+fn loopback(addr: &str) -> Result<()> {
+    let parsed: std::net::SocketAddr =
+        addr.parse().map_err(|_| anyhow::anyhow!("{addr:?} is not an IP:port address"))?;
+    if !parsed.ip().is_loopback() {
+        bail!("{addr} is not a loopback address: cairn-perf only sends load to 127.0.0.1");
+    }
+    Ok(())
+}
+
+fn endpoint(kind: TargetKind, addr: Option<String>, spawn: bool, shards: u32) -> Result<Endpoint> {
+    if let Some(addr) = &addr {
+        loopback(addr)?;
+    }
+    Ok(Endpoint { kind, addr, spawn, shards })
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    let settings = Settings::new(args.common)?;
+    let mode = match (args.rate, args.max) {
+        (Some(rate), _) if rate > 0 => Mode::Open { rate },
+        (None, true) => Mode::Closed { pipeline: settings.pipeline },
+        _ => bail!("give --rate EVENTS_PER_S (open loop) or --max (closed loop)"),
+    };
+    let endpoint = endpoint(args.target, args.addr, args.spawn, settings.shards)?;
+    let world = World::new(&settings.scenario);
+    let mut session = Session::open(&world, &endpoint, settings.threads)?;
+    session.progress = settings.progress;
+    if !settings.warmup.is_zero() {
+        session.phase(mode, settings.warmup, false, "warm-up")?;
+    }
+    let result = session.phase(mode, settings.duration, true, "measure")?;
+    let validation = session.validate()?;
+    let summary = report::Summary::new(&session, &settings, &result, validation);
+    let out = settings.out_dir(&format!("{}-{}", settings.scenario.name, args.target.name()));
+    report::write_run(&out, &summary, &result)?;
+    report::print_summary(&summary);
+    println!("outputs in {}", out.display());
+    session.close()
+}
+
+fn sweep(args: SweepArgs) -> Result<()> {
+    let settings = Settings::new(args.common)?;
+    let endpoint = endpoint(args.target, args.addr, args.spawn, settings.shards)?;
+    let world = World::new(&settings.scenario);
+    let mut session = Session::open(&world, &endpoint, settings.threads)?;
+    session.progress = settings.progress;
+    report::sweep(&mut session, &settings, args.p99_bound_us)?;
+    session.close()
+}
+
+fn plot(args: PlotArgs) -> Result<()> {
+    let mut series = Vec::new();
+    for input in &args.inputs {
+        let (name, path) = match input.split_once('=') {
+            Some((name, path)) => (name.to_string(), PathBuf::from(path)),
+            None => {
+                let path = PathBuf::from(input);
+                let name = path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned());
+                (name.unwrap_or_else(|| input.clone()), path)
+            }
+        };
+        let text = std::fs::read_to_string(&path).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
+        series.push(plot::Series { name, points: latency::parse_hgrm(&text)? });
+    }
+    std::fs::write(&args.out, plot::svg(&args.title, &series))?;
+    println!("wrote {}", args.out.display());
+    Ok(())
+}
