@@ -15,5 +15,6 @@ pub mod hunt;
 pub mod leaderboard;
 pub mod outcome;
 pub mod rng;
+pub mod server;
 pub mod shard;
 pub mod simulate;
