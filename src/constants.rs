@@ -128,10 +128,28 @@ pub const ERROR_MESSAGE_SIZE_MAX: usize = 256;
 /// The protocol version this build speaks.
 pub const PROTOCOL_VERSION: u16 = 1;
 
+/// Largest client name a HELLO may carry, in bytes of UTF-8. The name only labels the
+/// connection in logs and stats, so a short bound keeps the handshake small.
+pub const CLIENT_NAME_SIZE_MAX: usize = 64;
+
+/// Hunts one connection may subscribe to at once. Each subscription costs the owning
+/// shard a slot in its fan-out table, so a connection cannot grow that table without
+/// bound.
+pub const SUBSCRIPTIONS_PER_CONNECTION_MAX: u32 = 256;
+
 const _: () = assert!(FRAME_HEADER_SIZE < FRAME_SIZE_MAX);
 const _: () = assert!(FRAME_HEADER_SIZE + ERROR_MESSAGE_SIZE_MAX + 16 <= FRAME_SIZE_MAX);
 // A full top-N reply (header, count, and 24 bytes per entry) fits in one frame.
 const _: () = assert!(FRAME_HEADER_SIZE + 8 + 24 * LIST_ENTRIES_MAX <= FRAME_SIZE_MAX);
+// Message lengths travel as `u16` fields, and frame lengths as `u32` fields.
+const _: () = assert!(ERROR_MESSAGE_SIZE_MAX <= u16::MAX as usize);
+const _: () = assert!(CLIENT_NAME_SIZE_MAX <= u16::MAX as usize);
+const _: () = assert!(FRAME_SIZE_MAX <= u32::MAX as usize);
+// A HELLO with the longest name (header, two versions, name length, name) fits in a frame.
+const _: () = assert!(FRAME_HEADER_SIZE + 6 + CLIENT_NAME_SIZE_MAX <= FRAME_SIZE_MAX);
+// A move reply with the most claims (header, count, and 28 bytes per claim) fits in a frame.
+const _: () = assert!(FRAME_HEADER_SIZE + 4 + 28 * CLAIMS_PER_MOVE_MAX <= FRAME_SIZE_MAX);
+const _: () = assert!(SUBSCRIPTIONS_PER_CONNECTION_MAX > 0);
 
 // ---------------------------------------------------------------------------------------
 // Server (see `src/server/`).

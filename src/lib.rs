@@ -14,6 +14,7 @@ pub mod grid;
 pub mod hunt;
 pub mod leaderboard;
 pub mod outcome;
+pub mod protocol;
 pub mod rng;
 pub mod server;
 pub mod shard;
