@@ -20,7 +20,8 @@
 //!     12     4  generation    u32, the connection's generation (stale replies drop)
 //!     16     4  request_id    u32
 //!     20     4  hunt          u32
-//!     24     8  enqueue_us    u64, monotonic server microseconds at the sender
+//!     24     8  enqueue_us    u64, monotonic server microseconds when the origin shard
+//!                             read the request; a NOTICE's sequence number instead
 //! ```
 //!
 //! The producer writes the header and the payload only when both fit, so a full ring is
@@ -193,6 +194,11 @@ pub struct RingConsumer {
 }
 
 impl RingConsumer {
+    /// Returns true if and only if nothing is waiting in the ring.
+    pub fn is_empty(&self) -> bool {
+        self.consumer.slots() == 0
+    }
+
     /// Takes the next whole record, copying its payload into `payload` (cleared first;
     /// give it `PAYLOAD_SIZE_MAX` capacity so this never allocates). Returns `None` when
     /// no whole record is visible yet.
