@@ -76,28 +76,27 @@ pub(crate) struct Notices<'a> {
     pub(crate) buffer: &'a mut Vec<Notice>,
 }
 
-/// One hunt.
+/// One hunt. Fields are visible to the crate so that snapshots (`crate::journal`) can
+/// write and rebuild a hunt; every other module goes through the methods.
 pub struct Hunt {
-    id: HuntId,
-    spec: HuntSpec,
-    projection: Projection,
-    min: Point,
-    max: Point,
+    pub(crate) id: HuntId,
+    pub(crate) spec: HuntSpec,
+    pub(crate) projection: Projection,
     /// Effective end: the spec's end, or earlier if the hunt was ended by an event.
-    end: Micros,
-    announced: Phase,
+    pub(crate) end: Micros,
+    pub(crate) announced: Phase,
     pub(crate) treasures: Vec<Treasure>,
-    treasures_free: Vec<u32>,
-    treasure_handles: HashMap<TreasureId, u32>,
+    pub(crate) treasures_free: Vec<u32>,
+    pub(crate) treasure_handles: HashMap<TreasureId, u32>,
     /// Sum of the capacities of live treasures; the claim table has room for all of it.
-    capacity_total: u64,
+    pub(crate) capacity_total: u64,
     pub(crate) players: Vec<Player>,
-    player_handles: HashMap<PlayerId, u32>,
-    grid: Grid,
-    leaderboard: Leaderboard,
+    pub(crate) player_handles: HashMap<PlayerId, u32>,
+    pub(crate) grid: Grid,
+    pub(crate) leaderboard: Leaderboard,
     /// (treasure handle << 32) | player handle, for every award of a live treasure.
-    claims: HashSet<u64>,
-    topic_seqs: [u64; Topic::COUNT],
+    pub(crate) claims: HashSet<u64>,
+    pub(crate) topic_seqs: [u64; Topic::COUNT],
 }
 
 fn claim_key(treasure: u32, player: u32) -> u64 {
@@ -127,14 +126,15 @@ impl Hunt {
             Coordinates::Planar => Projection::planar(),
             Coordinates::Geographic => Projection::geographic(spec.min, spec.max).map_err(Rejection::InvalidHunt)?,
         };
-        let min = projection.project(spec.min).ok_or(Rejection::InvalidHunt("bounds outside the coordinate range"))?;
-        let max = projection.project(spec.max).ok_or(Rejection::InvalidHunt("bounds outside the coordinate range"))?;
+        // The grid covers every projected position of the bounds: for geographic hunts the
+        // projected rectangle is not the image of the two corners alone.
+        let (min, max) = projection
+            .project_bounds(spec.min, spec.max)
+            .ok_or(Rejection::InvalidHunt("bounds outside the coordinate range"))?;
         Ok(Hunt {
             id,
             spec: *spec,
             projection,
-            min,
-            max,
             end: spec.end,
             announced: Phase::Created,
             treasures: Vec::new(),
@@ -225,14 +225,15 @@ impl Hunt {
         self.push_notice(notices, NoticeKind::Lifecycle(Lifecycle::Deleted));
     }
 
+    /// Checks a position against the bounds in input coordinates (a latitude/longitude
+    /// rectangle is not a rectangle once projected), then projects it.
     fn project_inside(&self, position: Position) -> Result<Point, Rejection> {
-        let point = self.projection.project(position).ok_or(Rejection::OutOfBounds)?;
-        let inside_x = point.x >= self.min.x && point.x <= self.max.x;
-        let inside_y = point.y >= self.min.y && point.y <= self.max.y;
+        let inside_x = position.x >= self.spec.min.x && position.x <= self.spec.max.x;
+        let inside_y = position.y >= self.spec.min.y && position.y <= self.spec.max.y;
         if !(inside_x && inside_y) {
             return Err(Rejection::OutOfBounds);
         }
-        Ok(point)
+        self.projection.project(position).ok_or(Rejection::OutOfBounds)
     }
 
     // -----------------------------------------------------------------------------------
