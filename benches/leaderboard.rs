@@ -11,6 +11,9 @@
 //!
 //! Run: `cargo bench --bench leaderboard -- --warm-up-time 1 --measurement-time 3`.
 
+// `criterion_group!` defines a public function it cannot document.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -129,7 +132,12 @@ impl Workload {
     }
 }
 
-fn bench_board<B: Board>(group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>, name: &str, board: &mut B, workload: &mut Workload) {
+fn bench_board<B: Board>(
+    group: &mut BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    board: &mut B,
+    workload: &mut Workload,
+) {
     let len = workload.current.len() as u32;
     group.bench_function(BenchmarkId::new("update_with_rank", name), |b| {
         b.iter(|| {
