@@ -100,7 +100,7 @@ pub struct Hunt {
 }
 
 fn claim_key(treasure: u32, player: u32) -> u64 {
-    (treasure as u64) << 32 | player as u64
+    ((treasure as u64) << 32) | player as u64
 }
 
 /// Points the `index`-th of `capacity` claimers receives under `rule`.
