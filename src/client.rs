@@ -273,6 +273,12 @@ impl Client {
         Err(connect_error(last_error))
     }
 
+    /// Performs the handshake on a stream the caller connected (to choose its socket
+    /// options, say); sets TCP_NODELAY and the timeouts like [`Client::connect_with`].
+    pub fn from_stream(stream: TcpStream, options: &Options) -> Result<Client, ClientError> {
+        Client::handshake(stream, options)
+    }
+
     fn handshake(stream: TcpStream, options: &Options) -> Result<Client, ClientError> {
         let io_error = |source| ClientError::Io { context: "setting up the socket", source };
         stream.set_nodelay(true).map_err(io_error)?;
@@ -550,9 +556,9 @@ impl Client {
                 return Ok(None);
             }
             match self.read_response(deadline - now, "waiting for a push") {
+                Ok(Response::Push(push)) => return Ok(Some(push)),
                 // A reply nobody waits for answers a request abandoned after a timeout.
                 Ok(Response::Reply { .. }) | Ok(Response::Error { .. }) => {}
-                Ok(Response::Push(_)) => unreachable!("read_response buffers pushes"),
                 Err(ClientError::Timeout { .. }) => return Ok(None),
                 Err(error) => return Err(error),
             }
@@ -593,32 +599,31 @@ impl Client {
                 Response::Error { request_id, code, message } if request_id == id => {
                     return Err(ClientError::Rejected { code, message })
                 }
-                _ => {}
+                Response::Push(push) => self.pushes.push_back(push),
+                // A reply nobody waits for answers a request abandoned after a timeout.
+                Response::Reply { .. } | Response::Error { .. } => {}
             }
         }
     }
 
-    /// The next reply or error frame, waiting at most `timeout` for each read. Pushes
-    /// are buffered (not returned); an ERROR with request id 0 is a refused connection.
+    /// The next frame, waiting at most `timeout` in all. A GOODBYE is remembered as the
+    /// reason for the close to come; an ERROR with request id 0 is a refused connection.
     fn read_response(&mut self, timeout: Duration, context: &'static str) -> Result<Response, ClientError> {
         let started = Instant::now();
         loop {
             if let Some(response) = self.reader.next()? {
-                match response {
-                    Response::Push(push) => {
-                        if let PushBody::Goodbye { code, message } = &push {
-                            self.closed = true;
-                            self.goodbye = Some((*code, message.clone()));
-                        }
-                        self.pushes.push_back(push);
+                match &response {
+                    Response::Push(PushBody::Goodbye { code, message }) => {
+                        self.closed = true;
+                        self.goodbye = Some((*code, message.clone()));
                     }
                     Response::Error { request_id: 0, code, message } => {
                         self.closed = true;
-                        return Err(ClientError::ConnectionRefused { code, message });
+                        return Err(ClientError::ConnectionRefused { code: *code, message: message.clone() });
                     }
-                    other => return Ok(other),
+                    _ => {}
                 }
-                continue;
+                return Ok(response);
             }
             let elapsed = started.elapsed();
             if elapsed >= timeout {
@@ -869,7 +874,7 @@ impl Pipeline<'_> {
                 Response::Error { request_id, code, message } => {
                     matcher.answer(&mut entries, request_id, Answer::Refused { code, message });
                 }
-                Response::Push(_) => unreachable!("read_response buffers pushes"),
+                Response::Push(push) => client.pushes.push_back(push),
             }
         }
         let answers = entries.into_iter().filter(|entry| !entry.barrier);
@@ -985,6 +990,129 @@ mod tests {
         let mut matcher = Matcher::new(&entries);
         assert!(!matcher.answer(&mut entries, 6, Answer::Quiet));
         assert!(!matcher.is_done());
+    }
+
+    /// Reads request frames from `stream` until `count` have arrived, decoded into
+    /// (request id, flags, request); HELLO's name is dropped so the requests own nothing.
+    fn read_requests(stream: &mut TcpStream, buffer: &mut Vec<u8>, count: usize) -> Vec<(u32, u8, Request<'static>)> {
+        let mut chunk = [0u8; 4096];
+        let mut requests = Vec::new();
+        while requests.len() < count {
+            while let Some(size) = next_frame(buffer).unwrap() {
+                let frame: Vec<u8> = buffer.drain(..size).collect();
+                let (header, request) = crate::protocol::decode_request(&frame).unwrap();
+                let request = match request {
+                    Request::Hello { version_min, version_max, .. } => {
+                        Request::Hello { version_min, version_max, name: "" }
+                    }
+                    Request::Ping => Request::Ping,
+                    Request::Stats => Request::Stats,
+                    Request::Subscribe { hunt, topics } => Request::Subscribe { hunt, topics },
+                    Request::Unsubscribe { hunt } => Request::Unsubscribe { hunt },
+                    Request::Event(event) => Request::Event(event),
+                };
+                requests.push((header.request_id, header.flags, request));
+            }
+            if requests.len() >= count {
+                break;
+            }
+            let size = stream.read(&mut chunk).unwrap();
+            assert!(size > 0, "the client closed early");
+            buffer.extend_from_slice(&chunk[..size]);
+        }
+        requests
+    }
+
+    /// A fake server on loopback: answers HELLO, then hands the next `count` request
+    /// frames to `serve` and sends back what it returns, in that order.
+    fn fake_server(
+        serve: impl FnOnce(Vec<(u32, u8, Request<'static>)>) -> Vec<Response> + Send + 'static,
+        count: usize,
+    ) -> SocketAddr {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buffer = Vec::new();
+            let hello = read_requests(&mut stream, &mut buffer, 1);
+            assert!(matches!(hello[0].2, Request::Hello { version_min: 1, version_max: 1, .. }));
+            let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(3)) };
+            stream.write_all(&frames(&[reply])).unwrap();
+            let requests = read_requests(&mut stream, &mut buffer, count);
+            stream.write_all(&frames(&serve(requests))).unwrap();
+            // Hold the connection open until the client closes it.
+            let _ = stream.read(&mut [0u8; 16]);
+        });
+        address
+    }
+
+    #[test]
+    fn a_pipeline_over_a_socket_matches_out_of_order_replies_and_settles_quiet_moves() {
+        use crate::outcome::{Notice, NoticeKind};
+        let notice = Notice {
+            hunt: 2,
+            seq: 1,
+            kind: NoticeKind::TopChanged { player: 1, score: 5, rank_before: 0, rank_after: 1 },
+        };
+        // Queued: move(h1, quiet), rank(h2), move(h2, quiet), ping; then barriers for h1, h2.
+        let address = fake_server(
+            move |requests| {
+                let ids: Vec<u32> = requests.iter().map(|(id, _, _)| *id).collect();
+                assert_eq!(requests.len(), 6, "{requests:?}");
+                assert_eq!(requests[0].1, FLAG_QUIET);
+                assert_eq!(requests[4].2, Request::Event(Event::Top { hunt: 1, count: 0 }));
+                assert_eq!(requests[5].2, Request::Event(Event::Top { hunt: 2, count: 0 }));
+                vec![
+                    Response::Reply { request_id: ids[3], body: ReplyBody::Pong },
+                    Response::Push(PushBody::Notice(notice)),
+                    Response::Error { request_id: ids[0], code: 123, message: "out".into() },
+                    Response::Error { request_id: ids[1], code: 120, message: "not joined".into() },
+                    Response::Reply { request_id: ids[5], body: ReplyBody::Top { total: 0, entries: vec![] } },
+                    Response::Reply { request_id: ids[4], body: ReplyBody::Top { total: 0, entries: vec![] } },
+                ]
+            },
+            6,
+        );
+        let mut client = Client::connect(address).unwrap();
+        assert_eq!(client.shard_count(), 3);
+        let mut pipeline = client.pipeline();
+        pipeline.push_quiet_move(1, 1, 2, Position::new(5, 5)).unwrap();
+        pipeline.push(&Event::Rank { hunt: 2, player: 1 }).unwrap();
+        pipeline.push_quiet_move(2, 1, 3, Position::new(5, 5)).unwrap();
+        pipeline.push_request(&Request::Ping, false).unwrap();
+        assert_eq!(pipeline.len(), 4);
+        pipeline.flush().unwrap();
+        let answers = pipeline.collect().unwrap();
+        assert_eq!(
+            answers,
+            [
+                Answer::Refused { code: 123, message: "out".into() },
+                Answer::Refused { code: 120, message: "not joined".into() },
+                Answer::Quiet,
+                Answer::Reply(ReplyBody::Pong),
+            ]
+        );
+        assert_eq!(client.next_push(Duration::from_secs(5)).unwrap(), Some(PushBody::Notice(notice)));
+    }
+
+    #[test]
+    fn a_refusal_and_a_goodbye_reach_the_caller_with_their_reasons() {
+        let address = fake_server(
+            |requests| {
+                vec![
+                    Response::Error { request_id: requests[0].0, code: 114, message: "claimed out".into() },
+                    Response::Push(PushBody::Goodbye { code: 10, message: "bye".into() }),
+                ]
+            },
+            1,
+        );
+        let mut client = Client::connect(address).unwrap();
+        let error = client.dig(1, 2, 3, 4, Position::new(0, 0)).unwrap_err();
+        assert_eq!(error.code(), Some(114), "{error}");
+        let goodbye = client.next_push(Duration::from_secs(5)).unwrap();
+        assert_eq!(goodbye, Some(PushBody::Goodbye { code: 10, message: "bye".into() }));
+        assert!(client.is_closed());
     }
 
     #[test]
