@@ -14,7 +14,8 @@
 /// all distance math stays in `i64` without overflow.
 pub const COORDINATE_ABS_MAX: i64 = 1 << 30;
 
-/// Largest discovery or hint radius, in world units (planar) or centimetres (geographic).
+/// Largest discovery or hint radius after projection, in internal units: world units for
+/// planar hunts, centimetres for geographic ones (whose radii arrive in metres).
 pub const RADIUS_MAX: u32 = 1 << 30;
 
 /// Largest extent of a geographic hunt along either axis, in metres (200 km). Beyond this
