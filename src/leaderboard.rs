@@ -63,11 +63,7 @@ pub struct Key {
 impl Ord for Key {
     fn cmp(&self, other: &Key) -> Ordering {
         // Higher scores come first, so the score comparison is reversed.
-        other
-            .score
-            .cmp(&self.score)
-            .then(self.reached_at.cmp(&other.reached_at))
-            .then(self.player.cmp(&other.player))
+        other.score.cmp(&self.score).then(self.reached_at.cmp(&other.reached_at)).then(self.player.cmp(&other.player))
     }
 }
 
@@ -382,7 +378,11 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         let (leaf, keys_before) = self.descend(&key, &mut path);
         let keys = self.leaves[leaf as usize].keys();
         let position = keys.partition_point(|k| *k < key);
-        assert!(position == keys.len() || keys[position] != key, "Leaderboard::insert: key already present: {:?}", key.key());
+        assert!(
+            position == keys.len() || keys[position] != key,
+            "Leaderboard::insert: key already present: {:?}",
+            key.key()
+        );
         assert!(self.len < u32::MAX - 1, "leaderboard full");
         self.insert_at(&path, leaf, position, key);
         self.len += 1;
@@ -410,7 +410,8 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         } else {
             right_leaf.insert(position - half, key);
         }
-        let split = Split { separator: right_leaf.keys[0], right, left_count: left_leaf.len, right_count: right_leaf.len };
+        let split =
+            Split { separator: right_leaf.keys[0], right, left_count: left_leaf.len, right_count: right_leaf.len };
         self.split_propagate(path, split);
     }
 
@@ -1059,8 +1060,14 @@ mod tests {
     ) {
         let mut seen = Vec::new();
         tree.for_each_from(first, count, |rank, key| seen.push((rank, *key)));
-        let expect: Vec<(u32, Key)> =
-            model.iter().copied().zip(1u32..).map(|(k, r)| (r, k)).skip(first as usize - 1).take(count as usize).collect();
+        let expect: Vec<(u32, Key)> = model
+            .iter()
+            .copied()
+            .zip(1u32..)
+            .map(|(k, r)| (r, k))
+            .skip(first as usize - 1)
+            .take(count as usize)
+            .collect();
         assert_eq!(seen, expect);
     }
 

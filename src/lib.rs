@@ -17,5 +17,6 @@ pub mod leaderboard;
 pub mod outcome;
 pub mod protocol;
 pub mod rng;
+pub mod server;
 pub mod shard;
 pub mod simulate;
