@@ -640,14 +640,7 @@ impl Client {
         let io_error = |source| ClientError::Io { context, source };
         self.stream.set_read_timeout(Some(timeout)).map_err(io_error)?;
         match self.stream.read(&mut self.chunk) {
-            Ok(0) => {
-                self.closed = true;
-                // The GOODBYE's reason says more than "closed" does.
-                match &self.goodbye {
-                    Some((code, message)) => Err(ClientError::Goodbye { code: *code, message: message.clone() }),
-                    None => Err(ClientError::Closed { context }),
-                }
-            }
+            Ok(0) => Err(self.closed_error(context)),
             Ok(size) => {
                 self.reader.extend(&self.chunk[..size]);
                 Ok(())
@@ -657,10 +650,19 @@ impl Client {
             // Why: a signal interrupted the read; nothing was lost, read again.
             Err(error) if error.kind() == io::ErrorKind::Interrupted => Ok(()),
             Err(error) if matches!(error.kind(), io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe) => {
-                self.closed = true;
-                Err(ClientError::Closed { context })
+                Err(self.closed_error(context))
             }
             Err(source) => Err(ClientError::Io { context, source }),
+        }
+    }
+
+    /// The error for a connection the server closed (or reset): its GOODBYE's reason
+    /// if it sent one, which says more than "closed" does.
+    fn closed_error(&mut self, context: &'static str) -> ClientError {
+        self.closed = true;
+        match &self.goodbye {
+            Some((code, message)) => ClientError::Goodbye { code: *code, message: message.clone() },
+            None => ClientError::Closed { context },
         }
     }
 
