@@ -352,6 +352,8 @@ mod tests {
             }
         }
         assert_eq!(reply(&mut stream, 30, Request::Ping), ReplyBody::Pong);
+        // Other shards' numbers are at most one snapshot interval old.
+        std::thread::sleep(std::time::Duration::from_micros(2 * crate::constants::STATS_SNAPSHOT_INTERVAL_US));
         let ReplyBody::Stats { json } = reply(&mut stream, 31, Request::Stats) else { panic!("not a stats reply") };
         let document: serde_json::Value = serde_json::from_str(&json).unwrap();
         assert_eq!(document["shards"], 2);
