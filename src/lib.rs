@@ -7,6 +7,7 @@
 //! around it; `ARCHITECTURE.md` at the repository root maps the modules.
 
 pub mod alloc;
+pub mod client;
 pub mod constants;
 pub mod event;
 pub mod geo;
