@@ -308,6 +308,7 @@ impl ShardLoop {
         let Some(mut connection) = self.connections.remove(index) else { return };
         // Deregistering a socket about to be closed cannot fail in a way we could act on.
         let _ = self.poll.registry().deregister(&mut connection.stream);
+        connection.discard_unread_input();
         for hunt in connection.subscriptions.drain(..) {
             if self.local.unsubscribe(hunt, index) == Some(true) {
                 self.drop_interest(hunt);
@@ -386,7 +387,9 @@ impl ShardLoop {
     /// Reads and decodes one connection within the turn's budget. Returns true if and
     /// only if it should be served again next turn without waiting for readiness.
     fn serve_connection(&mut self, index: u32) -> bool {
-        let reading = self.phase == Phase::Serving;
+        // While draining, requests already in the kernel's buffer were sent before the
+        // shutdown and are served too; the drain deadline bounds a peer that keeps sending.
+        let reading = !matches!(self.phase, Phase::Closing { .. });
         let connection = self.connections.get_mut(index).expect("scheduled connections exist");
         if reading && connection.readable && !connection.peer_closed && !connection.closing {
             match connection.fill() {
@@ -422,7 +425,10 @@ impl ShardLoop {
         if connection.pending_output() > 0 {
             mark_dirty(&mut self.dirty, connection, index);
         }
-        let idle = connection.unread().is_empty() || connection.closing;
+        // After the peer's EOF a partial frame can never complete: it does not keep the
+        // connection open.
+        let complete_frame = matches!(next_frame(connection.unread()), Ok(Some(_)));
+        let idle = connection.closing || !complete_frame;
         if connection.peer_closed && idle && connection.inflight == 0 && connection.pending_output() == 0 {
             self.close(index);
             return false;
