@@ -367,7 +367,9 @@ fn poll_timeout(
         // A full window waits in epoll: it wakes as soon as a reply arrives, and the
         // cores stay with the server meanwhile.
         Mode::Closed { pipeline } => {
-            let room = conns.iter().any(|conn| matches!(conn.role, Role::Load { .. }) && conn.in_flight < pipeline && conn.can_send());
+            let room = conns
+                .iter()
+                .any(|conn| matches!(conn.role, Role::Load { .. }) && conn.in_flight < pipeline && conn.can_send());
             Some(if room { Duration::ZERO } else { Duration::from_millis(1) })
         }
         Mode::Open { .. } => {
@@ -485,7 +487,13 @@ fn read_replies(phase: &Phase, conn: &mut Conn, tally: &mut Tally, interval: &mu
     }
 }
 
-fn handle_replies(phase: &Phase, conn: &mut Conn, now: u64, tally: &mut Tally, interval: &mut Histogram<u64>) -> Result<u64> {
+fn handle_replies(
+    phase: &Phase,
+    conn: &mut Conn,
+    now: u64,
+    tally: &mut Tally,
+    interval: &mut Histogram<u64>,
+) -> Result<u64> {
     let mut acked = 0;
     while let Some((used, reply)) = phase.codec.parse(&conn.input[conn.input_start..conn.input_end])? {
         conn.input_start += used;

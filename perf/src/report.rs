@@ -22,6 +22,13 @@ use crate::Settings;
 /// Said next to every figure.
 pub const MACHINE: &str = "2-vCPU KVM guest, shared and noisy: the server, the harness and redis share the 2 cores";
 
+/// The first three fields of `/proc/loadavg` (1, 5 and 15 minutes), or `"unknown"`.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_string())
+}
+
 /// `summary.json`.
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
@@ -74,6 +81,8 @@ pub struct Summary {
     pub harness_threads: usize,
     /// Where it ran.
     pub machine: String,
+    /// `/proc/loadavg` when the run ended: how much else wanted the two cores.
+    pub load_average: String,
     /// The first few failure messages.
     pub failures: Vec<String>,
     /// `"ok"`, or exactly what broke.
@@ -113,6 +122,7 @@ impl Summary {
             connections: session.world.scenario.connections,
             harness_threads: settings.threads,
             machine: MACHINE.to_string(),
+            load_average: load_average(),
             failures: tally.failures.clone(),
             validation,
         }
@@ -156,12 +166,13 @@ pub fn print_summary(summary: &Summary) {
     let l = &summary.latency_us;
     let s = &summary.service_latency_us;
     println!(
-        "{} on {} ({} loop, {}), {:.1} s; {MACHINE}",
+        "{} on {} ({} loop, {}), {:.1} s; {MACHINE}; load average {}",
         summary.target,
         summary.scenario,
         summary.mode,
         rate_label(summary),
-        summary.duration_s
+        summary.duration_s,
+        summary.load_average
     );
     println!(
         "  sent {}  acked {}  errors {}  offered {:.0} ev/s  throughput {:.0} ev/s",
@@ -425,6 +436,7 @@ pub fn compare(settings: Settings, rounds: u32, rate: Option<u64>) -> Result<()>
         "cairn_half_max_rate_eps": half_cairn,
         "cairn_half_max_p999_us": spread(&half_p999),
         "harness_ceiling_eps": ceiling_eps,
+        "load_average_at_end": load_average(),
         "runs": all,
     });
     print_compare(&document);
