@@ -21,13 +21,13 @@ if ! command -v inferno-flamegraph >/dev/null; then
     cargo install inferno
 fi
 
-# A separate target directory keeps the frame-pointer build from invalidating the
-# normal one (RUSTFLAGS changes force a full rebuild).
-export CARGO_TARGET_DIR="$root/target/frame-pointers"
-RUSTFLAGS="-C force-frame-pointers=yes" cargo build --release --bin cairn
+# The server gets its own target directory: a RUSTFLAGS change would otherwise rebuild
+# (and later un-build) the normal release tree. The harness is the normal build.
 cargo build --release -p cairn-perf
-server="$CARGO_TARGET_DIR/release/cairn"
-harness="$CARGO_TARGET_DIR/release/cairn-perf"
+harness="$root/target/release/cairn-perf"
+CARGO_TARGET_DIR="$root/target/frame-pointers" RUSTFLAGS="-C force-frame-pointers=yes" \
+    cargo build --release --bin cairn
+server="$root/target/frame-pointers/release/cairn"
 
 work="$(mktemp -d)"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
