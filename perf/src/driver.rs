@@ -44,6 +44,18 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 /// Failure messages kept verbatim per phase.
 const FAILURES_KEPT_MAX: usize = 5;
 
+/// What the loop does when it has nothing to do in an open loop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Idle {
+    /// Poll without blocking and `sched_yield`: sends leave on time, but on a crowded
+    /// machine a thread that keeps yielding is the one the scheduler runs last.
+    Spin,
+    /// Block in epoll until a reply or the next due time (rounded up to 1 ms by epoll):
+    /// sends may leave up to 1 ms late (and that lateness is counted), but the thread
+    /// wakes as a sleeper, which the scheduler favours.
+    Sleep,
+}
+
 /// How requests are paced.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -248,6 +260,8 @@ pub struct Phase<'a> {
     pub load_connections: u32,
     /// Record latency (false during warm-up).
     pub record: bool,
+    /// What an idle open loop does.
+    pub idle: Idle,
 }
 
 impl Phase<'_> {
@@ -332,7 +346,7 @@ pub fn work(phase: &Phase, conns: &mut [Conn], reports: &Sender<IntervalReport>)
             }
             break;
         }
-        if !busy && events.is_empty() {
+        if !busy && events.is_empty() && phase.idle == Idle::Spin {
             std::thread::yield_now();
         }
     }
@@ -373,11 +387,14 @@ fn poll_timeout(
             Some(if room { Duration::ZERO } else { Duration::from_millis(1) })
         }
         Mode::Open { .. } => {
+            let next = schedules.iter().flatten().map(Schedule::next_due_ns).min().unwrap_or(phase.end_ns);
+            let gap = next.saturating_sub(now).min(phase.end_ns.saturating_sub(now));
+            if phase.idle == Idle::Sleep {
+                return Some(Duration::from_nanos(gap));
+            }
             if conns.iter().any(|conn| conn.in_flight > 0) {
                 return Some(Duration::ZERO);
             }
-            let next = schedules.iter().flatten().map(Schedule::next_due_ns).min().unwrap_or(phase.end_ns);
-            let gap = next.saturating_sub(now).min(phase.end_ns.saturating_sub(now));
             if gap > SPIN_WINDOW_NS {
                 Some(Duration::from_nanos(gap - WAKE_EARLY_NS))
             } else {

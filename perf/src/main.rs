@@ -85,6 +85,9 @@ pub struct Common {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// What an idle open loop does: block in epoll (sleep) or poll and yield (spin).
+    #[arg(long, value_enum, default_value_t = driver::Idle::Sleep)]
+    idle: driver::Idle,
 }
 
 #[derive(Args, Debug)]
@@ -199,6 +202,8 @@ pub struct Settings {
     pub out: Option<PathBuf>,
     /// Show progress.
     pub progress: bool,
+    /// What an idle open loop does.
+    pub idle: driver::Idle,
 }
 
 impl Settings {
@@ -214,6 +219,7 @@ impl Settings {
             threads: common.threads as usize,
             out: common.out,
             progress: !common.quiet,
+            idle: common.idle,
         })
     }
 
@@ -265,6 +271,7 @@ fn run(args: RunArgs) -> Result<()> {
     let world = World::new(&settings.scenario);
     let mut session = Session::open(&world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
+    session.idle = settings.idle;
     if !settings.warmup.is_zero() {
         session.phase(mode, settings.warmup, false, "warm-up")?;
     }
@@ -284,6 +291,7 @@ fn sweep(args: SweepArgs) -> Result<()> {
     let world = World::new(&settings.scenario);
     let mut session = Session::open(&world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
+    session.idle = settings.idle;
     report::sweep(&mut session, &settings, args.p99_bound_us)?;
     session.close()
 }

@@ -337,6 +337,7 @@ fn spawned_session(
     let endpoint = Endpoint { kind, addr: None, spawn: true, shards: settings.shards };
     let mut session = Session::open(world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
+    session.idle = settings.idle;
     if !settings.warmup.is_zero() {
         session.phase(phases[0].0, settings.warmup, false, "warm-up")?;
     }

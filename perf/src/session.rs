@@ -48,6 +48,8 @@ pub struct Session {
     pub shards: u16,
     /// Show a progress bar.
     pub progress: bool,
+    /// What an idle open loop does.
+    pub idle: driver::Idle,
 }
 
 /// What one phase measured.
@@ -189,6 +191,7 @@ impl Session {
             server,
             shards,
             progress: true,
+            idle: driver::Idle::Sleep,
         })
     }
 
@@ -207,6 +210,7 @@ impl Session {
             end_ns: start_ns + duration.as_nanos() as u64,
             load_connections: self.world.scenario.connections,
             record,
+            idle: self.idle,
         };
         let bar = self.progress_bar(duration, label);
         let workers = self.workers.len();
