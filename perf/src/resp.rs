@@ -80,6 +80,8 @@ impl std::fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
 /// Deepest nesting of arrays accepted: Redis's replies here are at most two deep.
 const NESTING_MAX: u32 = 8;
 
