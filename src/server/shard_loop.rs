@@ -34,7 +34,7 @@ use crate::outcome::{Lifecycle, Notice, NoticeKind, Outcome, Topic};
 use crate::protocol::{
     decode_request, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome, encode_pong,
     encode_protocol_error, encode_stats_reply, encode_subscribed, encode_unsubscribed, negotiate, next_frame,
-    reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello,
+    reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello, FLAG_MARK,
 };
 use crate::shard::{shard_for, Shard};
 
@@ -102,7 +102,7 @@ enum Step {
 enum Control {
     Hello { version_min: u16, version_max: u16 },
     Ping,
-    Stats,
+    Stats { mark: bool },
     Unsubscribe { hunt: HuntId },
 }
 
@@ -519,7 +519,8 @@ impl ShardLoop {
             }
             Request::Stats => {
                 connection.consume(size);
-                self.control(index, request_id, Control::Stats);
+                let mark = header.flags & FLAG_MARK != 0;
+                self.control(index, request_id, Control::Stats { mark });
                 Step::Next
             }
             Request::Unsubscribe { hunt } => {
@@ -572,7 +573,7 @@ impl ShardLoop {
                 let connection = self.connections.get_mut(index).expect("served connections exist");
                 encode_pong(request_id, connection.output());
             }
-            Control::Stats => self.stats_reply(index, request_id),
+            Control::Stats { mark } => self.stats_reply(index, request_id, mark),
             Control::Unsubscribe { hunt } => {
                 let connection = self.connections.get_mut(index).expect("served connections exist");
                 if let Some(position) = connection.subscriptions.iter().position(|&known| known == hunt) {
@@ -633,7 +634,7 @@ impl ShardLoop {
 
     /// STATS: a slow path. Refreshes this shard's snapshot, builds the document from all
     /// of them, and keeps its own allocations out of the per-event count.
-    fn stats_reply(&mut self, index: u32, request_id: u32) {
+    fn stats_reply(&mut self, index: u32, request_id: u32, mark: bool) {
         let before = self.allocations.allocations();
         self.snapshot();
         let uptime_us = self.clock.read();
@@ -646,6 +647,9 @@ impl ShardLoop {
             }
         }
         drop(document);
+        if mark {
+            stats::mark(&self.shared.snapshots);
+        }
         self.stats.allocations_excluded += self.allocations.allocations() - before;
     }
 
