@@ -1,8 +1,55 @@
-//! A hunt's leaderboard: an order-statistic structure. (Stub: being written.)
+//! A hunt's leaderboard: an order-statistic structure over [`Key`]s that answers "what
+//! rank is this player" and "who holds ranks r..r+n" in logarithmic time.
+//!
+//! The structure is a counted B+tree. Keys live sorted in leaves; every branch keeps, for
+//! each child, a lower-bound separator and the number of keys below that child, so a
+//! descent by key sums the counts to its left into a rank, and a descent by rank subtracts
+//! counts to find a leaf. Leaves are linked left to right so a window of ranks is read by
+//! one descent and a walk. Nodes live in two arenas (`Vec`s indexed by `u32`, one for
+//! leaves and one for branches) with intrusive free lists, because the engine must not
+//! allocate per event: [`Leaderboard::reserve`] sizes both arenas for the worst-case node
+//! count of a key count, after which inserts up to that count and any number of updates
+//! and removes only recycle nodes. Every non-root node stays at least half full (removal
+//! borrows from or merges with a sibling), which is what bounds that worst case.
+//!
+//! Keys are stored packed (`Packed`): the score is mapped to an order-preserving, inverted
+//! `u64`, so a key compares as a plain `(u64, u64, u32)` tuple with no sign or direction
+//! logic in the search loops. The hot path is [`Leaderboard::update`]: a score grows by a
+//! small amount, and when the new key still belongs in the same leaf it is shifted in place
+//! without touching any branch, since no subtree count changes.
+//!
+//! **Invariant**: the keys are unique; every count equals the keys below its child; every
+//! non-root leaf holds at least half its capacity and every non-root branch at least half
+//! its children. **Boundary**: callers pass whole keys (they remember each player's current
+//! key); inserting a present key or removing an absent one is a caller bug and panics.
+
+use std::cmp::Ordering;
+use std::fmt;
 
 use crate::event::{Micros, PlayerId};
 
-/// A leaderboard key. Orders by score descending, then earlier `reached_at`, then player id.
+/// Keys one leaf holds, at most. Chosen by measurement (`benches/leaderboard.rs`): 64
+/// keys of 24 bytes are 1.5 KiB, few enough that an in-leaf shift on update is cheap and
+/// many enough that the tree over a million keys is three branch levels deep.
+const LEAF_KEYS_MAX: usize = 64;
+
+/// Children one branch holds, at most. Chosen by measurement alongside `LEAF_KEYS_MAX`:
+/// summing up to 32 counts per level is a few vector instructions, and the upper levels
+/// of a million-key tree (about 100 KiB) stay in cache.
+const BRANCH_CHILDREN_MAX: usize = 32;
+
+/// Branch levels a descent may record, at most. The smallest node sizes used (4 keys, 4
+/// children, in tests) halve at worst per level, so 2^32 keys need fewer than 32 levels.
+const PATH_DEPTH_MAX: usize = 32;
+
+/// The arena index that means "no node": the end of the leaf chain and of free lists.
+const NODE_NONE: u32 = u32::MAX;
+
+/// A leaderboard key.
+///
+/// Keys order by score descending, then by `reached_at` ascending (of two players with the
+/// same score, the one who reached it earlier ranks higher), then by player id ascending,
+/// so two distinct players never tie. The smallest key under [`Ord`] is the leader.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Key {
     /// Score.
@@ -13,48 +60,1159 @@ pub struct Key {
     pub player: PlayerId,
 }
 
+impl Ord for Key {
+    fn cmp(&self, other: &Key) -> Ordering {
+        // Higher scores come first, so the score comparison is reversed.
+        other
+            .score
+            .cmp(&self.score)
+            .then(self.reached_at.cmp(&other.reached_at))
+            .then(self.player.cmp(&other.player))
+    }
+}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Key) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// A key in the tree's storage form: comparing two `Packed` values field by field gives
+/// the same order as comparing the [`Key`]s they came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Packed {
+    /// The score with its sign bit flipped (so unsigned order is signed order), then
+    /// inverted (so higher scores sort first).
+    score_descending: u64,
+    reached_at: u64,
+    player: u32,
+}
+
+impl Packed {
+    const ZERO: Packed = Packed { score_descending: 0, reached_at: 0, player: 0 };
+
+    #[inline]
+    fn from_key(key: &Key) -> Packed {
+        let score_descending = !((key.score as u64) ^ (1 << 63));
+        Packed { score_descending, reached_at: key.reached_at, player: key.player }
+    }
+
+    #[inline]
+    fn key(&self) -> Key {
+        let score = ((!self.score_descending) ^ (1 << 63)) as i64;
+        Key { score, reached_at: self.reached_at, player: self.player }
+    }
+}
+
+/// A leaf: sorted keys and the link to the next leaf. A free leaf uses `next` as the
+/// free-list link.
+#[derive(Clone)]
+struct Leaf<const L: usize> {
+    keys: [Packed; L],
+    len: u32,
+    next: u32,
+}
+
+impl<const L: usize> Leaf<L> {
+    fn empty() -> Leaf<L> {
+        Leaf { keys: [Packed::ZERO; L], len: 0, next: NODE_NONE }
+    }
+
+    #[inline]
+    fn keys(&self) -> &[Packed] {
+        &self.keys[..self.len as usize]
+    }
+
+    fn insert(&mut self, index: usize, key: Packed) {
+        let len = self.len as usize;
+        assert!(len < L, "leaf overflow");
+        self.keys.copy_within(index..len, index + 1);
+        self.keys[index] = key;
+        self.len += 1;
+    }
+
+    fn remove(&mut self, index: usize) -> Packed {
+        let len = self.len as usize;
+        assert!(index < len);
+        let key = self.keys[index];
+        self.keys.copy_within(index + 1..len, index);
+        self.len -= 1;
+        key
+    }
+}
+
+/// A branch: `children[i]` holds `counts[i]` keys, all at least `separators[i]` and below
+/// `separators[i + 1]`. `separators[0]` is not consulted by searches (the branch's own
+/// lower bound lives in its parent) but carries the bound when a split pushes it up. A
+/// free branch uses `children[0]` as the free-list link.
+#[derive(Clone)]
+struct Branch<const F: usize> {
+    separators: [Packed; F],
+    counts: [u32; F],
+    children: [u32; F],
+    len: u32,
+}
+
+impl<const F: usize> Branch<F> {
+    fn empty() -> Branch<F> {
+        Branch { separators: [Packed::ZERO; F], counts: [0; F], children: [NODE_NONE; F], len: 0 }
+    }
+
+    /// The slot of the child whose range holds `key`: the number of separators after the
+    /// first that are at most `key`.
+    #[inline]
+    fn slot_for(&self, key: &Packed) -> usize {
+        self.separators[1..self.len as usize].partition_point(|separator| separator <= key)
+    }
+
+    fn count_total(&self) -> u32 {
+        self.counts[..self.len as usize].iter().sum()
+    }
+
+    fn insert(&mut self, slot: usize, separator: Packed, child: u32, count: u32) {
+        let len = self.len as usize;
+        assert!(len < F, "branch overflow");
+        assert!(slot > 0);
+        self.separators.copy_within(slot..len, slot + 1);
+        self.counts.copy_within(slot..len, slot + 1);
+        self.children.copy_within(slot..len, slot + 1);
+        self.separators[slot] = separator;
+        self.counts[slot] = count;
+        self.children[slot] = child;
+        self.len += 1;
+    }
+
+    fn remove(&mut self, slot: usize) -> (Packed, u32, u32) {
+        let len = self.len as usize;
+        assert!(slot < len);
+        let removed = (self.separators[slot], self.children[slot], self.counts[slot]);
+        self.separators.copy_within(slot + 1..len, slot);
+        self.counts.copy_within(slot + 1..len, slot);
+        self.children.copy_within(slot + 1..len, slot);
+        self.len -= 1;
+        removed
+    }
+}
+
+/// The branches a descent passed through, root first, and the child slot taken in each.
+struct Path {
+    nodes: [u32; PATH_DEPTH_MAX],
+    slots: [u32; PATH_DEPTH_MAX],
+    depth: usize,
+}
+
+impl Path {
+    fn new() -> Path {
+        Path { nodes: [NODE_NONE; PATH_DEPTH_MAX], slots: [0; PATH_DEPTH_MAX], depth: 0 }
+    }
+}
+
+/// Two distinct elements of a slice, both mutable.
+fn pair_mut<T>(items: &mut [T], a: usize, b: usize) -> (&mut T, &mut T) {
+    assert!(a != b);
+    if a < b {
+        let (low, high) = items.split_at_mut(b);
+        (&mut low[a], &mut high[0])
+    } else {
+        let (low, high) = items.split_at_mut(a);
+        (&mut high[0], &mut low[b])
+    }
+}
+
+/// The counted B+tree, generic over its node sizes so tests can shrink them to build deep
+/// trees from few keys. `L` is keys per leaf and `F` children per branch; both even.
+struct Tree<const L: usize, const F: usize> {
+    leaves: Vec<Leaf<L>>,
+    branches: Vec<Branch<F>>,
+    leaf_free: u32,
+    branch_free: u32,
+    root: u32,
+    /// Branch levels above the leaves; 0 means the root is a leaf.
+    height: u32,
+    len: u32,
+}
+
+impl<const L: usize, const F: usize> Tree<L, F> {
+    const LEAF_KEYS_MIN: usize = L / 2;
+    const BRANCH_CHILDREN_MIN: usize = F / 2;
+
+    fn new() -> Tree<L, F> {
+        const { assert!(L >= 4 && L % 2 == 0) };
+        const { assert!(F >= 4 && F % 2 == 0) };
+        let mut tree = Tree {
+            leaves: Vec::new(),
+            branches: Vec::new(),
+            leaf_free: NODE_NONE,
+            branch_free: NODE_NONE,
+            root: NODE_NONE,
+            height: 0,
+            len: 0,
+        };
+        tree.root = tree.leaf_allocate();
+        tree
+    }
+
+    /// Nodes (leaves, branches) a tree of `key_count` keys may hold at once, at most. Every
+    /// non-root leaf holds at least `L / 2` keys and every non-root branch at least `F / 2`
+    /// children, so each level has at most the level below divided by that minimum, and one
+    /// node where that quotient is below one (the root). A split allocates only nodes that
+    /// belong to the tree after the insert, so no extra node is ever in flight.
+    fn nodes_max(key_count: usize) -> (usize, usize) {
+        let leaves_max = (key_count / Self::LEAF_KEYS_MIN).max(1);
+        let mut branches_max = 0;
+        let mut level_max = leaves_max;
+        while level_max > 1 {
+            level_max = (level_max / Self::BRANCH_CHILDREN_MIN).max(1);
+            branches_max += level_max;
+        }
+        (leaves_max, branches_max)
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        let key_count = self.len as usize + additional;
+        assert!(key_count < u32::MAX as usize, "leaderboard key count exceeds u32");
+        let (leaves_max, branches_max) = Self::nodes_max(key_count);
+        self.leaves.reserve_exact(leaves_max.saturating_sub(self.leaves.len()));
+        self.branches.reserve_exact(branches_max.saturating_sub(self.branches.len()));
+    }
+
+    fn leaf_allocate(&mut self) -> u32 {
+        if self.leaf_free == NODE_NONE {
+            let index = self.leaves.len();
+            assert!(index < NODE_NONE as usize);
+            self.leaves.push(Leaf::empty());
+            return index as u32;
+        }
+        let index = self.leaf_free;
+        let leaf = &mut self.leaves[index as usize];
+        self.leaf_free = leaf.next;
+        leaf.len = 0;
+        leaf.next = NODE_NONE;
+        index
+    }
+
+    fn leaf_release(&mut self, index: u32) {
+        let leaf = &mut self.leaves[index as usize];
+        leaf.len = 0;
+        leaf.next = self.leaf_free;
+        self.leaf_free = index;
+    }
+
+    fn branch_allocate(&mut self) -> u32 {
+        if self.branch_free == NODE_NONE {
+            let index = self.branches.len();
+            assert!(index < NODE_NONE as usize);
+            self.branches.push(Branch::empty());
+            return index as u32;
+        }
+        let index = self.branch_free;
+        let branch = &mut self.branches[index as usize];
+        self.branch_free = branch.children[0];
+        branch.len = 0;
+        index
+    }
+
+    fn branch_release(&mut self, index: u32) {
+        let branch = &mut self.branches[index as usize];
+        branch.len = 0;
+        branch.children[0] = self.branch_free;
+        self.branch_free = index;
+    }
+
+    /// Descends to the leaf whose range holds `key`, recording the path. Returns the leaf
+    /// and the number of keys in all leaves to its left.
+    #[inline]
+    fn descend(&self, key: &Packed, path: &mut Path) -> (u32, u32) {
+        let mut node = self.root;
+        let mut keys_before = 0;
+        let height = self.height as usize;
+        assert!(height <= PATH_DEPTH_MAX);
+        for level in 0..height {
+            let branch = &self.branches[node as usize];
+            let slot = branch.slot_for(key);
+            keys_before += branch.counts[..slot].iter().sum::<u32>();
+            path.nodes[level] = node;
+            path.slots[level] = slot as u32;
+            node = branch.children[slot];
+        }
+        path.depth = height;
+        (node, keys_before)
+    }
+
+    /// Descends to the key with 0-based `index`; returns its leaf and position there.
+    fn descend_index(&self, index: u32) -> (u32, usize) {
+        assert!(index < self.len);
+        let mut node = self.root;
+        let mut index = index;
+        for _ in 0..self.height {
+            let branch = &self.branches[node as usize];
+            let mut slot = 0;
+            while index >= branch.counts[slot] {
+                index -= branch.counts[slot];
+                slot += 1;
+            }
+            assert!(slot < branch.len as usize);
+            node = branch.children[slot];
+        }
+        (node, index as usize)
+    }
+
+    fn counts_add(&mut self, path: &Path, levels: usize, delta: i32) {
+        for level in 0..levels {
+            let branch = &mut self.branches[path.nodes[level] as usize];
+            let count = &mut branch.counts[path.slots[level] as usize];
+            *count = count.wrapping_add_signed(delta);
+        }
+    }
+
+    fn rank(&self, key: &Packed) -> Option<u32> {
+        let mut path = Path::new();
+        let (leaf, keys_before) = self.descend(key, &mut path);
+        let keys = self.leaves[leaf as usize].keys();
+        let position = keys.partition_point(|k| k < key);
+        if position < keys.len() && keys[position] == *key {
+            Some(keys_before + position as u32 + 1)
+        } else {
+            None
+        }
+    }
+
+    fn insert(&mut self, key: Packed) -> u32 {
+        let mut path = Path::new();
+        let (leaf, keys_before) = self.descend(&key, &mut path);
+        let keys = self.leaves[leaf as usize].keys();
+        let position = keys.partition_point(|k| *k < key);
+        assert!(position == keys.len() || keys[position] != key, "Leaderboard::insert: key already present: {:?}", key.key());
+        assert!(self.len < u32::MAX - 1, "leaderboard full");
+        self.insert_at(&path, leaf, position, key);
+        self.len += 1;
+        keys_before + position as u32 + 1
+    }
+
+    fn insert_at(&mut self, path: &Path, leaf: u32, position: usize, key: Packed) {
+        if (self.leaves[leaf as usize].len as usize) < L {
+            self.leaves[leaf as usize].insert(position, key);
+            self.counts_add(path, path.depth, 1);
+            return;
+        }
+        // The leaf is full: move its upper half to a new right sibling, then insert into
+        // whichever half the key belongs to. Both halves end with at least L / 2 keys.
+        let right = self.leaf_allocate();
+        let (left_leaf, right_leaf) = pair_mut(&mut self.leaves, leaf as usize, right as usize);
+        let half = L / 2;
+        right_leaf.keys[..L - half].copy_from_slice(&left_leaf.keys[half..]);
+        right_leaf.len = (L - half) as u32;
+        left_leaf.len = half as u32;
+        right_leaf.next = left_leaf.next;
+        left_leaf.next = right;
+        if position <= half {
+            left_leaf.insert(position, key);
+        } else {
+            right_leaf.insert(position - half, key);
+        }
+        let split = Split { separator: right_leaf.keys[0], right, left_count: left_leaf.len, right_count: right_leaf.len };
+        self.split_propagate(path, split);
+    }
+
+    /// Hangs the new right half of a split child into the branches above it, splitting
+    /// them in turn while they are full, and adds the inserted key to every count above.
+    fn split_propagate(&mut self, path: &Path, split: Split) {
+        let mut split = split;
+        let mut level = path.depth;
+        while level > 0 {
+            level -= 1;
+            let node = path.nodes[level];
+            let slot = path.slots[level] as usize;
+            let branch = &mut self.branches[node as usize];
+            branch.counts[slot] = split.left_count;
+            if (branch.len as usize) < F {
+                branch.insert(slot + 1, split.separator, split.right, split.right_count);
+                self.counts_add(path, level, 1);
+                return;
+            }
+            split = self.branch_split(node, slot + 1, split);
+        }
+        // The root itself split: grow the tree by one level.
+        assert!((self.height as usize) < PATH_DEPTH_MAX, "leaderboard tree too deep");
+        let root = self.branch_allocate();
+        let branch = &mut self.branches[root as usize];
+        branch.separators[0] = Packed::ZERO;
+        branch.children[0] = self.root;
+        branch.counts[0] = split.left_count;
+        branch.separators[1] = split.separator;
+        branch.children[1] = split.right;
+        branch.counts[1] = split.right_count;
+        branch.len = 2;
+        self.root = root;
+        self.height += 1;
+    }
+
+    /// Splits the full branch `node` while inserting the child `split` at `slot`.
+    fn branch_split(&mut self, node: u32, slot: usize, split: Split) -> Split {
+        let right = self.branch_allocate();
+        let (left_branch, right_branch) = pair_mut(&mut self.branches, node as usize, right as usize);
+        let half = F / 2;
+        right_branch.separators[..F - half].copy_from_slice(&left_branch.separators[half..]);
+        right_branch.counts[..F - half].copy_from_slice(&left_branch.counts[half..]);
+        right_branch.children[..F - half].copy_from_slice(&left_branch.children[half..]);
+        right_branch.len = (F - half) as u32;
+        left_branch.len = half as u32;
+        if slot <= half {
+            left_branch.insert(slot, split.separator, split.right, split.right_count);
+        } else {
+            right_branch.insert(slot - half, split.separator, split.right, split.right_count);
+        }
+        Split {
+            separator: right_branch.separators[0],
+            right,
+            left_count: left_branch.count_total(),
+            right_count: right_branch.count_total(),
+        }
+    }
+
+    fn remove(&mut self, key: &Packed) -> u32 {
+        let mut path = Path::new();
+        let (leaf, keys_before) = self.descend(key, &mut path);
+        let keys = self.leaves[leaf as usize].keys();
+        let position = keys.partition_point(|k| k < key);
+        assert!(position < keys.len() && keys[position] == *key, "Leaderboard::remove: key absent: {:?}", key.key());
+        self.remove_at(&path, leaf, position);
+        keys_before + position as u32 + 1
+    }
+
+    fn remove_at(&mut self, path: &Path, leaf: u32, position: usize) {
+        self.leaves[leaf as usize].remove(position);
+        self.counts_add(path, path.depth, -1);
+        self.len -= 1;
+        if path.depth == 0 || self.leaves[leaf as usize].len as usize >= Self::LEAF_KEYS_MIN {
+            return;
+        }
+        let mut level = path.depth - 1;
+        let mut merged = self.leaf_rebalance(path.nodes[level], path.slots[level] as usize);
+        while merged {
+            let node = path.nodes[level];
+            let children = self.branches[node as usize].len as usize;
+            if level == 0 {
+                // The root branch may have as few as two children; with one left, its only
+                // child becomes the root and the tree shrinks by a level.
+                if children == 1 {
+                    self.root = self.branches[node as usize].children[0];
+                    self.height -= 1;
+                    self.branch_release(node);
+                }
+                return;
+            }
+            if children >= Self::BRANCH_CHILDREN_MIN {
+                return;
+            }
+            level -= 1;
+            merged = self.branch_rebalance(path.nodes[level], path.slots[level] as usize);
+        }
+    }
+
+    /// Refills the underfull leaf at `slot` of `parent` from a sibling, or merges the two.
+    /// Returns true if and only if they merged (so `parent` lost a child).
+    fn leaf_rebalance(&mut self, parent: u32, slot: usize) -> bool {
+        let branch = &self.branches[parent as usize];
+        assert!(branch.len >= 2);
+        let left_slot = if slot > 0 { slot - 1 } else { slot };
+        let left = branch.children[left_slot];
+        let right = branch.children[left_slot + 1];
+        let (left_leaf, right_leaf) = pair_mut(&mut self.leaves, left as usize, right as usize);
+        let branch = &mut self.branches[parent as usize];
+        let total = (left_leaf.len + right_leaf.len) as usize;
+        if total >= 2 * Self::LEAF_KEYS_MIN {
+            // The sibling can spare a key: move the one nearest the boundary.
+            if left_leaf.len > right_leaf.len {
+                let key = left_leaf.remove(left_leaf.len as usize - 1);
+                right_leaf.insert(0, key);
+            } else {
+                let key = right_leaf.remove(0);
+                left_leaf.insert(left_leaf.len as usize, key);
+            }
+            branch.separators[left_slot + 1] = right_leaf.keys[0];
+            branch.counts[left_slot] = left_leaf.len;
+            branch.counts[left_slot + 1] = right_leaf.len;
+            return false;
+        }
+        let left_len = left_leaf.len as usize;
+        left_leaf.keys[left_len..total].copy_from_slice(right_leaf.keys());
+        left_leaf.len = total as u32;
+        left_leaf.next = right_leaf.next;
+        branch.counts[left_slot] = total as u32;
+        branch.remove(left_slot + 1);
+        self.leaf_release(right);
+        true
+    }
+
+    /// Refills the underfull branch at `slot` of `parent` from a sibling, or merges the two.
+    /// Returns true if and only if they merged (so `parent` lost a child).
+    fn branch_rebalance(&mut self, parent: u32, slot: usize) -> bool {
+        let left_slot = if slot > 0 { slot - 1 } else { slot };
+        let branch = &self.branches[parent as usize];
+        assert!(branch.len >= 2);
+        let (left, right) = (branch.children[left_slot], branch.children[left_slot + 1]);
+        let boundary = branch.separators[left_slot + 1];
+        let (left_branch, right_branch) = pair_mut(&mut self.branches, left as usize, right as usize);
+        let total = (left_branch.len + right_branch.len) as usize;
+        let new_boundary;
+        if total >= 2 * Self::BRANCH_CHILDREN_MIN {
+            if left_branch.len > right_branch.len {
+                // The left's last child moves to the right's front; the old boundary
+                // becomes the lower bound of the right's former first child.
+                let (separator, child, count) = left_branch.remove(left_branch.len as usize - 1);
+                right_branch.separators[0] = boundary;
+                right_branch.len += 1;
+                right_branch.separators.copy_within(0..right_branch.len as usize - 1, 1);
+                right_branch.counts.copy_within(0..right_branch.len as usize - 1, 1);
+                right_branch.children.copy_within(0..right_branch.len as usize - 1, 1);
+                right_branch.separators[0] = separator;
+                right_branch.counts[0] = count;
+                right_branch.children[0] = child;
+                new_boundary = separator;
+            } else {
+                let (_, child, count) = right_branch.remove(0);
+                new_boundary = right_branch.separators[0];
+                left_branch.insert(left_branch.len as usize, boundary, child, count);
+            }
+            let (left_count, right_count) = (left_branch.count_total(), right_branch.count_total());
+            let branch = &mut self.branches[parent as usize];
+            branch.separators[left_slot + 1] = new_boundary;
+            branch.counts[left_slot] = left_count;
+            branch.counts[left_slot + 1] = right_count;
+            return false;
+        }
+        let left_len = left_branch.len as usize;
+        let right_len = right_branch.len as usize;
+        left_branch.separators[left_len..total].copy_from_slice(&right_branch.separators[..right_len]);
+        left_branch.separators[left_len] = boundary;
+        left_branch.counts[left_len..total].copy_from_slice(&right_branch.counts[..right_len]);
+        left_branch.children[left_len..total].copy_from_slice(&right_branch.children[..right_len]);
+        left_branch.len = total as u32;
+        let branch = &mut self.branches[parent as usize];
+        branch.counts[left_slot] += branch.counts[left_slot + 1];
+        branch.remove(left_slot + 1);
+        self.branch_release(right);
+        true
+    }
+
+    /// Returns true if and only if a descent for `key` would reach the leaf at the end of
+    /// `path`: `key` lies within every separator interval along it.
+    #[inline]
+    fn path_holds(&self, path: &Path, key: &Packed) -> bool {
+        for level in 0..path.depth {
+            let branch = &self.branches[path.nodes[level] as usize];
+            let slot = path.slots[level] as usize;
+            if slot > 0 && *key < branch.separators[slot] {
+                return false;
+            }
+            if slot + 1 < branch.len as usize && *key >= branch.separators[slot + 1] {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn update(&mut self, old: &Packed, new: Packed) -> (u32, u32) {
+        let mut path = Path::new();
+        let (leaf, keys_before) = self.descend(old, &mut path);
+        let keys = self.leaves[leaf as usize].keys();
+        let position = keys.partition_point(|k| k < old);
+        assert!(position < keys.len() && keys[position] == *old, "Leaderboard::update: key absent: {:?}", old.key());
+        let rank_before = keys_before + position as u32 + 1;
+        if new == *old {
+            return (rank_before, rank_before);
+        }
+        if !self.path_holds(&path, &new) {
+            self.remove_at(&path, leaf, position);
+            return (rank_before, self.insert(new));
+        }
+        // The new key belongs in the same leaf, so no count above it changes: shift the
+        // keys between the old and the new position by one and write the new key.
+        let leaf = &mut self.leaves[leaf as usize];
+        let len = leaf.len as usize;
+        let keys = &mut leaf.keys[..len];
+        let target = keys.partition_point(|k| *k < new);
+        assert!(target == len || keys[target] != new, "Leaderboard::update: new key already present: {:?}", new.key());
+        let position_after = if target > position {
+            keys.copy_within(position + 1..target, position);
+            target - 1
+        } else {
+            keys.copy_within(target..position, target + 1);
+            target
+        };
+        keys[position_after] = new;
+        (rank_before, keys_before + position_after as u32 + 1)
+    }
+
+    fn for_each_from(&self, first: u32, count: u32, mut f: impl FnMut(u32, &Key)) {
+        assert!(first >= 1, "ranks are 1-based");
+        if first > self.len || count == 0 {
+            return;
+        }
+        let (mut leaf, mut position) = self.descend_index(first - 1);
+        let rank_end = first.saturating_add(count).min(self.len + 1);
+        let mut rank = first;
+        while rank < rank_end {
+            assert!(leaf != NODE_NONE);
+            let node = &self.leaves[leaf as usize];
+            let take = (node.len as usize - position).min((rank_end - rank) as usize);
+            for packed in &node.keys[position..position + take] {
+                f(rank, &packed.key());
+                rank += 1;
+            }
+            leaf = node.next;
+            position = 0;
+        }
+    }
+}
+
+/// The right half of a node that split, for the level above.
+struct Split {
+    /// Lower bound of the right half's keys.
+    separator: Packed,
+    right: u32,
+    left_count: u32,
+    right_count: u32,
+}
+
+impl<const L: usize, const F: usize> Tree<L, F> {
+    fn get(&self, rank: u32) -> Option<Key> {
+        if rank == 0 || rank > self.len {
+            return None;
+        }
+        let (leaf, position) = self.descend_index(rank - 1);
+        Some(self.leaves[leaf as usize].keys[position].key())
+    }
+
+    /// Checks every structural invariant, panicking on the first broken one. Walks the
+    /// whole tree and allocates, so it is for tests and debugging, not the event path.
+    fn check_invariants(&self) {
+        let mut leaves_in_order = Vec::new();
+        let bounds = (None, None);
+        let count = self.check_node(self.root, self.height, bounds, true, &mut leaves_in_order);
+        assert_eq!(count, self.len, "root count differs from len");
+        let mut leaf = leaves_in_order[0];
+        let mut previous: Option<Packed> = None;
+        for &expected in &leaves_in_order {
+            assert_eq!(leaf, expected, "leaf chain out of order");
+            for key in self.leaves[leaf as usize].keys() {
+                assert!(previous.is_none_or(|p| p < *key), "keys not strictly increasing");
+                previous = Some(*key);
+            }
+            leaf = self.leaves[leaf as usize].next;
+        }
+        assert_eq!(leaf, NODE_NONE, "leaf chain runs past the last leaf");
+        let mut leaves_free = 0;
+        let mut free = self.leaf_free;
+        while free != NODE_NONE {
+            leaves_free += 1;
+            free = self.leaves[free as usize].next;
+        }
+        assert_eq!(leaves_free + leaves_in_order.len(), self.leaves.len(), "leaf arena leaks");
+        let mut branches_free = 0;
+        let mut free = self.branch_free;
+        while free != NODE_NONE {
+            branches_free += 1;
+            free = self.branches[free as usize].children[0];
+        }
+        let branches_live = self.branches.len() - branches_free;
+        assert!(branches_live <= leaves_in_order.len(), "branch arena leaks");
+    }
+
+    /// Checks the subtree at `node`, `level` branch levels above the leaves, whose keys must
+    /// lie within `bounds` (lower inclusive, upper exclusive). Returns its key count.
+    fn check_node(
+        &self,
+        node: u32,
+        level: u32,
+        bounds: (Option<Packed>, Option<Packed>),
+        is_root: bool,
+        leaves_in_order: &mut Vec<u32>,
+    ) -> u32 {
+        let (lower, upper) = bounds;
+        if level == 0 {
+            let leaf = &self.leaves[node as usize];
+            assert!(leaf.len as usize <= L);
+            assert!(is_root || leaf.len as usize >= Self::LEAF_KEYS_MIN, "leaf underfull");
+            for key in leaf.keys() {
+                assert!(lower.is_none_or(|bound| bound <= *key), "key below its leaf's range");
+                assert!(upper.is_none_or(|bound| *key < bound), "key above its leaf's range");
+            }
+            leaves_in_order.push(node);
+            return leaf.len;
+        }
+        let branch = &self.branches[node as usize];
+        let len = branch.len as usize;
+        assert!(len <= F);
+        assert!(len >= 2, "branch with fewer than two children");
+        assert!(is_root || len >= Self::BRANCH_CHILDREN_MIN, "branch underfull");
+        let mut total = 0;
+        for slot in 0..len {
+            let child_lower = if slot == 0 { lower } else { Some(branch.separators[slot]) };
+            let child_upper = if slot + 1 == len { upper } else { Some(branch.separators[slot + 1]) };
+            if let (Some(a), Some(b)) = (child_lower, child_upper) {
+                assert!(a < b, "separators not increasing");
+            }
+            let child_bounds = (child_lower, child_upper);
+            let count = self.check_node(branch.children[slot], level - 1, child_bounds, false, leaves_in_order);
+            assert_eq!(count, branch.counts[slot], "count differs from the keys below");
+            total += count;
+        }
+        total
+    }
+}
+
+impl<const L: usize, const F: usize> fmt::Debug for Tree<L, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tree")
+            .field("len", &self.len)
+            .field("height", &self.height)
+            .field("leaves", &self.leaves.len())
+            .field("branches", &self.branches.len())
+            .finish()
+    }
+}
+
 /// The leaderboard.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Leaderboard {
-    _todo: (),
+    tree: Tree<LEAF_KEYS_MAX, BRANCH_CHILDREN_MAX>,
+}
+
+impl Default for Leaderboard {
+    fn default() -> Leaderboard {
+        Leaderboard::new()
+    }
 }
 
 impl Leaderboard {
     /// An empty leaderboard.
     pub fn new() -> Leaderboard {
-        todo!()
+        Leaderboard { tree: Tree::new() }
     }
+
     /// Ensures `additional` more keys can be inserted, and any number of updates made,
     /// without allocating.
-    pub fn reserve(&mut self, _additional: usize) {
-        todo!()
+    pub fn reserve(&mut self, additional: usize) {
+        self.tree.reserve(additional);
     }
+
     /// Keys held.
     pub fn len(&self) -> u32 {
-        todo!()
+        self.tree.len
     }
+
     /// Returns true if and only if no key is held.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    /// Inserts a key not yet present; returns its 1-based rank.
-    pub fn insert(&mut self, _key: Key) -> u32 {
-        todo!()
+
+    /// Inserts a key not yet present; returns its 1-based rank. Panics if it is present.
+    pub fn insert(&mut self, key: Key) -> u32 {
+        self.tree.insert(Packed::from_key(&key))
     }
-    /// Removes a present key; returns the 1-based rank it had.
-    pub fn remove(&mut self, _key: &Key) -> u32 {
-        todo!()
+
+    /// Removes a present key; returns the 1-based rank it had. Panics if it is absent.
+    pub fn remove(&mut self, key: &Key) -> u32 {
+        self.tree.remove(&Packed::from_key(key))
     }
-    /// Replaces `old` (present) by `new`; returns (rank before, rank after).
-    pub fn update(&mut self, _old: &Key, _new: Key) -> (u32, u32) {
-        todo!()
+
+    /// Replaces `old` (present) by `new`; returns (rank before, rank after). Panics if
+    /// `old` is absent or `new` is present (and differs from `old`).
+    #[inline]
+    pub fn update(&mut self, old: &Key, new: Key) -> (u32, u32) {
+        self.tree.update(&Packed::from_key(old), Packed::from_key(&new))
     }
+
     /// 1-based rank of a key, or `None` if absent.
-    pub fn rank(&self, _key: &Key) -> Option<u32> {
-        todo!()
+    #[inline]
+    pub fn rank(&self, key: &Key) -> Option<u32> {
+        self.tree.rank(&Packed::from_key(key))
     }
+
+    /// The key at 1-based `rank`, or `None` if no key has that rank.
+    pub fn get(&self, rank: u32) -> Option<Key> {
+        self.tree.get(rank)
+    }
+
     /// Calls `f(rank, key)` for up to `count` keys from 1-based rank `first` on, in order.
-    pub fn for_each_from(&self, _first: u32, _count: u32, _f: impl FnMut(u32, &Key)) {
-        todo!()
+    /// Ranks past the last key are skipped; `first` must be at least 1.
+    #[inline]
+    pub fn for_each_from(&self, first: u32, count: u32, f: impl FnMut(u32, &Key)) {
+        self.tree.for_each_from(first, count, f);
+    }
+
+    /// Checks every structural invariant, panicking on the first broken one. Walks the
+    /// whole tree and allocates, so it is for tests and debugging, not the event path.
+    pub fn check_invariants(&self) {
+        self.tree.check_invariants();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    /// The smallest node sizes the tree allows: a few hundred keys build four levels.
+    type SmallTree = Tree<4, 4>;
+
+    fn key(score: i64, reached_at: u64, player: u32) -> Key {
+        Key { score, reached_at, player }
+    }
+
+    /// A tiny deterministic generator (splitmix64), so the large tests replay exactly.
+    struct SplitMix(u64);
+
+    impl SplitMix {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        }
+
+        fn below(&mut self, bound: u64) -> u64 {
+            self.next() % bound
+        }
+    }
+
+    /// Inserts `keys` (score, reached_at, player) and checks that the players come out in
+    /// the `expect` order, and that `rank`, `get` and `for_each_from` agree on it.
+    fn check(keys: &[(i64, u64, u32)], expect: &[u32]) {
+        let mut board = Leaderboard::new();
+        for &(score, reached_at, player) in keys {
+            board.insert(key(score, reached_at, player));
+        }
+        board.check_invariants();
+        let mut players = Vec::new();
+        board.for_each_from(1, u32::MAX, |rank, key| {
+            assert_eq!(rank as usize, players.len() + 1);
+            assert_eq!(board.rank(key), Some(rank));
+            assert_eq!(board.get(rank), Some(*key));
+            players.push(key.player);
+        });
+        assert_eq!(players, expect);
+    }
+
+    /// Fills a board with `len` keys where rank r has score `len - r`, and checks that the
+    /// window `for_each_from(first, count)` yields exactly the ranks in `expect`.
+    fn check_window(len: u32, first: u32, count: u32, expect: &[u32]) {
+        let mut board = Leaderboard::new();
+        for player in 0..len {
+            board.insert(key(i64::from(player), 0, player));
+        }
+        let mut ranks = Vec::new();
+        board.for_each_from(first, count, |rank, key| {
+            assert_eq!(key.score, i64::from(len - rank));
+            ranks.push(rank);
+        });
+        assert_eq!(ranks, expect);
+    }
+
+    #[test]
+    fn order_by_score_then_time_then_player() {
+        check(&[(10, 5, 1), (10, 3, 2), (10, 3, 0), (20, 9, 9)], &[9, 0, 2, 1]);
+        check(&[(1, 0, 7), (1, 0, 3), (1, 0, 5)], &[3, 5, 7]);
+        check(&[(5, 2, 1), (5, 1, 2), (6, 3, 3)], &[3, 2, 1]);
+        check(&[], &[]);
+    }
+
+    #[test]
+    fn negative_and_extreme_scores() {
+        let keys = [(-5, 0, 1), (0, 0, 2), (-1, 0, 3), (i64::MIN, 0, 4), (i64::MAX, 0, 5)];
+        check(&keys, &[5, 2, 3, 1, 4]);
+        check(&[(-1, 0, 1), (-1, u64::MAX, 2), (-2, 0, 3)], &[1, 2, 3]);
+    }
+
+    #[test]
+    fn key_ord_matches_packed_order() {
+        let keys = [key(3, 1, 1), key(-3, 0, 0), key(3, 0, 2), key(i64::MIN, 9, 9), key(i64::MAX, 0, 0)];
+        for a in &keys {
+            for b in &keys {
+                assert_eq!(a.cmp(b), Packed::from_key(a).cmp(&Packed::from_key(b)));
+            }
+            assert_eq!(Packed::from_key(a).key(), *a);
+        }
+    }
+
+    #[test]
+    fn rank_of_absent_key_is_none() {
+        let mut board = Leaderboard::new();
+        assert_eq!(board.rank(&key(1, 1, 1)), None);
+        board.insert(key(1, 1, 1));
+        assert_eq!(board.rank(&key(1, 1, 1)), Some(1));
+        assert_eq!(board.rank(&key(1, 1, 2)), None);
+        assert_eq!(board.rank(&key(1, 2, 1)), None);
+        assert_eq!(board.rank(&key(2, 1, 1)), None);
+        assert_eq!(board.get(0), None);
+        assert_eq!(board.get(2), None);
+    }
+
+    #[test]
+    fn windows_at_the_ends() {
+        check_window(1000, 1, 10, &(1..=10).collect::<Vec<_>>());
+        check_window(1000, 995, 11, &(995..=1000).collect::<Vec<_>>());
+        check_window(1000, 1000, 5, &[1000]);
+        check_window(1000, 1001, 5, &[]);
+        check_window(1000, 500, 0, &[]);
+        check_window(1000, 60, 11, &(60..=70).collect::<Vec<_>>());
+        check_window(3, 1, 10, &[1, 2, 3]);
+        check_window(0, 1, 10, &[]);
+    }
+
+    #[test]
+    fn update_returns_ranks_before_and_after() {
+        let mut board = Leaderboard::new();
+        for player in 0..10u32 {
+            board.insert(key(i64::from(player) * 10, 0, player));
+        }
+        assert_eq!(board.update(&key(0, 0, 0), key(95, 1, 0)), (10, 1));
+        assert_eq!(board.update(&key(95, 1, 0), key(95, 1, 0)), (1, 1));
+        assert_eq!(board.update(&key(90, 0, 9), key(95, 2, 9)), (2, 2));
+        assert_eq!(board.update(&key(95, 1, 0), key(-1, 3, 0)), (1, 10));
+        board.check_invariants();
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert(Key),
+        Remove { pick: usize },
+        Update { pick: usize, delta: i64, later_us: u64 },
+        Rank(Key),
+        RankPresent { pick: usize },
+        Window { first: u32, count: u32 },
+    }
+
+    fn op_strategy() -> impl Strategy<Value = Op> {
+        // A small key space makes ties and collisions common.
+        let key = (-20i64..20, 0u64..6, 0u32..40).prop_map(|(s, t, p)| key(s, t, p));
+        prop_oneof![
+            6 => key.clone().prop_map(Op::Insert),
+            2 => any::<usize>().prop_map(|pick| Op::Remove { pick }),
+            4 => (any::<usize>(), -8i64..30, 0u64..3)
+                .prop_map(|(pick, delta, later_us)| Op::Update { pick, delta, later_us }),
+            1 => key.prop_map(Op::Rank),
+            1 => any::<usize>().prop_map(|pick| Op::RankPresent { pick }),
+            1 => (1u32..400, 0u32..30).prop_map(|(first, count)| Op::Window { first, count }),
+        ]
+    }
+
+    fn model_rank(model: &BTreeSet<Key>, key: &Key) -> u32 {
+        model.range(..*key).count() as u32 + 1
+    }
+
+    fn model_pick(model: &BTreeSet<Key>, pick: usize) -> Option<Key> {
+        if model.is_empty() {
+            return None;
+        }
+        model.iter().nth(pick % model.len()).copied()
+    }
+
+    /// Applies one operation to the tree and the model and checks they agree on its result.
+    fn apply<const L: usize, const F: usize>(tree: &mut Tree<L, F>, model: &mut BTreeSet<Key>, op: &Op) {
+        match *op {
+            Op::Insert(key) if !model.contains(&key) => {
+                model.insert(key);
+                assert_eq!(tree.insert(Packed::from_key(&key)), model_rank(model, &key));
+            }
+            Op::Insert(_) => {}
+            Op::Remove { pick } => {
+                let Some(key) = model_pick(model, pick) else { return };
+                let rank = model_rank(model, &key);
+                model.remove(&key);
+                assert_eq!(tree.remove(&Packed::from_key(&key)), rank);
+            }
+            Op::Update { pick, delta, later_us } => {
+                let Some(old) = model_pick(model, pick) else { return };
+                let new = Key { score: old.score + delta, reached_at: old.reached_at + later_us, ..old };
+                if new != old && model.contains(&new) {
+                    return;
+                }
+                let rank_before = model_rank(model, &old);
+                model.remove(&old);
+                model.insert(new);
+                let ranks = tree.update(&Packed::from_key(&old), Packed::from_key(&new));
+                assert_eq!(ranks, (rank_before, model_rank(model, &new)));
+            }
+            Op::Rank(key) => {
+                let expect = model.contains(&key).then(|| model_rank(model, &key));
+                assert_eq!(tree.rank(&Packed::from_key(&key)), expect);
+            }
+            Op::RankPresent { pick } => {
+                let Some(key) = model_pick(model, pick) else { return };
+                assert_eq!(tree.rank(&Packed::from_key(&key)), Some(model_rank(model, &key)));
+                assert_eq!(tree.get(model_rank(model, &key)), Some(key));
+            }
+            Op::Window { first, count } => check_window_against_model(tree, model, first, count),
+        }
+    }
+
+    fn check_window_against_model<const L: usize, const F: usize>(
+        tree: &Tree<L, F>,
+        model: &BTreeSet<Key>,
+        first: u32,
+        count: u32,
+    ) {
+        let mut seen = Vec::new();
+        tree.for_each_from(first, count, |rank, key| seen.push((rank, *key)));
+        let expect: Vec<(u32, Key)> =
+            model.iter().copied().zip(1u32..).map(|(k, r)| (r, k)).skip(first as usize - 1).take(count as usize).collect();
+        assert_eq!(seen, expect);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        #[test]
+        fn small_nodes_agree_with_model(ops in proptest::collection::vec(op_strategy(), 1..700)) {
+            let mut tree = SmallTree::new();
+            let mut model = BTreeSet::new();
+            for (step, op) in ops.iter().enumerate() {
+                apply(&mut tree, &mut model, op);
+                assert_eq!(tree.len as usize, model.len());
+                check_window_against_model(&tree, &model, 1, u32::MAX);
+                if step % 8 == 0 {
+                    tree.check_invariants();
+                }
+            }
+            tree.check_invariants();
+        }
+
+        #[test]
+        fn medium_nodes_agree_with_model(ops in proptest::collection::vec(op_strategy(), 1..700)) {
+            let mut tree = Tree::<8, 6>::new();
+            let mut model = BTreeSet::new();
+            for op in &ops {
+                apply(&mut tree, &mut model, op);
+                check_window_against_model(&tree, &model, 1, u32::MAX);
+            }
+            tree.check_invariants();
+        }
+    }
+
+    /// Builds a tree to a height of at least four branch levels and drains it again, so the
+    /// deep split, borrow, merge and root-collapse paths all run.
+    #[test]
+    fn small_nodes_grow_and_shrink_through_many_levels() {
+        let mut tree = SmallTree::new();
+        let mut model = BTreeSet::new();
+        let mut random = SplitMix(7);
+        for player in 0..3000u32 {
+            let key = key(random.below(500) as i64, random.below(4), player);
+            apply(&mut tree, &mut model, &Op::Insert(key));
+        }
+        assert!(tree.height >= 4, "height {}", tree.height);
+        tree.check_invariants();
+        while !model.is_empty() {
+            let pick = random.next() as usize;
+            apply(&mut tree, &mut model, &Op::Remove { pick });
+            if model.len() % 97 == 0 {
+                tree.check_invariants();
+                check_window_against_model(&tree, &model, 1, u32::MAX);
+            }
+        }
+        assert_eq!(tree.height, 0);
+        tree.check_invariants();
+    }
+
+    /// Runs a realistic workload with the production node sizes against the model.
+    #[test]
+    fn production_nodes_agree_with_model() {
+        let mut board = Leaderboard::new();
+        let mut model = BTreeSet::new();
+        let mut random = SplitMix(11);
+        let mut current = Vec::new();
+        for player in 0..40_000u32 {
+            let key = key(random.below(100_000) as i64, 0, player);
+            current.push(key);
+            model.insert(key);
+            let rank = board.insert(key);
+            if player % 64 == 0 {
+                assert_eq!(rank, model_rank(&model, &key));
+            }
+        }
+        board.check_invariants();
+        for time_us in 1..20_000u64 {
+            let player = random.below(current.len() as u64) as usize;
+            let old = current[player];
+            let new = Key { score: old.score + random.below(100) as i64 + 1, reached_at: time_us, ..old };
+            model.remove(&old);
+            model.insert(new);
+            let (_, rank_after) = board.update(&old, new);
+            // Counting ranks in the model is linear, so only a sample is checked here; the
+            // full comparison follows the loop.
+            if time_us % 64 == 0 {
+                assert_eq!(rank_after, model_rank(&model, &new));
+            }
+            current[player] = new;
+        }
+        board.check_invariants();
+        check_window_against_model(&board.tree, &model, 1, u32::MAX);
+        for (rank, key) in model.iter().zip(1u32..).map(|(k, r)| (r, k)).step_by(997) {
+            assert_eq!(board.rank(key), Some(rank));
+            assert_eq!(board.get(rank), Some(*key));
+        }
+    }
+
+    /// Fills a tree after `reserve`, including the sorted insertion orders that leave every
+    /// leaf at minimum fill, then churns it; neither arena may grow.
+    fn check_no_growth_after_reserve<const L: usize, const F: usize>(key_count: u32, updates: u32) {
+        let mut tree = Tree::<L, F>::new();
+        tree.reserve(key_count as usize);
+        let capacity = (tree.leaves.capacity(), tree.branches.capacity());
+        let mut current = Vec::new();
+        // Ascending keys (each lands at the end) leave split leaves exactly half full.
+        for player in 0..key_count / 2 {
+            let key = key(-i64::from(player), 0, player);
+            tree.insert(Packed::from_key(&key));
+            current.push(key);
+        }
+        // Descending keys (each lands at the front) do the same from the other side.
+        for player in (key_count / 2..key_count).rev() {
+            let key = key(i64::from(player), 0, player);
+            tree.insert(Packed::from_key(&key));
+            current.push(key);
+        }
+        assert_eq!((tree.leaves.capacity(), tree.branches.capacity()), capacity);
+        let mut random = SplitMix(3);
+        for time_us in 1..=u64::from(updates) {
+            let index = random.below(current.len() as u64) as usize;
+            let old = current[index];
+            let delta = random.below(2000) as i64 - 500;
+            let new = Key { score: old.score + delta, reached_at: time_us, ..old };
+            if time_us % 5 == 0 {
+                tree.remove(&Packed::from_key(&old));
+                tree.insert(Packed::from_key(&new));
+            } else {
+                tree.update(&Packed::from_key(&old), Packed::from_key(&new));
+            }
+            current[index] = new;
+        }
+        tree.check_invariants();
+        assert_eq!((tree.leaves.capacity(), tree.branches.capacity()), capacity);
+    }
+
+    #[test]
+    fn no_growth_after_reserve() {
+        check_no_growth_after_reserve::<LEAF_KEYS_MAX, BRANCH_CHILDREN_MAX>(200_000, 100_000);
+        check_no_growth_after_reserve::<4, 4>(20_000, 100_000);
+        check_no_growth_after_reserve::<8, 6>(1, 1000);
+        check_no_growth_after_reserve::<8, 6>(0, 0);
+    }
+
+    #[test]
+    fn reserve_covers_a_public_board() {
+        let mut board = Leaderboard::new();
+        board.insert(key(1, 0, 0));
+        board.reserve(50_000);
+        let capacity = (board.tree.leaves.capacity(), board.tree.branches.capacity());
+        for player in 1..50_001u32 {
+            board.insert(key(i64::from(player), 0, player));
+        }
+        assert_eq!((board.tree.leaves.capacity(), board.tree.branches.capacity()), capacity);
     }
 }
