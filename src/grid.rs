@@ -1,36 +1,742 @@
-//! A hunt's uniform grid of treasure discs. (Stub: being written.)
+//! A hunt's uniform grid of treasure discs: which treasures a move or a dig could reach,
+//! and which treasure centre is nearest a point.
+//!
+//! The hunt (`hunt.rs`) builds one `Grid` over its bounds in internal units (see
+//! `geo.rs`; a geographic hunt passes `Projection::project_bounds`) when it is created,
+//! registers a treasure's disc when it is placed and unregisters it when it is removed
+//! or exhausted. Those are the slow paths, and the only ones that allocate. On every move
+//! and dig the hunt asks `for_each_candidate` for the treasures whose disc may contain
+//! the player's point and checks the exact distance itself; hot/cold hints ask `nearest`.
+//! Neither query allocates.
+//!
+//! The grid has at most `GRID_AXIS_CELLS_MAX` cells per axis, and a cell's side is a
+//! power of two, so finding a point's cell is a subtraction and a shift. A disc is listed
+//! in every cell its bounding square overlaps, unless that is more than
+//! `GRID_CELLS_PER_TREASURE_MAX` cells: then it goes on a short list of wide treasures
+//! (at most `GRID_WIDE_TREASURES_MAX`) that every query reads. Separately, every treasure's
+//! centre is listed, with its point, in the one cell that holds it, for `nearest`.
+//! Two bitmaps mark the cells whose lists are not empty, so queries skip empty cells
+//! without touching them. Memory: 48 bytes and 2 bits a cell, about 3 MiB for a grid at
+//! the full 256 x 256, whatever the number of treasures.
+//!
+//! **Invariant**: every list is sorted by handle and holds each handle once, so the order
+//! in which queries report treasures depends only on which treasures are registered, not
+//! on the order they were placed or removed in. A grid rebuilt from a snapshot therefore
+//! answers exactly as the live one did, which replay relies on.
+//!
+//! **Boundary**: points and centres may lie outside the bounds (a player wandering off,
+//! a treasure placed at the edge with its disc reaching out). Both are mapped to the
+//! nearest cell by clamping, and discs are registered over the clamped cells of their
+//! bounding square, so the candidate superset holds for every point, inside or out.
 
-use crate::geo::Point;
+use crate::constants::{COORDINATE_ABS_MAX, GRID_AXIS_CELLS_MAX, GRID_CELLS_PER_TREASURE_MAX, GRID_WIDE_TREASURES_MAX};
+use crate::geo::{distance_squared, Point};
+use smallvec::SmallVec;
+
+/// Disc handles a cell holds before its list moves to the heap. Four `u32`s fill the 16
+/// bytes `SmallVec` needs for a heap pointer and length anyway, so they cost nothing extra
+/// (24 bytes a cell), and they cover the common case of a few overlapping treasures.
+const CELL_DISCS_INLINE: usize = 4;
+
+/// Centres a cell holds before its list moves to the heap. One `Centre` (12 bytes) fits
+/// in the same 16 bytes; treasures are sparse compared with cells, so one is the common
+/// case and a grid of empty cells stays at 24 bytes a cell for its centres.
+const CELL_CENTRES_INLINE: usize = 1;
+
+// The sizes the two constants above claim, on the 64-bit targets Cairn runs on.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<SmallVec<[u32; CELL_DISCS_INLINE]>>() == 24);
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<SmallVec<[Centre; CELL_CENTRES_INLINE]>>() == 24);
+
+/// A treasure's handle and centre, as kept in the cell holding the centre.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Centre {
+    handle: u32,
+    point: Point,
+}
+
+/// The cells a disc is registered in: an inclusive rectangle of columns and rows.
+#[derive(Clone, Copy, Debug)]
+struct Footprint {
+    column_low: u32,
+    column_high: u32,
+    row_low: u32,
+    row_high: u32,
+}
+
+impl Footprint {
+    fn cell_count(&self) -> u64 {
+        (self.column_high - self.column_low + 1) as u64 * (self.row_high - self.row_low + 1) as u64
+    }
+}
 
 /// Uniform spatial grid over a hunt's bounds.
 #[derive(Debug)]
 pub struct Grid {
-    _todo: (),
+    /// South-west corner of the bounds, in internal units.
+    min: Point,
+    /// North-east corner of the bounds (inclusive), in internal units.
+    max: Point,
+    /// A cell's side is `1 << cell_shift` internal units.
+    cell_shift: u32,
+    /// Cells along x.
+    columns: u32,
+    /// Cells along y.
+    rows: u32,
+    /// Per cell (row-major), the handles of the discs that overlap it, sorted.
+    discs: Vec<SmallVec<[u32; CELL_DISCS_INLINE]>>,
+    /// Per cell (row-major), the treasures centred in it, sorted by handle.
+    centres: Vec<SmallVec<[Centre; CELL_CENTRES_INLINE]>>,
+    /// One bit per cell (by index): set if and only if the cell's disc list is not empty.
+    /// A query tests this 8 KiB-at-most bitmap, which stays in cache, before touching the
+    /// cell's list, which for a large grid usually is not; most cells hold no disc.
+    discs_occupied: Vec<u64>,
+    /// One bit per cell: set if and only if the cell's centre list is not empty, so the
+    /// ring search of `nearest` skips empty cells without touching them.
+    centres_occupied: Vec<u64>,
+    /// Handles of the discs too wide for the cells, sorted; capacity reserved up front.
+    wide: Vec<u32>,
+    /// Centres registered, in all cells.
+    centre_count: u32,
 }
 
 /// The grid cannot register one more wide treasure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct GridFull;
 
+/// Asserts that a point is within the coordinate range, which keeps every difference
+/// within 2^31 and every squared distance within 2^63.
+fn assert_coordinate(point: Point) {
+    assert!(point.x.unsigned_abs() as i64 <= COORDINATE_ABS_MAX);
+    assert!(point.y.unsigned_abs() as i64 <= COORDINATE_ABS_MAX);
+}
+
+/// The smallest power-of-two cell side (as a shift) that covers `extent` units with at
+/// most `GRID_AXIS_CELLS_MAX` cells.
+fn cell_shift_for(extent: u64) -> u32 {
+    assert!(extent >= 1);
+    let mut shift = 0;
+    while ((extent - 1) >> shift) + 1 > GRID_AXIS_CELLS_MAX as u64 {
+        shift += 1;
+    }
+    shift
+}
+
+/// Returns true if and only if bit `index` of `bits` is set.
+fn bit_test(bits: &[u64], index: usize) -> bool {
+    bits[index / 64] & (1 << (index % 64)) != 0
+}
+
+/// Sets bit `index` of `bits` to `value`.
+fn bit_assign(bits: &mut [u64], index: usize, value: bool) {
+    if value {
+        bits[index / 64] |= 1 << (index % 64);
+    } else {
+        bits[index / 64] &= !(1 << (index % 64));
+    }
+}
+
+/// Inserts `item` into a list sorted by `key`, which must not hold that key yet.
+fn insert_sorted<T: Copy, const N: usize>(list: &mut SmallVec<[T; N]>, item: T, key: impl Fn(&T) -> u32) {
+    match list.binary_search_by_key(&key(&item), &key) {
+        Ok(_) => panic!("handle {} registered twice in one cell", key(&item)),
+        Err(index) => list.insert(index, item),
+    }
+}
+
+/// Removes and returns the item with `handle` from a list sorted by `key`; it must be there.
+fn remove_sorted<T: Copy, const N: usize>(list: &mut SmallVec<[T; N]>, handle: u32, key: impl Fn(&T) -> u32) -> T {
+    match list.binary_search_by_key(&handle, key) {
+        Ok(index) => list.remove(index),
+        Err(_) => panic!("handle {handle} removed from a cell it is not registered in"),
+    }
+}
+
 impl Grid {
     /// A grid over the rectangle `min..=max` (internal units).
-    pub fn new(_min: Point, _max: Point) -> Grid {
-        todo!()
+    ///
+    /// The cell side is the smallest power of two that keeps both axes within
+    /// `GRID_AXIS_CELLS_MAX` cells: a shift finds a cell, and small hunts get fine cells.
+    pub fn new(min: Point, max: Point) -> Grid {
+        assert_coordinate(min);
+        assert_coordinate(max);
+        assert!(min.x <= max.x);
+        assert!(min.y <= max.y);
+        let extent_x = (max.x as i64 - min.x as i64 + 1) as u64;
+        let extent_y = (max.y as i64 - min.y as i64 + 1) as u64;
+        let cell_shift = cell_shift_for(extent_x).max(cell_shift_for(extent_y));
+        let columns = (((extent_x - 1) >> cell_shift) + 1) as u32;
+        let rows = (((extent_y - 1) >> cell_shift) + 1) as u32;
+        assert!(columns <= GRID_AXIS_CELLS_MAX);
+        assert!(rows <= GRID_AXIS_CELLS_MAX);
+        let cell_count = columns as usize * rows as usize;
+        Grid {
+            min,
+            max,
+            cell_shift,
+            columns,
+            rows,
+            discs: vec![SmallVec::new(); cell_count],
+            centres: vec![SmallVec::new(); cell_count],
+            discs_occupied: vec![0; cell_count.div_ceil(64)],
+            centres_occupied: vec![0; cell_count.div_ceil(64)],
+            wide: Vec::with_capacity(GRID_WIDE_TREASURES_MAX as usize),
+            centre_count: 0,
+        }
     }
-    /// Registers treasure `handle`'s disc.
-    pub fn insert(&mut self, _handle: u32, _center: Point, _radius: u64) -> Result<(), GridFull> {
-        todo!()
+
+    /// The side of a cell, in internal units.
+    pub fn cell_size(&self) -> u64 {
+        1 << self.cell_shift
     }
+
+    /// Cells along x and along y.
+    pub fn cell_counts(&self) -> (u32, u32) {
+        (self.columns, self.rows)
+    }
+
+    /// The rectangle the grid covers, `min..=max`.
+    pub fn bounds(&self) -> (Point, Point) {
+        (self.min, self.max)
+    }
+
+    /// Column holding `x`, clamped to the grid.
+    fn column_of(&self, x: i64) -> u32 {
+        ((x - self.min.x as i64) >> self.cell_shift).clamp(0, self.columns as i64 - 1) as u32
+    }
+
+    /// Row holding `y`, clamped to the grid.
+    fn row_of(&self, y: i64) -> u32 {
+        ((y - self.min.y as i64) >> self.cell_shift).clamp(0, self.rows as i64 - 1) as u32
+    }
+
+    fn cell_index(&self, column: u32, row: u32) -> usize {
+        row as usize * self.columns as usize + column as usize
+    }
+
+    /// The cells a disc's bounding square overlaps, clamped to the grid.
+    fn footprint(&self, center: Point, radius: u64) -> Footprint {
+        // Any radius beyond 2^33 already covers every coordinate, so capping it keeps the
+        // arithmetic in i64 without changing the footprint.
+        let radius = radius.min(1 << 33) as i64;
+        Footprint {
+            column_low: self.column_of(center.x as i64 - radius),
+            column_high: self.column_of(center.x as i64 + radius),
+            row_low: self.row_of(center.y as i64 - radius),
+            row_high: self.row_of(center.y as i64 + radius),
+        }
+    }
+
+    /// Registers treasure `handle`'s disc; `GridFull` (and nothing registered) if the disc
+    /// is too wide for the cells and the list of wide treasures is full.
+    pub fn insert(&mut self, handle: u32, center: Point, radius: u64) -> Result<(), GridFull> {
+        assert_coordinate(center);
+        let footprint = self.footprint(center, radius);
+        if footprint.cell_count() > GRID_CELLS_PER_TREASURE_MAX as u64 {
+            match self.wide.binary_search(&handle) {
+                Ok(_) => panic!("handle {handle} registered twice as wide"),
+                Err(_) if self.wide.len() >= GRID_WIDE_TREASURES_MAX as usize => return Err(GridFull),
+                // Capacity was reserved in `new`, so this never allocates.
+                Err(index) => self.wide.insert(index, handle),
+            }
+        } else {
+            for row in footprint.row_low..=footprint.row_high {
+                for column in footprint.column_low..=footprint.column_high {
+                    let index = self.cell_index(column, row);
+                    insert_sorted(&mut self.discs[index], handle, |handle| *handle);
+                    bit_assign(&mut self.discs_occupied, index, true);
+                }
+            }
+        }
+        let index = self.cell_index(self.column_of(center.x as i64), self.row_of(center.y as i64));
+        insert_sorted(&mut self.centres[index], Centre { handle, point: center }, |centre| centre.handle);
+        bit_assign(&mut self.centres_occupied, index, true);
+        self.centre_count += 1;
+        Ok(())
+    }
+
     /// Unregisters a disc registered with the same arguments.
-    pub fn remove(&mut self, _handle: u32, _center: Point, _radius: u64) {
-        todo!()
+    pub fn remove(&mut self, handle: u32, center: Point, radius: u64) {
+        assert_coordinate(center);
+        let footprint = self.footprint(center, radius);
+        if footprint.cell_count() > GRID_CELLS_PER_TREASURE_MAX as u64 {
+            match self.wide.binary_search(&handle) {
+                Ok(index) => {
+                    self.wide.remove(index);
+                }
+                Err(_) => panic!("handle {handle} removed but not registered as wide"),
+            }
+        } else {
+            for row in footprint.row_low..=footprint.row_high {
+                for column in footprint.column_low..=footprint.column_high {
+                    let index = self.cell_index(column, row);
+                    remove_sorted(&mut self.discs[index], handle, |handle| *handle);
+                    bit_assign(&mut self.discs_occupied, index, !self.discs[index].is_empty());
+                }
+            }
+        }
+        let index = self.cell_index(self.column_of(center.x as i64), self.row_of(center.y as i64));
+        let removed = remove_sorted(&mut self.centres[index], handle, |centre| centre.handle);
+        assert_eq!(removed.point, center, "handle {handle} removed with another centre");
+        bit_assign(&mut self.centres_occupied, index, !self.centres[index].is_empty());
+        assert!(self.centre_count > 0);
+        self.centre_count -= 1;
     }
-    /// Calls `f` for every treasure whose disc may contain `point` (a superset).
-    pub fn for_each_candidate(&self, _point: Point, _f: impl FnMut(u32)) {
-        todo!()
+
+    /// Calls `f` for every treasure whose disc may contain `point` (a superset): the
+    /// discs listed in the point's cell, in handle order, then the wide treasures, in
+    /// handle order. A point outside the bounds reads the nearest cell, which every disc
+    /// that could reach it is registered in. Each handle is reported once.
+    pub fn for_each_candidate(&self, point: Point, mut f: impl FnMut(u32)) {
+        assert_coordinate(point);
+        let index = self.cell_index(self.column_of(point.x as i64), self.row_of(point.y as i64));
+        if bit_test(&self.discs_occupied, index) {
+            for &handle in &self.discs[index] {
+                f(handle);
+            }
+        }
+        for &handle in &self.wide {
+            f(handle);
+        }
     }
+
     /// The nearest treasure (by centre) for which `eligible(handle, distance_squared)` holds.
-    pub fn nearest(&self, _point: Point, _eligible: impl FnMut(u32, u64) -> bool) -> Option<(u32, u64)> {
-        todo!()
+    ///
+    /// Searches rings of cells outward from the point's cell and stops once the best
+    /// centre found is nearer than anything in the cells not yet visited could be (or
+    /// every centre has been seen). Wide treasures need no separate pass: their centres are
+    /// in the cells like any other. Ties go to the lower handle. `eligible` is called only
+    /// for treasures that would beat the best found so far, so an expensive test (has this
+    /// player claimed it?) runs rarely.
+    pub fn nearest(&self, point: Point, mut eligible: impl FnMut(u32, u64) -> bool) -> Option<(u32, u64)> {
+        assert_coordinate(point);
+        let column = self.column_of(point.x as i64);
+        let row = self.row_of(point.y as i64);
+        let mut best: Option<(u32, u64)> = None;
+        let mut seen: u32 = 0;
+        let ring_max = self.columns.max(self.rows);
+        for ring in 0..ring_max {
+            if seen == self.centre_count {
+                break;
+            }
+            self.visit_ring(column, row, ring, |centre| {
+                seen += 1;
+                let distance = distance_squared(point, centre.point);
+                let better = match best {
+                    None => true,
+                    Some((best_handle, best_distance)) => (distance, centre.handle) < (best_distance, best_handle),
+                };
+                if better && eligible(centre.handle, distance) {
+                    best = Some((centre.handle, distance));
+                }
+            });
+            match (best, self.unvisited_gap(point, column, row, ring)) {
+                // Every cell has been visited.
+                (_, None) => break,
+                // Unvisited centres are at least `gap` away; one exactly that far could
+                // still win a tie on its handle, so only a strictly nearer best stops.
+                (Some((_, best_distance)), Some(gap)) if best_distance < gap * gap => break,
+                _ => {}
+            }
+        }
+        assert!(seen <= self.centre_count);
+        best
+    }
+
+    /// Calls `visit` for every centre in the cells at Chebyshev distance `ring` from
+    /// (`column`, `row`), clipped to the grid, row by row.
+    fn visit_ring(&self, column: u32, row: u32, ring: u32, mut visit: impl FnMut(&Centre)) {
+        let (column, row, ring) = (column as i64, row as i64, ring as i64);
+        let column_low = (column - ring).max(0);
+        let column_high = (column + ring).min(self.columns as i64 - 1);
+        let row_low = (row - ring).max(0);
+        let row_high = (row + ring).min(self.rows as i64 - 1);
+        for current_row in row_low..=row_high {
+            let edge_row = current_row == row - ring || current_row == row + ring;
+            let mut visit_cell = |current_column: i64| {
+                let index = self.cell_index(current_column as u32, current_row as u32);
+                if bit_test(&self.centres_occupied, index) {
+                    for centre in &self.centres[index] {
+                        visit(centre);
+                    }
+                }
+            };
+            if edge_row {
+                (column_low..=column_high).for_each(&mut visit_cell);
+            } else {
+                if column - ring >= 0 {
+                    visit_cell(column - ring);
+                }
+                if column + ring < self.columns as i64 {
+                    visit_cell(column + ring);
+                }
+            }
+        }
+    }
+
+    /// A lower bound on the distance from `point` to any position in the cells beyond
+    /// ring `ring` around (`column`, `row`); `None` if there are no such cells.
+    ///
+    /// A centre in a column right of the visited square has `x` at least that column's
+    /// left edge even when it was clamped there from beyond the bounds, and the point's
+    /// own column was not clamped from the right if there is a column beyond it, so the
+    /// gap to the square's right edge bounds its distance; likewise for the other sides.
+    fn unvisited_gap(&self, point: Point, column: u32, row: u32, ring: u32) -> Option<u64> {
+        let cell_size = 1i64 << self.cell_shift;
+        let (x, y) = (point.x as i64, point.y as i64);
+        let (column, row, ring) = (column as i64, row as i64, ring as i64);
+        let (min_x, min_y) = (self.min.x as i64, self.min.y as i64);
+        let mut gap: Option<i64> = None;
+        let mut consider = |side_gap: i64| {
+            assert!(side_gap >= 0);
+            gap = Some(gap.map_or(side_gap, |gap| gap.min(side_gap)));
+        };
+        if column + ring < self.columns as i64 - 1 {
+            consider(min_x + (column + ring + 1) * cell_size - x);
+        }
+        if column - ring > 0 {
+            consider(x - (min_x + (column - ring) * cell_size));
+        }
+        if row + ring < self.rows as i64 - 1 {
+            consider(min_y + (row + ring + 1) * cell_size - y);
+        }
+        if row - ring > 0 {
+            consider(y - (min_y + (row - ring) * cell_size));
+        }
+        gap.map(|gap| gap as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::constants::RADIUS_MAX;
+    use proptest::prelude::*;
+
+    fn point(x: i32, y: i32) -> Point {
+        Point::new(x, y)
+    }
+
+    fn candidates(grid: &Grid, at: Point) -> Vec<u32> {
+        let mut handles = Vec::new();
+        grid.for_each_candidate(at, |handle| handles.push(handle));
+        handles
+    }
+
+    #[test]
+    fn cell_size_choice() {
+        fn check(min: (i32, i32), max: (i32, i32), cell_size: u64, cells: (u32, u32)) {
+            let grid = Grid::new(point(min.0, min.1), point(max.0, max.1));
+            assert_eq!((grid.cell_size(), grid.cell_counts()), (cell_size, cells), "{min:?} {max:?}");
+        }
+        let limit = COORDINATE_ABS_MAX as i32;
+        check((0, 0), (0, 0), 1, (1, 1));
+        check((-5, 3), (4, 3), 1, (10, 1));
+        check((0, 0), (255, 255), 1, (256, 256));
+        check((0, 0), (256, 0), 2, (129, 1));
+        check((0, 0), (511, 10), 2, (256, 6));
+        check((0, 0), (512, 10), 4, (129, 3));
+        // 100 km square planar hunt: 100,000 / 256 = 390.6, so 512-unit cells.
+        check((0, 0), (99_999, 99_999), 512, (196, 196));
+        // The narrower axis shares the wider one's cell size.
+        check((0, 0), (99_999, 999), 512, (196, 2));
+        // A 20 km geographic hunt in centimetres: 81.92 m cells.
+        check((-1_000_000, -1_000_000), (1_000_000, 1_000_000), 8_192, (245, 245));
+        // The whole coordinate range: 2^31 + 1 units.
+        check((-limit, -limit), (limit, limit), 1 << 24, (129, 129));
+    }
+
+    #[test]
+    fn wide_treasures_overflow() {
+        let mut grid = Grid::new(point(0, 0), point(999, 999));
+        assert_eq!(grid.cell_size(), 4);
+        // A radius of 16 covers at most 9 x 9 = 81 cells of 4 units: wide.
+        for handle in 0..GRID_WIDE_TREASURES_MAX {
+            assert_eq!(grid.insert(handle, point(500, 500), 16), Ok(()));
+        }
+        assert_eq!(grid.insert(1_000, point(100, 100), 16), Err(GridFull));
+        // A refused treasure leaves no trace.
+        assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((0, 2 * 400 * 400)));
+        assert!(!candidates(&grid, point(100, 100)).contains(&1_000));
+        // Narrow discs still fit: radius 14 covers at most 8 x 8 = 64 cells.
+        assert_eq!(grid.insert(2_000, point(100, 100), 14), Ok(()));
+        assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((2_000, 0)));
+        grid.remove(5, point(500, 500), 16);
+        assert_eq!(grid.insert(1_000, point(100, 100), 16), Ok(()));
+        assert_eq!(grid.insert(1_001, point(100, 100), 16), Err(GridFull));
+        let expected: Vec<u32> = [2_000].into_iter().chain((0..64).filter(|h| *h != 5)).chain([1_000]).collect();
+        assert_eq!(candidates(&grid, point(100, 100)), expected);
+    }
+
+    #[test]
+    fn candidates_outside_the_bounds() {
+        let mut grid = Grid::new(point(0, 0), point(999, 999));
+        // Centred outside, reaching in; and centred outside, never reaching in.
+        grid.insert(1, point(-10, 500), 12).unwrap();
+        grid.insert(2, point(-100, 500), 12).unwrap();
+        grid.insert(3, point(500, 500), 3).unwrap();
+        fn check(grid: &Grid, at: (i32, i32), expect: &[u32]) {
+            assert_eq!(candidates(grid, point(at.0, at.1)), expect, "{at:?}");
+        }
+        check(&grid, (1, 500), &[1, 2]);
+        check(&grid, (-95, 502), &[1, 2]);
+        check(&grid, (-1_000_000, 500), &[1, 2]);
+        check(&grid, (500, 500), &[3]);
+        check(&grid, (500, 5_000_000), &[]);
+        assert_eq!(grid.nearest(point(-95, 500), |_, _| true), Some((2, 25)));
+        assert_eq!(grid.nearest(point(-95, 500), |handle, _| handle != 2), Some((1, 85 * 85)));
+        assert_eq!(grid.nearest(point(2_000, 500), |_, _| true), Some((3, 1_500 * 1_500)));
+        assert_eq!(grid.nearest(point(2_000, 500), |_, _| false), None);
+    }
+
+    #[test]
+    fn nearest_breaks_ties_by_lower_handle() {
+        let mut grid = Grid::new(point(0, 0), point(99_999, 99_999));
+        // Four centres 1,000 units from the query, in four different cells.
+        grid.insert(9, point(51_000, 50_000), 10).unwrap();
+        grid.insert(4, point(49_000, 50_000), 10).unwrap();
+        grid.insert(7, point(50_000, 51_000), 10).unwrap();
+        grid.insert(6, point(50_000, 49_000), 10).unwrap();
+        let at = point(50_000, 50_000);
+        assert_eq!(grid.nearest(at, |_, _| true), Some((4, 1_000_000)));
+        assert_eq!(grid.nearest(at, |handle, _| handle != 4), Some((6, 1_000_000)));
+        assert_eq!(grid.nearest(point(0, 0), |_, _| true), Some((4, 49_000 * 49_000 + 50_000 * 50_000)));
+        assert_eq!(Grid::new(point(0, 0), point(10, 10)).nearest(at, |_, _| true), None);
+        // A tie exactly at the edge of the visited cells: the search must look one ring
+        // further for a lower handle. Cells of 4 units; (2, 2) is 2 from the next column.
+        let mut grid = Grid::new(point(0, 0), point(1_023, 1_023));
+        grid.insert(9, point(0, 2), 1).unwrap();
+        grid.insert(3, point(4, 2), 1).unwrap();
+        assert_eq!(grid.nearest(point(2, 2), |_, _| true), Some((3, 4)));
+    }
+
+    #[test]
+    fn order_is_independent_of_history() {
+        let treasures =
+            [(3u32, point(10, 10), 40u64), (1, point(30, 12), 25), (2, point(20, 20), 5_000), (8, point(15, 15), 30)];
+        // Cells of 64 units: the first three discs fit in the cells, the fourth is wide.
+        let mut forward = Grid::new(point(0, 0), point(9_999, 9_999));
+        let mut backward = Grid::new(point(0, 0), point(9_999, 9_999));
+        for &(handle, center, radius) in &treasures {
+            forward.insert(handle, center, radius).unwrap();
+        }
+        backward.insert(99, point(14, 14), 20).unwrap();
+        for &(handle, center, radius) in treasures.iter().rev() {
+            backward.insert(handle, center, radius).unwrap();
+        }
+        backward.remove(99, point(14, 14), 20);
+        for x in (0..10_000).step_by(97) {
+            for y in (0..10_000).step_by(97) {
+                assert_eq!(candidates(&forward, point(x, y)), candidates(&backward, point(x, y)));
+            }
+        }
+        assert_eq!(candidates(&forward, point(20, 15)), [1, 3, 8, 2]);
+    }
+
+    /// Generated grid bounds: tiny, planar-sized, geographic-sized (centimetres), and huge.
+    fn bounds() -> impl Strategy<Value = (Point, Point)> {
+        let limit = COORDINATE_ABS_MAX;
+        (
+            prop_oneof![Just(16i64), Just(200_000), Just(20_000_000), Just(2 * limit)],
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+        )
+            .prop_map(move |(extent_max, a, b, c, d)| {
+                let extent_x = (a % (extent_max as u64 + 1)) as i64;
+                let extent_y = (b % (extent_max as u64 + 1)) as i64;
+                let min_x = -limit + (c % (2 * limit - extent_x + 1) as u64) as i64;
+                let min_y = -limit + (d % (2 * limit - extent_y + 1) as u64) as i64;
+                (point(min_x as i32, min_y as i32), point((min_x + extent_x) as i32, (min_y + extent_y) as i32))
+            })
+    }
+
+    /// A position near `bounds`: up to a quarter of the extent (and 100 units) beyond it.
+    fn near(bounds: (Point, Point), a: u32, b: u32) -> Point {
+        let coordinate = |low: i32, high: i32, fraction: u32| {
+            let margin = (high as i64 - low as i64) / 4 + 100;
+            let span = high as i64 - low as i64 + 2 * margin;
+            let value = low as i64 - margin + (span as i128 * fraction as i128 / u32::MAX as i128) as i64;
+            value.clamp(-COORDINATE_ABS_MAX, COORDINATE_ABS_MAX) as i32
+        };
+        point(coordinate(bounds.0.x, bounds.1.x, a), coordinate(bounds.0.y, bounds.1.y, b))
+    }
+
+    #[derive(Clone, Debug)]
+    enum Step {
+        /// Place a treasure near the bounds (or on a live one's centre, for ties).
+        Insert { a: u32, b: u32, radius_kind: u8, radius: u64, same_centre: Option<usize> },
+        /// Remove a live treasure, chosen by index.
+        Remove { index: usize },
+        /// Query a point near the bounds, inside a live treasure's disc, or anywhere.
+        Query { kind: u8, a: u32, b: u32, index: usize, filter: u64 },
+    }
+
+    fn step() -> impl Strategy<Value = Step> {
+        prop_oneof![
+            4 => (any::<u32>(), any::<u32>(), 0..4u8, any::<u64>(), proptest::option::weighted(0.2, any::<usize>()))
+                .prop_map(|(a, b, radius_kind, radius, same_centre)| Step::Insert { a, b, radius_kind, radius, same_centre }),
+            1 => any::<usize>().prop_map(|index| Step::Remove { index }),
+            5 => (0..3u8, any::<u32>(), any::<u32>(), any::<usize>(), any::<u64>())
+                .prop_map(|(kind, a, b, index, filter)| Step::Query { kind, a, b, index, filter }),
+        ]
+    }
+
+    /// A pure eligibility filter drawn from `seed`: some handles out, and sometimes a
+    /// distance limit, as a hint radius would be.
+    fn filter(seed: u64) -> impl Fn(u32, u64) -> bool {
+        move |handle: u32, distance_squared: u64| {
+            let mixed = (handle as u64 ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
+            let keep = match seed % 4 {
+                0 => true,
+                1 => mixed % 2 == 0,
+                _ => mixed % 8 == 0,
+            };
+            let limit = if seed & 16 == 0 { u64::MAX } else { (seed >> 8) % (1 << 50) };
+            keep && distance_squared <= limit
+        }
+    }
+
+    fn check_model(bounds: (Point, Point), steps: Vec<Step>) {
+        let mut grid = Grid::new(bounds.0, bounds.1);
+        let cell_size = grid.cell_size();
+        let mut model: Vec<(u32, Point, u64)> = Vec::new();
+        let mut next_handle: u32 = 0;
+        for step in steps {
+            match step {
+                Step::Insert { a, b, radius_kind, radius, same_centre } => {
+                    let center = match same_centre {
+                        Some(index) if !model.is_empty() => model[index % model.len()].1,
+                        _ => near(bounds, a, b),
+                    };
+                    let radius = match radius_kind {
+                        0 => 0,
+                        1 => radius % (2 * cell_size + 1),
+                        2 => radius % (32 * cell_size + 1),
+                        _ => radius % (RADIUS_MAX as u64 + 1),
+                    };
+                    // An odd multiplier permutes u32, so handles are unique but unordered.
+                    let handle = next_handle.wrapping_mul(0x9E37_79B1);
+                    next_handle += 1;
+                    match grid.insert(handle, center, radius) {
+                        Ok(()) => model.push((handle, center, radius)),
+                        Err(GridFull) => assert_eq!(grid.wide.len(), GRID_WIDE_TREASURES_MAX as usize),
+                    }
+                }
+                Step::Remove { index } => {
+                    if !model.is_empty() {
+                        let (handle, center, radius) = model.swap_remove(index % model.len());
+                        grid.remove(handle, center, radius);
+                    }
+                }
+                Step::Query { kind, a, b, index, filter: seed } => {
+                    let at = match kind {
+                        0 if !model.is_empty() => {
+                            // A point inside a live disc (or its centre, if the disc is huge).
+                            let (_, center, radius) = model[index % model.len()];
+                            let reach = (radius as i64 / 2).min(1 << 29);
+                            let offset = |fraction: u32| {
+                                (reach as i128 * 2 * fraction as i128 / u32::MAX as i128) as i64 - reach
+                            };
+                            let clamp = |value: i64| value.clamp(-COORDINATE_ABS_MAX, COORDINATE_ABS_MAX) as i32;
+                            point(clamp(center.x as i64 + offset(a)), clamp(center.y as i64 + offset(b)))
+                        }
+                        1 => near(
+                            (
+                                point(-COORDINATE_ABS_MAX as i32, -COORDINATE_ABS_MAX as i32),
+                                point(COORDINATE_ABS_MAX as i32, COORDINATE_ABS_MAX as i32),
+                            ),
+                            a,
+                            b,
+                        ),
+                        _ => near(bounds, a, b),
+                    };
+                    check_query(&grid, &model, at, seed);
+                }
+            }
+        }
+        assert_eq!(grid.centre_count as usize, model.len());
+    }
+
+    fn check_query(grid: &Grid, model: &[(u32, Point, u64)], at: Point, seed: u64) {
+        let found = candidates(grid, at);
+        let mut unique = found.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), found.len(), "a candidate reported twice at {at:?}");
+        for &(handle, center, radius) in model {
+            if distance_squared(at, center) <= radius as u128 as u64 * radius {
+                assert!(found.contains(&handle), "treasure {handle} at {center:?} r {radius} missed at {at:?}");
+            }
+        }
+        for handle in &found {
+            assert!(model.iter().any(|(live, _, _)| live == handle), "unknown candidate {handle}");
+        }
+        let eligible = filter(seed);
+        let expected = model
+            .iter()
+            .map(|&(handle, center, _)| (distance_squared(at, center), handle))
+            .filter(|&(distance, handle)| eligible(handle, distance))
+            .min()
+            .map(|(distance, handle)| (handle, distance));
+        assert_eq!(grid.nearest(at, &eligible), expected, "nearest to {at:?}, filter {seed}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+        #[test]
+        fn grid_matches_brute_force(bounds in bounds(), steps in proptest::collection::vec(step(), 1..200)) {
+            check_model(bounds, steps);
+        }
+    }
+
+    /// Not a benchmark with a verdict: prints what a candidate query and a nearest query
+    /// cost, for the record. Run with
+    /// `cargo test --release --lib grid::tests::measure_query_cost -- --nocapture`.
+    #[test]
+    fn measure_query_cost() {
+        let mut random = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            random
+        };
+        let mut grid = Grid::new(point(0, 0), point(99_999, 99_999));
+        for handle in 0..1_000 {
+            let center = point((next() % 100_000) as i32, (next() % 100_000) as i32);
+            grid.insert(handle, center, 50 + next() % 450).unwrap();
+        }
+        let points: Vec<Point> =
+            (0..65_536).map(|_| point((next() % 100_000) as i32, (next() % 100_000) as i32)).collect();
+        let queries = if cfg!(debug_assertions) { 4_096 } else { 200_000 };
+        let mut reported: u64 = 0;
+        // The best of many short rounds, since a shared machine only ever adds time.
+        let (mut candidate_ns, mut nearest_ns) = (f64::MAX, f64::MAX);
+        let rounds = if cfg!(debug_assertions) { 2 } else { 50 };
+        for _ in 0..rounds {
+            let start = std::time::Instant::now();
+            for query in 0..queries {
+                grid.for_each_candidate(std::hint::black_box(points[query % points.len()]), |handle| {
+                    reported += handle as u64 & 1 | 1;
+                });
+            }
+            candidate_ns = candidate_ns.min(start.elapsed().as_nanos() as f64 / queries as f64);
+            let nearest_queries = queries / 10;
+            let start = std::time::Instant::now();
+            for query in 0..nearest_queries {
+                let found = grid.nearest(std::hint::black_box(points[query % points.len()]), |_, _| true);
+                reported += found.map_or(0, |(handle, _)| handle as u64 & 1);
+            }
+            nearest_ns = nearest_ns.min(start.elapsed().as_nanos() as f64 / nearest_queries as f64);
+        }
+        println!(
+            "1,000 treasures (radius 50..500) in a 100,000 x 100,000 hunt, {} cells of {}: \
+             for_each_candidate {candidate_ns:.1} ns, nearest {nearest_ns:.1} ns per query ({reported} reported)",
+            grid.columns * grid.rows,
+            grid.cell_size()
+        );
     }
 }

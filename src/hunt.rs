@@ -76,28 +76,29 @@ pub(crate) struct Notices<'a> {
     pub(crate) buffer: &'a mut Vec<Notice>,
 }
 
-/// One hunt.
+/// One hunt. Fields are visible to the crate so that snapshots (`crate::journal`) can
+/// write and rebuild a hunt; every other module goes through the methods.
 pub struct Hunt {
-    id: HuntId,
-    spec: HuntSpec,
-    projection: Projection,
-    min: Point,
-    max: Point,
+    pub(crate) id: HuntId,
+    pub(crate) spec: HuntSpec,
+    pub(crate) projection: Projection,
+    pub(crate) min: Point,
+    pub(crate) max: Point,
     /// Effective end: the spec's end, or earlier if the hunt was ended by an event.
-    end: Micros,
-    announced: Phase,
+    pub(crate) end: Micros,
+    pub(crate) announced: Phase,
     pub(crate) treasures: Vec<Treasure>,
-    treasures_free: Vec<u32>,
-    treasure_handles: HashMap<TreasureId, u32>,
+    pub(crate) treasures_free: Vec<u32>,
+    pub(crate) treasure_handles: HashMap<TreasureId, u32>,
     /// Sum of the capacities of live treasures; the claim table has room for all of it.
-    capacity_total: u64,
+    pub(crate) capacity_total: u64,
     pub(crate) players: Vec<Player>,
-    player_handles: HashMap<PlayerId, u32>,
-    grid: Grid,
-    leaderboard: Leaderboard,
+    pub(crate) player_handles: HashMap<PlayerId, u32>,
+    pub(crate) grid: Grid,
+    pub(crate) leaderboard: Leaderboard,
     /// (treasure handle << 32) | player handle, for every award of a live treasure.
-    claims: HashSet<u64>,
-    topic_seqs: [u64; Topic::COUNT],
+    pub(crate) claims: HashSet<u64>,
+    pub(crate) topic_seqs: [u64; Topic::COUNT],
 }
 
 fn claim_key(treasure: u32, player: u32) -> u64 {

@@ -31,7 +31,7 @@ pub fn shard_for(hunt: HuntId, shard_count: usize) -> usize {
 
 /// All the hunts one shard owns.
 pub struct Shard {
-    hunts: HashMap<HuntId, Box<Hunt>>,
+    pub(crate) hunts: HashMap<HuntId, Box<Hunt>>,
     claims: Vec<Claim>,
     list: Vec<Ranked>,
     notices: Vec<Notice>,
