@@ -33,8 +33,9 @@ pub const LATITUDE_ABS_MAX: i32 = 850_000_000;
 /// Largest absolute longitude accepted, in 1e-7 degrees.
 pub const LONGITUDE_ABS_MAX: i32 = 1_800_000_000;
 
-/// Cells along each axis of a hunt's uniform grid, at most.
-pub const GRID_AXIS_CELLS_MAX: u32 = 256;
+/// Cells along each axis of a hunt's uniform grid, at most. A cell costs about 48 bytes
+/// whether or not it holds treasures, so a full grid is 128 * 128 * 48 B = 768 KiB per hunt.
+pub const GRID_AXIS_CELLS_MAX: u32 = 128;
 
 /// Cells a single treasure's discovery disc may be registered in; a treasure whose disc
 /// covers more cells is kept in the hunt's short list of wide treasures instead, which
