@@ -93,6 +93,19 @@ pub const NOTICES_PER_EVENT_MAX: usize = 4 * CLAIMS_PER_MOVE_MAX + 4;
 pub const SPEED_BURST_US: u64 = 2_000_000;
 
 // ---------------------------------------------------------------------------------------
+// Counting allocator.
+
+/// Registry slots of the counting allocator, one per thread alive at once, at most. A
+/// thread beyond this still counts correctly through the overflow block, only more
+/// slowly. 256 slots of 128 bytes each take 32 KiB of zeroed static memory, and
+/// `alloc::process` reads them all.
+pub const THREAD_SLOTS_MAX: usize = 256;
+
+// Every shard thread, plus a few helpers, gets a slot of its own: shards never count
+// through the shared overflow block.
+const _: () = assert!(THREAD_SLOTS_MAX >= SHARDS_MAX + 8);
+
+// ---------------------------------------------------------------------------------------
 // Time.
 
 /// Microseconds per second.
