@@ -159,7 +159,8 @@ fn small_journal(count: usize) -> (SimStorage, Vec<(Event, Micros)>) {
     let storage = SimStorage::new();
     let writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
     let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
-    let mut workload = Workload::new(Config { hunts: 1, players_per_hunt: 3, treasures_per_hunt: 2, ..small_config(9, true) });
+    let mut workload =
+        Workload::new(Config { hunts: 1, players_per_hunt: 3, treasures_per_hunt: 2, ..small_config(9, true) });
     let mut setup = Vec::new();
     workload.setup(|event, time| setup.push((*event, time)));
     for (event, time) in &setup {
@@ -309,7 +310,8 @@ fn a_snapshot_plus_its_tail_equals_replaying_everything_and_keeps_behaving_the_s
                 let hunt = 1 + step % 2;
                 life.apply(&Event::RemoveTreasure { hunt, treasure: step % 30 }, time);
                 let position = Position::new((step % 1_400) as i32, (step % 900) as i32);
-                let treasure = TreasureSpec { id: 1_000 + step, position, radius: 300, value: 7, capacity: 3, hint_radius: 0 };
+                let treasure =
+                    TreasureSpec { id: 1_000 + step, position, radius: 300, value: 7, capacity: 3, hint_radius: 0 };
                 life.apply(&Event::PlaceTreasure { hunt, treasure }, time);
             }
             if step == 5_000 {
@@ -450,7 +452,12 @@ fn real_files_recover_verify_and_dump() {
     // The snapshot after set-up replaced the set-up's segment: what is left is the rest.
     assert_eq!(count, (life.events.len() - setup.len()) as u64);
     let text = String::from_utf8(dumped).unwrap();
-    assert!(text.lines().next().unwrap().trim_start().starts_with(&format!("{}", life.events.len() as u64 - count + 1)));
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start()
+        .starts_with(&format!("{}", life.events.len() as u64 - count + 1)));
 
     let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
     assert_eq!(recovered.shard.digest(), digest);

@@ -154,9 +154,10 @@ pub fn read_journal<S: Storage>(
     let mut summary = JournalSummary { segments: segments.len(), ..JournalSummary::default() };
     // The sequence number of the last valid record read (0: none yet).
     let mut previous = 0u64;
+    let mut bytes = Vec::new();
     for (index, (first_seq, name)) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
-        let bytes = storage.read(name).map_err(io_error("read", storage.describe(name)))?;
+        storage.read_into(name, &mut bytes).map_err(io_error("read", storage.describe(name)))?;
         let mut offset = 0usize;
         let mut first_in_segment = true;
         while offset < bytes.len() {

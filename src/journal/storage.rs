@@ -35,6 +35,13 @@ pub trait Storage {
     fn list(&mut self) -> io::Result<Vec<String>>;
     /// A file's whole contents.
     fn read(&mut self, name: &str) -> io::Result<Vec<u8>>;
+    /// A file's whole contents into `buffer` (cleared first), reusing its memory:
+    /// recovery reads segment after segment into one buffer, so the kernel does not
+    /// have to hand out and zero fresh pages for each.
+    fn read_into(&mut self, name: &str, buffer: &mut Vec<u8>) -> io::Result<()> {
+        *buffer = self.read(name)?;
+        Ok(())
+    }
     /// Creates an empty file, replacing any file of that name.
     fn create(&mut self, name: &str) -> io::Result<()>;
     /// Appends bytes at the end of a file.
@@ -102,6 +109,13 @@ impl Storage for FileStorage {
 
     fn read(&mut self, name: &str) -> io::Result<Vec<u8>> {
         fs::read(self.dir.join(name))
+    }
+
+    fn read_into(&mut self, name: &str, buffer: &mut Vec<u8>) -> io::Result<()> {
+        use std::io::Read;
+        buffer.clear();
+        File::open(self.dir.join(name))?.read_to_end(buffer)?;
+        Ok(())
     }
 
     fn create(&mut self, name: &str) -> io::Result<()> {
