@@ -105,6 +105,20 @@ fn crash_case(seed: u64) -> bool {
             life.snapshot();
         }
     }
+    if rng.percent(70) {
+        // The crash strikes inside a commit: written, but its fdatasync never returned,
+        // so nothing of it was acknowledged and a power loss may tear it.
+        for _ in 0..rng.between(1, 30) {
+            let (event, time) = workload.next_event();
+            life.apply(&event, time);
+        }
+        storage.set_sync_fails(true);
+        if let Ok(covered) = life.writer.commit() {
+            // Os mode does not sync: the write alone acknowledged the batch.
+            assert_eq!(durability, Durability::Os);
+            life.acknowledged = covered;
+        }
+    }
     let survivor = storage.crash(crash, seed);
     let recovered = check_recovery(&survivor, &life.events, life.acknowledged, seed);
 
