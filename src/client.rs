@@ -148,32 +148,7 @@ pub fn code_name(code: u16) -> &'static str {
     if let Some(protocol) = ErrorCode::from_u16(code) {
         return protocol.name();
     }
-    // One sample per rejection, so the names come from `Rejection::name` itself.
-    let samples = [
-        Rejection::HuntExists,
-        Rejection::HuntNotFound,
-        Rejection::HuntNotStarted,
-        Rejection::HuntEnded,
-        Rejection::HuntLimit,
-        Rejection::InvalidHunt(""),
-        Rejection::TreasureExists,
-        Rejection::TreasureNotFound,
-        Rejection::TreasureLimit,
-        Rejection::InvalidTreasure(""),
-        Rejection::TreasureExhausted,
-        Rejection::AlreadyClaimed,
-        Rejection::PlayerClaimLimit,
-        Rejection::OutOfReach { distance: 0, radius: 0 },
-        Rejection::NotJoined,
-        Rejection::AlreadyJoined,
-        Rejection::PlayerLimit,
-        Rejection::OutOfBounds,
-        Rejection::TooFast { distance: 0, allowed: 0 },
-        Rejection::Duplicate { seq: 0, last: 0 },
-        Rejection::ScoreOverflow,
-        Rejection::CountTooLarge { asked: 0, max: 0 },
-    ];
-    samples.iter().find(|rejection| rejection.code() == code).map_or("unknown", |rejection| rejection.name())
+    Rejection::name_of_code(code).unwrap_or("unknown")
 }
 
 /// A client's connection settings.

@@ -322,37 +322,7 @@ pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -
 
 /// The name of each rejection reason, in the order of `Rejection::CODES`.
 fn rejection_names() -> [&'static str; REJECTION_COUNT] {
-    let samples = [
-        Rejection::HuntExists,
-        Rejection::HuntNotFound,
-        Rejection::HuntNotStarted,
-        Rejection::HuntEnded,
-        Rejection::HuntLimit,
-        Rejection::InvalidHunt(""),
-        Rejection::TreasureExists,
-        Rejection::TreasureNotFound,
-        Rejection::TreasureLimit,
-        Rejection::InvalidTreasure(""),
-        Rejection::TreasureExhausted,
-        Rejection::AlreadyClaimed,
-        Rejection::PlayerClaimLimit,
-        Rejection::OutOfReach { distance: 0, radius: 0 },
-        Rejection::NotJoined,
-        Rejection::AlreadyJoined,
-        Rejection::PlayerLimit,
-        Rejection::OutOfBounds,
-        Rejection::TooFast { distance: 0, allowed: 0 },
-        Rejection::Duplicate { seq: 0, last: 0 },
-        Rejection::ScoreOverflow,
-        Rejection::CountTooLarge { asked: 0, max: 0 },
-    ];
-    let mut names = [""; REJECTION_COUNT];
-    for rejection in samples {
-        let index = Rejection::CODES.iter().position(|&code| code == rejection.code()).expect("listed");
-        names[index] = rejection.name();
-    }
-    assert!(names.iter().all(|name| !name.is_empty()), "a rejection reason has no sample here");
-    names
+    Rejection::SAMPLES.map(|rejection| rejection.name())
 }
 
 #[cfg(test)]
