@@ -33,8 +33,9 @@ pub const LATITUDE_ABS_MAX: i32 = 850_000_000;
 /// Largest absolute longitude accepted, in 1e-7 degrees.
 pub const LONGITUDE_ABS_MAX: i32 = 1_800_000_000;
 
-/// Cells along each axis of a hunt's uniform grid, at most.
-pub const GRID_AXIS_CELLS_MAX: u32 = 256;
+/// Cells along each axis of a hunt's uniform grid, at most. A cell costs about 48 bytes
+/// whether or not it holds treasures, so a full grid is 128 * 128 * 48 B = 768 KiB per hunt.
+pub const GRID_AXIS_CELLS_MAX: u32 = 128;
 
 /// Cells a single treasure's discovery disc may be registered in; a treasure whose disc
 /// covers more cells is kept in the hunt's short list of wide treasures instead, which
@@ -151,3 +152,94 @@ const _: () = assert!(FRAME_HEADER_SIZE + 6 + CLIENT_NAME_SIZE_MAX <= FRAME_SIZE
 // A move reply with the most claims (header, count, and 28 bytes per claim) fits in a frame.
 const _: () = assert!(FRAME_HEADER_SIZE + 4 + 28 * CLAIMS_PER_MOVE_MAX <= FRAME_SIZE_MAX);
 const _: () = assert!(SUBSCRIPTIONS_PER_CONNECTION_MAX > 0);
+
+// ---------------------------------------------------------------------------------------
+// Server (see `src/server/`).
+
+/// Shards (threads) one server runs, at most. The HELLO reply carries the count as a
+/// `u16`, and every pair of shards costs two rings.
+pub const SHARDS_MAX: usize = 64;
+
+/// Connections one shard holds open at once, at most (Redis's `maxclients` default is
+/// 10 000 for the whole server). One more is answered with a busy error and closed.
+pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
+
+/// Size of a connection's read buffer, in bytes (128 KiB): two maximum frames, so one
+/// partial frame at the tail never stops the next read.
+pub const READ_BUFFER_SIZE: usize = 2 * FRAME_SIZE_MAX;
+
+/// Capacity a connection's output buffer starts with, in bytes (64 KiB). It may grow up
+/// to the limits below; a connection whose peer reads keeps it at its steady size, so
+/// steady state does not allocate.
+pub const OUTPUT_BUFFER_SIZE_INITIAL: usize = 64 * (1 << 10);
+
+/// Pending output above which a connection's requests are no longer decoded, in bytes
+/// (1 MiB): the bytes stay in its read buffer and the kernel's, and TCP pushes back.
+pub const OUTPUT_BUFFER_BYTES_HIGH: usize = 1 << 20;
+
+/// Pending output above which pushes to a subscriber are dropped and remembered as a gap,
+/// in bytes (8 MiB, Redis's pub/sub soft limit).
+pub const SUBSCRIBER_BUFFER_BYTES_SOFT: usize = 8 << 20;
+
+/// Pending output above which a connection is sent GOODBYE and closed, in bytes (32 MiB,
+/// Redis's pub/sub hard limit).
+pub const SUBSCRIBER_BUFFER_BYTES_MAX: usize = 32 << 20;
+
+/// Missed ranges one connection may owe GAP pushes for, one per (hunt, topic); a drop
+/// that needs one more closes the connection with GOODBYE.
+pub const GAPS_PER_CONNECTION_MAX: usize = 16;
+
+/// Requests of one connection waiting on another shard's reply, at most; beyond this
+/// the connection is not decoded until replies come back, which bounds its output.
+pub const INFLIGHT_REQUESTS_PER_CONNECTION_MAX: u32 = 1_024;
+
+/// Size of each inter-shard ring, in bytes (256 KiB). Every ordered pair of shards has a
+/// request ring and a reply ring of this size.
+pub const RING_SIZE_BYTES: usize = 256 * (1 << 10);
+
+/// Size of a ring record's header, in bytes (see `src/server/ring.rs`).
+pub const RING_RECORD_HEADER_SIZE: usize = 32;
+
+/// Frames one connection may have decoded per loop turn, at most, so one busy
+/// connection cannot starve the others.
+pub const FRAMES_PER_CONNECTION_PER_TURN_MAX: u32 = 256;
+
+/// Connections one loop turn decodes, at most; the rest wait for the next turn.
+pub const CONNECTIONS_PER_TURN_MAX: usize = 1_024;
+
+/// Connections one loop turn accepts, at most.
+pub const ACCEPTS_PER_TURN_MAX: usize = 64;
+
+/// Records one loop turn takes from one incoming ring, at most.
+pub const RECORDS_PER_RING_PER_TURN_MAX: usize = 4_096;
+
+/// Readiness events one poll returns, at most.
+pub const POLL_EVENTS_MAX: usize = 1_024;
+
+/// Interval between copies of a shard's statistics into its shared snapshot, in
+/// microseconds (100 ms).
+pub const STATS_SNAPSHOT_INTERVAL_US: u64 = 100_000;
+
+/// Longest time a graceful shutdown waits for peers to read their replies, in
+/// microseconds (5 s).
+pub const SHUTDOWN_DRAIN_US: u64 = 5 * MICROS_PER_SECOND;
+
+/// Largest latency a histogram records, in microseconds (60 s); longer ones are clamped.
+pub const HISTOGRAM_US_MAX: u64 = 60 * MICROS_PER_SECOND;
+
+/// Significant decimal digits the latency histograms keep.
+pub const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
+
+/// Pending connections the kernel queues per listener.
+pub const LISTEN_BACKLOG: i32 = 1_024;
+
+const _: () = assert!(SHARDS_MAX <= u16::MAX as usize);
+const _: () = assert!(FRAME_SIZE_MAX <= READ_BUFFER_SIZE);
+const _: () = assert!(OUTPUT_BUFFER_BYTES_HIGH < SUBSCRIBER_BUFFER_BYTES_SOFT);
+const _: () = assert!(SUBSCRIBER_BUFFER_BYTES_SOFT < SUBSCRIBER_BUFFER_BYTES_MAX);
+// A ring holds a maximum reply even when a maximum request record is already in it, so a
+// shard that checked for room before taking a request can always answer it.
+const _: () = assert!(2 * (RING_RECORD_HEADER_SIZE + FRAME_SIZE_MAX) <= RING_SIZE_BYTES);
+const _: () = assert!(CONNECTIONS_PER_SHARD_MAX < u32::MAX as usize);
+const _: () = assert!(INFLIGHT_REQUESTS_PER_CONNECTION_MAX > 0);
+const _: () = assert!(STATS_SNAPSHOT_INTERVAL_US < SHUTDOWN_DRAIN_US);

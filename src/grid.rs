@@ -97,9 +97,14 @@ pub struct Grid {
     centres_occupied: Vec<u64>,
     /// Handles of the discs too wide for the cells, sorted; capacity reserved up front.
     wide: Vec<u32>,
-    /// Centres registered, in all cells.
-    centre_count: u32,
+    /// Every centre registered, sorted by handle: what `nearest` scans once a ring search
+    /// would visit more cells than there are centres.
+    all_centres: Vec<Centre>,
 }
+
+/// Cells a ring search of `nearest` may visit before it switches to scanning every
+/// centre, at least. Below this a scan would not be cheaper than a few rings.
+const NEAREST_RING_CELLS_MIN: u64 = 64;
 
 /// The grid cannot register one more wide treasure.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,7 +187,7 @@ impl Grid {
             discs_occupied: vec![0; cell_count.div_ceil(64)],
             centres_occupied: vec![0; cell_count.div_ceil(64)],
             wide: Vec::with_capacity(GRID_WIDE_TREASURES_MAX as usize),
-            centre_count: 0,
+            all_centres: Vec::new(),
         }
     }
 
@@ -252,7 +257,9 @@ impl Grid {
         let index = self.cell_index(self.column_of(center.x as i64), self.row_of(center.y as i64));
         insert_sorted(&mut self.centres[index], Centre { handle, point: center }, |centre| centre.handle);
         bit_assign(&mut self.centres_occupied, index, true);
-        self.centre_count += 1;
+        let centre = Centre { handle, point: center };
+        let position = self.all_centres.partition_point(|other| other.handle < handle);
+        self.all_centres.insert(position, centre);
         Ok(())
     }
 
@@ -280,8 +287,9 @@ impl Grid {
         let removed = remove_sorted(&mut self.centres[index], handle, |centre| centre.handle);
         assert_eq!(removed.point, center, "handle {handle} removed with another centre");
         bit_assign(&mut self.centres_occupied, index, !self.centres[index].is_empty());
-        assert!(self.centre_count > 0);
-        self.centre_count -= 1;
+        let position = self.all_centres.partition_point(|other| other.handle < handle);
+        assert_eq!(self.all_centres[position].handle, handle);
+        self.all_centres.remove(position);
     }
 
     /// Calls `f` for every treasure whose disc may contain `point` (a superset): the
@@ -306,30 +314,47 @@ impl Grid {
     /// Searches rings of cells outward from the point's cell and stops once the best
     /// centre found is nearer than anything in the cells not yet visited could be (or
     /// every centre has been seen). Wide treasures need no separate pass: their centres are
-    /// in the cells like any other. Ties go to the lower handle. `eligible` is called only
-    /// for treasures that would beat the best found so far, so an expensive test (has this
-    /// player claimed it?) runs rarely.
+    /// in the cells like any other. When the rings would visit more cells than there are
+    /// centres (few treasures, or none eligible nearby), it scans every centre instead,
+    /// which gives the same answer for less work. Ties go to the lower handle. `eligible`
+    /// is called only for treasures that would beat the best found so far, so an
+    /// expensive test (has this player claimed it?) runs rarely.
     pub fn nearest(&self, point: Point, mut eligible: impl FnMut(u32, u64) -> bool) -> Option<(u32, u64)> {
         assert_coordinate(point);
         let column = self.column_of(point.x as i64);
         let row = self.row_of(point.y as i64);
         let mut best: Option<(u32, u64)> = None;
-        let mut seen: u32 = 0;
+        let mut consider = |centre: &Centre, best: &mut Option<(u32, u64)>| {
+            let distance = distance_squared(point, centre.point);
+            let better = match *best {
+                None => true,
+                Some((best_handle, best_distance)) => (distance, centre.handle) < (best_distance, best_handle),
+            };
+            if better && eligible(centre.handle, distance) {
+                *best = Some((centre.handle, distance));
+            }
+        };
+        let centre_count = self.all_centres.len();
+        let cells_budget = (centre_count as u64).max(NEAREST_RING_CELLS_MIN);
+        let mut cells_visited: u64 = 0;
+        let mut seen: usize = 0;
         let ring_max = self.columns.max(self.rows);
         for ring in 0..ring_max {
-            if seen == self.centre_count {
+            if seen == centre_count {
                 break;
+            }
+            cells_visited += if ring == 0 { 1 } else { 8 * ring as u64 };
+            if cells_visited > cells_budget {
+                // A scan of every centre is exact too; start it afresh for simplicity.
+                let mut scanned = None;
+                for centre in &self.all_centres {
+                    consider(centre, &mut scanned);
+                }
+                return scanned;
             }
             self.visit_ring(column, row, ring, |centre| {
                 seen += 1;
-                let distance = distance_squared(point, centre.point);
-                let better = match best {
-                    None => true,
-                    Some((best_handle, best_distance)) => (distance, centre.handle) < (best_distance, best_handle),
-                };
-                if better && eligible(centre.handle, distance) {
-                    best = Some((centre.handle, distance));
-                }
+                consider(centre, &mut best);
             });
             match (best, self.unvisited_gap(point, column, row, ring)) {
                 // Every cell has been visited.
@@ -340,7 +365,7 @@ impl Grid {
                 _ => {}
             }
         }
-        assert!(seen <= self.centre_count);
+        assert!(seen <= centre_count);
         best
     }
 
@@ -430,39 +455,41 @@ mod tests {
             let grid = Grid::new(point(min.0, min.1), point(max.0, max.1));
             assert_eq!((grid.cell_size(), grid.cell_counts()), (cell_size, cells), "{min:?} {max:?}");
         }
+        // The table is written for 128 cells per axis.
+        assert_eq!(GRID_AXIS_CELLS_MAX, 128);
         let limit = COORDINATE_ABS_MAX as i32;
         check((0, 0), (0, 0), 1, (1, 1));
         check((-5, 3), (4, 3), 1, (10, 1));
-        check((0, 0), (255, 255), 1, (256, 256));
-        check((0, 0), (256, 0), 2, (129, 1));
-        check((0, 0), (511, 10), 2, (256, 6));
-        check((0, 0), (512, 10), 4, (129, 3));
-        // 100 km square planar hunt: 100,000 / 256 = 390.6, so 512-unit cells.
-        check((0, 0), (99_999, 99_999), 512, (196, 196));
+        check((0, 0), (127, 127), 1, (128, 128));
+        check((0, 0), (128, 0), 2, (65, 1));
+        check((0, 0), (255, 10), 2, (128, 6));
+        check((0, 0), (256, 10), 4, (65, 3));
+        // 100 km square planar hunt: 100,000 / 128 = 781.25, so 1024-unit cells.
+        check((0, 0), (99_999, 99_999), 1_024, (98, 98));
         // The narrower axis shares the wider one's cell size.
-        check((0, 0), (99_999, 999), 512, (196, 2));
-        // A 20 km geographic hunt in centimetres: 81.92 m cells.
-        check((-1_000_000, -1_000_000), (1_000_000, 1_000_000), 8_192, (245, 245));
+        check((0, 0), (99_999, 999), 1_024, (98, 1));
+        // A 20 km geographic hunt in centimetres: 163.84 m cells.
+        check((-1_000_000, -1_000_000), (1_000_000, 1_000_000), 16_384, (123, 123));
         // The whole coordinate range: 2^31 + 1 units.
-        check((-limit, -limit), (limit, limit), 1 << 24, (129, 129));
+        check((-limit, -limit), (limit, limit), 1 << 25, (65, 65));
     }
 
     #[test]
     fn wide_treasures_overflow() {
-        let mut grid = Grid::new(point(0, 0), point(999, 999));
+        let mut grid = Grid::new(point(0, 0), point(511, 511));
         assert_eq!(grid.cell_size(), 4);
         // A radius of 16 covers at most 9 x 9 = 81 cells of 4 units: wide.
         for handle in 0..GRID_WIDE_TREASURES_MAX {
-            assert_eq!(grid.insert(handle, point(500, 500), 16), Ok(()));
+            assert_eq!(grid.insert(handle, point(400, 400), 16), Ok(()));
         }
         assert_eq!(grid.insert(1_000, point(100, 100), 16), Err(GridFull));
         // A refused treasure leaves no trace.
-        assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((0, 2 * 400 * 400)));
+        assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((0, 2 * 300 * 300)));
         assert!(!candidates(&grid, point(100, 100)).contains(&1_000));
         // Narrow discs still fit: radius 14 covers at most 8 x 8 = 64 cells.
         assert_eq!(grid.insert(2_000, point(100, 100), 14), Ok(()));
         assert_eq!(grid.nearest(point(100, 100), |_, _| true), Some((2_000, 0)));
-        grid.remove(5, point(500, 500), 16);
+        grid.remove(5, point(400, 400), 16);
         assert_eq!(grid.insert(1_000, point(100, 100), 16), Ok(()));
         assert_eq!(grid.insert(1_001, point(100, 100), 16), Err(GridFull));
         let expected: Vec<u32> = [2_000].into_iter().chain((0..64).filter(|h| *h != 5)).chain([1_000]).collect();
@@ -657,7 +684,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(grid.centre_count as usize, model.len());
+        assert_eq!(grid.all_centres.len(), model.len());
     }
 
     fn check_query(grid: &Grid, model: &[(u32, Point, u64)], at: Point, seed: u64) {

@@ -82,8 +82,6 @@ pub struct Hunt {
     pub(crate) id: HuntId,
     pub(crate) spec: HuntSpec,
     pub(crate) projection: Projection,
-    pub(crate) min: Point,
-    pub(crate) max: Point,
     /// Effective end: the spec's end, or earlier if the hunt was ended by an event.
     pub(crate) end: Micros,
     pub(crate) announced: Phase,
@@ -102,7 +100,7 @@ pub struct Hunt {
 }
 
 fn claim_key(treasure: u32, player: u32) -> u64 {
-    (treasure as u64) << 32 | player as u64
+    ((treasure as u64) << 32) | player as u64
 }
 
 /// Points the `index`-th of `capacity` claimers receives under `rule`.
@@ -128,14 +126,15 @@ impl Hunt {
             Coordinates::Planar => Projection::planar(),
             Coordinates::Geographic => Projection::geographic(spec.min, spec.max).map_err(Rejection::InvalidHunt)?,
         };
-        let min = projection.project(spec.min).ok_or(Rejection::InvalidHunt("bounds outside the coordinate range"))?;
-        let max = projection.project(spec.max).ok_or(Rejection::InvalidHunt("bounds outside the coordinate range"))?;
+        // The grid covers every projected position of the bounds: for geographic hunts the
+        // projected rectangle is not the image of the two corners alone.
+        let (min, max) = projection
+            .project_bounds(spec.min, spec.max)
+            .ok_or(Rejection::InvalidHunt("bounds outside the coordinate range"))?;
         Ok(Hunt {
             id,
             spec: *spec,
             projection,
-            min,
-            max,
             end: spec.end,
             announced: Phase::Created,
             treasures: Vec::new(),
@@ -226,14 +225,15 @@ impl Hunt {
         self.push_notice(notices, NoticeKind::Lifecycle(Lifecycle::Deleted));
     }
 
+    /// Checks a position against the bounds in input coordinates (a latitude/longitude
+    /// rectangle is not a rectangle once projected), then projects it.
     fn project_inside(&self, position: Position) -> Result<Point, Rejection> {
-        let point = self.projection.project(position).ok_or(Rejection::OutOfBounds)?;
-        let inside_x = point.x >= self.min.x && point.x <= self.max.x;
-        let inside_y = point.y >= self.min.y && point.y <= self.max.y;
+        let inside_x = position.x >= self.spec.min.x && position.x <= self.spec.max.x;
+        let inside_y = position.y >= self.spec.min.y && position.y <= self.spec.max.y;
         if !(inside_x && inside_y) {
             return Err(Rejection::OutOfBounds);
         }
-        Ok(point)
+        self.projection.project(position).ok_or(Rejection::OutOfBounds)
     }
 
     // -----------------------------------------------------------------------------------

@@ -25,17 +25,20 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::ops::Range;
 
 use crate::event::{Micros, PlayerId};
 
-/// Keys one leaf holds, at most. Chosen by measurement (`benches/leaderboard.rs`): 64
-/// keys of 24 bytes are 1.5 KiB, few enough that an in-leaf shift on update is cheap and
-/// many enough that the tree over a million keys is three branch levels deep.
+/// Keys one leaf holds, at most. Measured with `benches/leaderboard.rs` and a CPU-time
+/// probe at a million keys: leaves of 32, 64 and 128 keys with branches of 16, 32 and 64
+/// children all updated within the machine's noise of each other (1.5 to 2.1 us of CPU
+/// per update), because the cost is the cache misses on the old and the new leaf, not the
+/// node size. 64 keys keep a leaf's score column to 8 cache lines, fetched in parallel,
+/// and an in-leaf shift short.
 const LEAF_KEYS_MAX: usize = 64;
 
-/// Children one branch holds, at most. Chosen by measurement alongside `LEAF_KEYS_MAX`:
-/// summing up to 32 counts per level is a few vector instructions, and the upper levels
-/// of a million-key tree (about 100 KiB) stay in cache.
+/// Children one branch holds, at most. Chosen with `LEAF_KEYS_MAX` (see there): with 32,
+/// a branch is about 1 KiB and the branches over a million keys (about 1 MiB) fit in L2.
 const BRANCH_CHILDREN_MAX: usize = 32;
 
 /// Branch levels a descent may record, at most. The smallest node sizes used (4 keys, 4
@@ -63,11 +66,7 @@ pub struct Key {
 impl Ord for Key {
     fn cmp(&self, other: &Key) -> Ordering {
         // Higher scores come first, so the score comparison is reversed.
-        other
-            .score
-            .cmp(&self.score)
-            .then(self.reached_at.cmp(&other.reached_at))
-            .then(self.player.cmp(&other.player))
+        other.score.cmp(&self.score).then(self.reached_at.cmp(&other.reached_at)).then(self.player.cmp(&other.player))
     }
 }
 
@@ -104,38 +103,110 @@ impl Packed {
     }
 }
 
-/// A leaf: sorted keys and the link to the next leaf. A free leaf uses `next` as the
-/// free-list link.
+/// `N` sorted keys stored column by column. A search reads only the score column while
+/// scores differ, and reads all of it with independent loads (a branch-free count rather
+/// than a binary search), so the cache lines of a cold node are fetched in parallel.
 #[derive(Clone)]
+#[repr(C)]
+struct Columns<const N: usize> {
+    scores: [u64; N],
+    times: [u64; N],
+    players: [u32; N],
+}
+
+impl<const N: usize> Columns<N> {
+    fn zeroed() -> Columns<N> {
+        Columns { scores: [0; N], times: [0; N], players: [0; N] }
+    }
+
+    #[inline]
+    fn get(&self, index: usize) -> Packed {
+        Packed { score_descending: self.scores[index], reached_at: self.times[index], player: self.players[index] }
+    }
+
+    #[inline]
+    fn set(&mut self, index: usize, key: Packed) {
+        self.scores[index] = key.score_descending;
+        self.times[index] = key.reached_at;
+        self.players[index] = key.player;
+    }
+
+    /// Moves the keys in `source` so the first lands at `destination`.
+    #[inline]
+    fn shift(&mut self, source: Range<usize>, destination: usize) {
+        self.scores.copy_within(source.clone(), destination);
+        self.times.copy_within(source.clone(), destination);
+        self.players.copy_within(source, destination);
+    }
+
+    /// Copies `other`'s keys in `source` here, the first landing at `destination`.
+    fn copy_from(&mut self, destination: usize, other: &Columns<N>, source: Range<usize>) {
+        let end = destination + source.len();
+        self.scores[destination..end].copy_from_slice(&other.scores[source.clone()]);
+        self.times[destination..end].copy_from_slice(&other.times[source.clone()]);
+        self.players[destination..end].copy_from_slice(&other.players[source]);
+    }
+
+    /// Counts the keys in `start..end` below `key`, or at most `key` if `inclusive`.
+    #[inline]
+    fn count_before(&self, start: usize, end: usize, key: &Packed, inclusive: bool) -> usize {
+        let mut scores_below = 0;
+        for &score in &self.scores[start..end] {
+            scores_below += usize::from(score < key.score_descending);
+        }
+        // Keys sharing the score form one run sorted by (time, player); it is usually
+        // empty or one key long, so it is walked rather than counted.
+        let tie = (key.reached_at, key.player);
+        let mut index = start + scores_below;
+        while index < end && self.scores[index] == key.score_descending {
+            let other = (self.times[index], self.players[index]);
+            if other > tie || (!inclusive && other == tie) {
+                break;
+            }
+            index += 1;
+        }
+        index - start
+    }
+}
+
+/// A leaf: sorted keys and the link to the next leaf. A free leaf uses `next` as the
+/// free-list link. The layout is fixed so the length shares a cache line with the first
+/// scores a search reads; a cold leaf then costs one round trip to memory, not two.
+#[derive(Clone)]
+#[repr(C)]
 struct Leaf<const L: usize> {
-    keys: [Packed; L],
     len: u32,
     next: u32,
+    keys: Columns<L>,
 }
 
 impl<const L: usize> Leaf<L> {
     fn empty() -> Leaf<L> {
-        Leaf { keys: [Packed::ZERO; L], len: 0, next: NODE_NONE }
+        Leaf { keys: Columns::zeroed(), len: 0, next: NODE_NONE }
     }
 
+    /// The index `key` has or would have here, and whether it is present.
     #[inline]
-    fn keys(&self) -> &[Packed] {
-        &self.keys[..self.len as usize]
+    fn find(&self, key: &Packed) -> (usize, bool) {
+        let len = self.len as usize;
+        let index = self.keys.count_before(0, len, key, false);
+        (index, index < len && self.keys.get(index) == *key)
     }
 
     fn insert(&mut self, index: usize, key: Packed) {
         let len = self.len as usize;
         assert!(len < L, "leaf overflow");
-        self.keys.copy_within(index..len, index + 1);
-        self.keys[index] = key;
+        assert!(index <= len);
+        self.keys.shift(index..len, index + 1);
+        self.keys.set(index, key);
         self.len += 1;
     }
 
     fn remove(&mut self, index: usize) -> Packed {
         let len = self.len as usize;
         assert!(index < len);
-        let key = self.keys[index];
-        self.keys.copy_within(index + 1..len, index);
+        let key = self.keys.get(index);
+        self.keys.shift(index + 1..len, index);
         self.len -= 1;
         key
     }
@@ -144,25 +215,27 @@ impl<const L: usize> Leaf<L> {
 /// A branch: `children[i]` holds `counts[i]` keys, all at least `separators[i]` and below
 /// `separators[i + 1]`. `separators[0]` is not consulted by searches (the branch's own
 /// lower bound lives in its parent) but carries the bound when a split pushes it up. A
-/// free branch uses `children[0]` as the free-list link.
+/// free branch uses `children[0]` as the free-list link. The layout is fixed in the order
+/// a descent reads the fields, so the lines it touches are contiguous.
 #[derive(Clone)]
+#[repr(C)]
 struct Branch<const F: usize> {
-    separators: [Packed; F],
+    len: u32,
+    separators: Columns<F>,
     counts: [u32; F],
     children: [u32; F],
-    len: u32,
 }
 
 impl<const F: usize> Branch<F> {
     fn empty() -> Branch<F> {
-        Branch { separators: [Packed::ZERO; F], counts: [0; F], children: [NODE_NONE; F], len: 0 }
+        Branch { separators: Columns::zeroed(), counts: [0; F], children: [NODE_NONE; F], len: 0 }
     }
 
     /// The slot of the child whose range holds `key`: the number of separators after the
     /// first that are at most `key`.
     #[inline]
     fn slot_for(&self, key: &Packed) -> usize {
-        self.separators[1..self.len as usize].partition_point(|separator| separator <= key)
+        self.separators.count_before(1, self.len as usize, key, true)
     }
 
     fn count_total(&self) -> u32 {
@@ -173,10 +246,10 @@ impl<const F: usize> Branch<F> {
         let len = self.len as usize;
         assert!(len < F, "branch overflow");
         assert!(slot > 0);
-        self.separators.copy_within(slot..len, slot + 1);
+        self.separators.shift(slot..len, slot + 1);
         self.counts.copy_within(slot..len, slot + 1);
         self.children.copy_within(slot..len, slot + 1);
-        self.separators[slot] = separator;
+        self.separators.set(slot, separator);
         self.counts[slot] = count;
         self.children[slot] = child;
         self.len += 1;
@@ -185,8 +258,8 @@ impl<const F: usize> Branch<F> {
     fn remove(&mut self, slot: usize) -> (Packed, u32, u32) {
         let len = self.len as usize;
         assert!(slot < len);
-        let removed = (self.separators[slot], self.children[slot], self.counts[slot]);
-        self.separators.copy_within(slot + 1..len, slot);
+        let removed = (self.separators.get(slot), self.children[slot], self.counts[slot]);
+        self.separators.shift(slot + 1..len, slot);
         self.counts.copy_within(slot + 1..len, slot);
         self.children.copy_within(slot + 1..len, slot);
         self.len -= 1;
@@ -368,21 +441,15 @@ impl<const L: usize, const F: usize> Tree<L, F> {
     fn rank(&self, key: &Packed) -> Option<u32> {
         let mut path = Path::new();
         let (leaf, keys_before) = self.descend(key, &mut path);
-        let keys = self.leaves[leaf as usize].keys();
-        let position = keys.partition_point(|k| k < key);
-        if position < keys.len() && keys[position] == *key {
-            Some(keys_before + position as u32 + 1)
-        } else {
-            None
-        }
+        let (position, present) = self.leaves[leaf as usize].find(key);
+        present.then_some(keys_before + position as u32 + 1)
     }
 
     fn insert(&mut self, key: Packed) -> u32 {
         let mut path = Path::new();
         let (leaf, keys_before) = self.descend(&key, &mut path);
-        let keys = self.leaves[leaf as usize].keys();
-        let position = keys.partition_point(|k| *k < key);
-        assert!(position == keys.len() || keys[position] != key, "Leaderboard::insert: key already present: {:?}", key.key());
+        let (position, present) = self.leaves[leaf as usize].find(&key);
+        assert!(!present, "Leaderboard::insert: key already present: {:?}", key.key());
         assert!(self.len < u32::MAX - 1, "leaderboard full");
         self.insert_at(&path, leaf, position, key);
         self.len += 1;
@@ -400,7 +467,7 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         let right = self.leaf_allocate();
         let (left_leaf, right_leaf) = pair_mut(&mut self.leaves, leaf as usize, right as usize);
         let half = L / 2;
-        right_leaf.keys[..L - half].copy_from_slice(&left_leaf.keys[half..]);
+        right_leaf.keys.copy_from(0, &left_leaf.keys, half..L);
         right_leaf.len = (L - half) as u32;
         left_leaf.len = half as u32;
         right_leaf.next = left_leaf.next;
@@ -410,7 +477,8 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         } else {
             right_leaf.insert(position - half, key);
         }
-        let split = Split { separator: right_leaf.keys[0], right, left_count: left_leaf.len, right_count: right_leaf.len };
+        let split =
+            Split { separator: right_leaf.keys.get(0), right, left_count: left_leaf.len, right_count: right_leaf.len };
         self.split_propagate(path, split);
     }
 
@@ -436,10 +504,10 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         assert!((self.height as usize) < PATH_DEPTH_MAX, "leaderboard tree too deep");
         let root = self.branch_allocate();
         let branch = &mut self.branches[root as usize];
-        branch.separators[0] = Packed::ZERO;
+        branch.separators.set(0, Packed::ZERO);
         branch.children[0] = self.root;
         branch.counts[0] = split.left_count;
-        branch.separators[1] = split.separator;
+        branch.separators.set(1, split.separator);
         branch.children[1] = split.right;
         branch.counts[1] = split.right_count;
         branch.len = 2;
@@ -452,7 +520,7 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         let right = self.branch_allocate();
         let (left_branch, right_branch) = pair_mut(&mut self.branches, node as usize, right as usize);
         let half = F / 2;
-        right_branch.separators[..F - half].copy_from_slice(&left_branch.separators[half..]);
+        right_branch.separators.copy_from(0, &left_branch.separators, half..F);
         right_branch.counts[..F - half].copy_from_slice(&left_branch.counts[half..]);
         right_branch.children[..F - half].copy_from_slice(&left_branch.children[half..]);
         right_branch.len = (F - half) as u32;
@@ -463,7 +531,7 @@ impl<const L: usize, const F: usize> Tree<L, F> {
             right_branch.insert(slot - half, split.separator, split.right, split.right_count);
         }
         Split {
-            separator: right_branch.separators[0],
+            separator: right_branch.separators.get(0),
             right,
             left_count: left_branch.count_total(),
             right_count: right_branch.count_total(),
@@ -473,9 +541,8 @@ impl<const L: usize, const F: usize> Tree<L, F> {
     fn remove(&mut self, key: &Packed) -> u32 {
         let mut path = Path::new();
         let (leaf, keys_before) = self.descend(key, &mut path);
-        let keys = self.leaves[leaf as usize].keys();
-        let position = keys.partition_point(|k| k < key);
-        assert!(position < keys.len() && keys[position] == *key, "Leaderboard::remove: key absent: {:?}", key.key());
+        let (position, present) = self.leaves[leaf as usize].find(key);
+        assert!(present, "Leaderboard::remove: key absent: {:?}", key.key());
         self.remove_at(&path, leaf, position);
         keys_before + position as u32 + 1
     }
@@ -530,13 +597,13 @@ impl<const L: usize, const F: usize> Tree<L, F> {
                 let key = right_leaf.remove(0);
                 left_leaf.insert(left_leaf.len as usize, key);
             }
-            branch.separators[left_slot + 1] = right_leaf.keys[0];
+            branch.separators.set(left_slot + 1, right_leaf.keys.get(0));
             branch.counts[left_slot] = left_leaf.len;
             branch.counts[left_slot + 1] = right_leaf.len;
             return false;
         }
         let left_len = left_leaf.len as usize;
-        left_leaf.keys[left_len..total].copy_from_slice(right_leaf.keys());
+        left_leaf.keys.copy_from(left_len, &right_leaf.keys, 0..right_leaf.len as usize);
         left_leaf.len = total as u32;
         left_leaf.next = right_leaf.next;
         branch.counts[left_slot] = total as u32;
@@ -552,7 +619,7 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         let branch = &self.branches[parent as usize];
         assert!(branch.len >= 2);
         let (left, right) = (branch.children[left_slot], branch.children[left_slot + 1]);
-        let boundary = branch.separators[left_slot + 1];
+        let boundary = branch.separators.get(left_slot + 1);
         let (left_branch, right_branch) = pair_mut(&mut self.branches, left as usize, right as usize);
         let total = (left_branch.len + right_branch.len) as usize;
         let new_boundary;
@@ -561,31 +628,31 @@ impl<const L: usize, const F: usize> Tree<L, F> {
                 // The left's last child moves to the right's front; the old boundary
                 // becomes the lower bound of the right's former first child.
                 let (separator, child, count) = left_branch.remove(left_branch.len as usize - 1);
-                right_branch.separators[0] = boundary;
+                right_branch.separators.set(0, boundary);
                 right_branch.len += 1;
-                right_branch.separators.copy_within(0..right_branch.len as usize - 1, 1);
+                right_branch.separators.shift(0..right_branch.len as usize - 1, 1);
                 right_branch.counts.copy_within(0..right_branch.len as usize - 1, 1);
                 right_branch.children.copy_within(0..right_branch.len as usize - 1, 1);
-                right_branch.separators[0] = separator;
+                right_branch.separators.set(0, separator);
                 right_branch.counts[0] = count;
                 right_branch.children[0] = child;
                 new_boundary = separator;
             } else {
                 let (_, child, count) = right_branch.remove(0);
-                new_boundary = right_branch.separators[0];
+                new_boundary = right_branch.separators.get(0);
                 left_branch.insert(left_branch.len as usize, boundary, child, count);
             }
             let (left_count, right_count) = (left_branch.count_total(), right_branch.count_total());
             let branch = &mut self.branches[parent as usize];
-            branch.separators[left_slot + 1] = new_boundary;
+            branch.separators.set(left_slot + 1, new_boundary);
             branch.counts[left_slot] = left_count;
             branch.counts[left_slot + 1] = right_count;
             return false;
         }
         let left_len = left_branch.len as usize;
         let right_len = right_branch.len as usize;
-        left_branch.separators[left_len..total].copy_from_slice(&right_branch.separators[..right_len]);
-        left_branch.separators[left_len] = boundary;
+        left_branch.separators.copy_from(left_len, &right_branch.separators, 0..right_len);
+        left_branch.separators.set(left_len, boundary);
         left_branch.counts[left_len..total].copy_from_slice(&right_branch.counts[..right_len]);
         left_branch.children[left_len..total].copy_from_slice(&right_branch.children[..right_len]);
         left_branch.len = total as u32;
@@ -603,10 +670,10 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         for level in 0..path.depth {
             let branch = &self.branches[path.nodes[level] as usize];
             let slot = path.slots[level] as usize;
-            if slot > 0 && *key < branch.separators[slot] {
+            if slot > 0 && *key < branch.separators.get(slot) {
                 return false;
             }
-            if slot + 1 < branch.len as usize && *key >= branch.separators[slot + 1] {
+            if slot + 1 < branch.len as usize && *key >= branch.separators.get(slot + 1) {
                 return false;
             }
         }
@@ -616,9 +683,8 @@ impl<const L: usize, const F: usize> Tree<L, F> {
     fn update(&mut self, old: &Packed, new: Packed) -> (u32, u32) {
         let mut path = Path::new();
         let (leaf, keys_before) = self.descend(old, &mut path);
-        let keys = self.leaves[leaf as usize].keys();
-        let position = keys.partition_point(|k| k < old);
-        assert!(position < keys.len() && keys[position] == *old, "Leaderboard::update: key absent: {:?}", old.key());
+        let (position, present) = self.leaves[leaf as usize].find(old);
+        assert!(present, "Leaderboard::update: key absent: {:?}", old.key());
         let rank_before = keys_before + position as u32 + 1;
         if new == *old {
             return (rank_before, rank_before);
@@ -631,17 +697,17 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         // keys between the old and the new position by one and write the new key.
         let leaf = &mut self.leaves[leaf as usize];
         let len = leaf.len as usize;
-        let keys = &mut leaf.keys[..len];
-        let target = keys.partition_point(|k| *k < new);
-        assert!(target == len || keys[target] != new, "Leaderboard::update: new key already present: {:?}", new.key());
+        let (target, present) = leaf.find(&new);
+        assert!(!present, "Leaderboard::update: new key already present: {:?}", new.key());
         let position_after = if target > position {
-            keys.copy_within(position + 1..target, position);
+            leaf.keys.shift(position + 1..target, position);
             target - 1
         } else {
-            keys.copy_within(target..position, target + 1);
+            leaf.keys.shift(target..position, target + 1);
             target
         };
-        keys[position_after] = new;
+        assert!(position_after < len);
+        leaf.keys.set(position_after, new);
         (rank_before, keys_before + position_after as u32 + 1)
     }
 
@@ -657,8 +723,8 @@ impl<const L: usize, const F: usize> Tree<L, F> {
             assert!(leaf != NODE_NONE);
             let node = &self.leaves[leaf as usize];
             let take = (node.len as usize - position).min((rank_end - rank) as usize);
-            for packed in &node.keys[position..position + take] {
-                f(rank, &packed.key());
+            for index in position..position + take {
+                f(rank, &node.keys.get(index).key());
                 rank += 1;
             }
             leaf = node.next;
@@ -682,7 +748,7 @@ impl<const L: usize, const F: usize> Tree<L, F> {
             return None;
         }
         let (leaf, position) = self.descend_index(rank - 1);
-        Some(self.leaves[leaf as usize].keys[position].key())
+        Some(self.leaves[leaf as usize].keys.get(position).key())
     }
 
     /// Checks every structural invariant, panicking on the first broken one. Walks the
@@ -696,9 +762,10 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         let mut previous: Option<Packed> = None;
         for &expected in &leaves_in_order {
             assert_eq!(leaf, expected, "leaf chain out of order");
-            for key in self.leaves[leaf as usize].keys() {
-                assert!(previous.is_none_or(|p| p < *key), "keys not strictly increasing");
-                previous = Some(*key);
+            let node = &self.leaves[leaf as usize];
+            for key in (0..node.len as usize).map(|index| node.keys.get(index)) {
+                assert!(previous.is_none_or(|p| p < key), "keys not strictly increasing");
+                previous = Some(key);
             }
             leaf = self.leaves[leaf as usize].next;
         }
@@ -735,9 +802,9 @@ impl<const L: usize, const F: usize> Tree<L, F> {
             let leaf = &self.leaves[node as usize];
             assert!(leaf.len as usize <= L);
             assert!(is_root || leaf.len as usize >= Self::LEAF_KEYS_MIN, "leaf underfull");
-            for key in leaf.keys() {
-                assert!(lower.is_none_or(|bound| bound <= *key), "key below its leaf's range");
-                assert!(upper.is_none_or(|bound| *key < bound), "key above its leaf's range");
+            for key in (0..leaf.len as usize).map(|index| leaf.keys.get(index)) {
+                assert!(lower.is_none_or(|bound| bound <= key), "key below its leaf's range");
+                assert!(upper.is_none_or(|bound| key < bound), "key above its leaf's range");
             }
             leaves_in_order.push(node);
             return leaf.len;
@@ -749,8 +816,8 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         assert!(is_root || len >= Self::BRANCH_CHILDREN_MIN, "branch underfull");
         let mut total = 0;
         for slot in 0..len {
-            let child_lower = if slot == 0 { lower } else { Some(branch.separators[slot]) };
-            let child_upper = if slot + 1 == len { upper } else { Some(branch.separators[slot + 1]) };
+            let child_lower = if slot == 0 { lower } else { Some(branch.separators.get(slot)) };
+            let child_upper = if slot + 1 == len { upper } else { Some(branch.separators.get(slot + 1)) };
             if let (Some(a), Some(b)) = (child_lower, child_upper) {
                 assert!(a < b, "separators not increasing");
             }
@@ -1059,8 +1126,14 @@ mod tests {
     ) {
         let mut seen = Vec::new();
         tree.for_each_from(first, count, |rank, key| seen.push((rank, *key)));
-        let expect: Vec<(u32, Key)> =
-            model.iter().copied().zip(1u32..).map(|(k, r)| (r, k)).skip(first as usize - 1).take(count as usize).collect();
+        let expect: Vec<(u32, Key)> = model
+            .iter()
+            .copied()
+            .zip(1u32..)
+            .map(|(k, r)| (r, k))
+            .skip(first as usize - 1)
+            .take(count as usize)
+            .collect();
         assert_eq!(seen, expect);
     }
 

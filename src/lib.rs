@@ -7,6 +7,7 @@
 //! around it; `ARCHITECTURE.md` at the repository root maps the modules.
 
 pub mod alloc;
+pub mod client;
 pub mod constants;
 pub mod event;
 pub mod geo;
@@ -16,5 +17,6 @@ pub mod leaderboard;
 pub mod outcome;
 pub mod protocol;
 pub mod rng;
+pub mod server;
 pub mod shard;
 pub mod simulate;

@@ -1,17 +1,30 @@
 //! The `cairn` command: the command-line edge of the engine.
 //!
 //! Each subcommand parses its flags with clap, reads the clock and prints; the engine it
-//! drives stays pure. `simulate` runs a seeded in-process hunt through the state machine
+//! drives stays pure. `serve` runs the TCP server until SIGINT or SIGTERM; `stats` asks a
+//! running server for its numbers. `simulate` runs a seeded in-process hunt through the state machine
 //! and reports its speed, its allocations per event and the final leaderboard.
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
 
 use clap::{Parser, Subcommand};
 
 use cairn::alloc;
+use cairn::constants::{
+    CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, PROTOCOL_VERSION, SHARDS_MAX,
+    SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
+};
 use cairn::event::Event;
 use cairn::outcome::Outcome;
+use cairn::protocol::{decode_response, encode_request, ReplyBody, Request, Response};
+use cairn::server;
 use cairn::shard::Shard;
 use cairn::simulate::{Config, Workload, HUNT_ID_FIRST};
 
@@ -24,9 +37,48 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Serve the wire protocol over TCP, one shard thread per core.
+    Serve(ServeArgs),
+    /// Ask a running server for its statistics and print them.
+    Stats(StatsArgs),
     /// Run a seeded treasure hunt through the state machine in this process and report
     /// events per second, allocations per event and the final top 10.
     Simulate(SimulateArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    listen: SocketAddr,
+    /// Shard threads (default: one per core).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=SHARDS_MAX as i64))]
+    shards: Option<u16>,
+    /// Connections per shard, at most.
+    #[arg(long, default_value_t = CONNECTIONS_PER_SHARD_MAX)]
+    connections_per_shard: usize,
+    /// Pending output bytes above which pushes to a subscriber are dropped and owed as a gap.
+    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_SOFT)]
+    subscriber_buffer_soft: usize,
+    /// Pending output bytes above which a connection is sent GOODBYE and closed.
+    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_MAX)]
+    subscriber_buffer_max: usize,
+    /// Requests one connection may have waiting on other shards.
+    #[arg(long, default_value_t = INFLIGHT_REQUESTS_PER_CONNECTION_MAX)]
+    inflight_max: u32,
+    /// Pin each shard thread to a core.
+    #[arg(long)]
+    pin: bool,
+}
+
+#[derive(clap::Args, Debug)]
+struct StatsArgs {
+    /// Address of the server.
+    #[arg(long, default_value = "127.0.0.1:7411")]
+    addr: SocketAddr,
+    /// Print the raw JSON document.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -53,10 +105,143 @@ struct SimulateArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {
-        Command::Simulate(args) => simulate(&args),
+    let result = match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Stats(args) => stats(&args),
+        Command::Simulate(args) => {
+            simulate(&args);
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("cairn: {error:#}");
+            ExitCode::FAILURE
+        }
     }
-    ExitCode::SUCCESS
+}
+
+fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let mut config = server::Config {
+        listen: args.listen,
+        connections_per_shard_max: args.connections_per_shard,
+        subscriber_buffer_bytes_soft: args.subscriber_buffer_soft,
+        subscriber_buffer_bytes_max: args.subscriber_buffer_max,
+        inflight_requests_per_connection_max: args.inflight_max,
+        pin_threads: args.pin,
+        ..server::Config::default()
+    };
+    if let Some(shards) = args.shards {
+        config.shards = shards as usize;
+    }
+    let server = server::Server::start(config.clone()).context("cannot start the server")?;
+    let handle = server.shutdown_handle();
+    let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
+    std::thread::spawn(move || {
+        if signals.forever().next().is_some() {
+            handle.shutdown();
+        }
+    });
+    println!("cairn listening on {} with {} shards", server.local_addr(), config.shards);
+    server.wait().context("a shard failed")?;
+    Ok(())
+}
+
+/// Connects, does the handshake and asks for STATS, with the protocol codec directly.
+fn stats(args: &StatsArgs) -> anyhow::Result<()> {
+    let mut stream = TcpStream::connect(args.addr).with_context(|| format!("cannot connect to {}", args.addr))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut frame = Vec::new();
+    let hello = Request::Hello { version_min: PROTOCOL_VERSION, version_max: PROTOCOL_VERSION, name: "cairn stats" };
+    encode_request(1, 0, &hello, &mut frame)?;
+    encode_request(2, 0, &Request::Stats, &mut frame)?;
+    stream.write_all(&frame)?;
+    let json = loop {
+        let mut length = [0; 4];
+        stream.read_exact(&mut length).context("the server closed the connection")?;
+        let mut frame = length.to_vec();
+        frame.resize(u32::from_le_bytes(length) as usize, 0);
+        stream.read_exact(&mut frame[4..])?;
+        match decode_response(&frame)? {
+            Response::Reply { body: ReplyBody::Stats { json }, .. } => break json,
+            Response::Reply { .. } | Response::Push(_) => {}
+            Response::Error { code, message, .. } => anyhow::bail!("the server refused ({code}): {message}"),
+        }
+    };
+    if args.json {
+        println!("{json}");
+        return Ok(());
+    }
+    let document: serde_json::Value = serde_json::from_str(&json).context("the stats document is not JSON")?;
+    print_stats(&document);
+    Ok(())
+}
+
+fn print_stats(document: &serde_json::Value) {
+    let field = |path: &[&str]| {
+        let mut value = document;
+        for key in path {
+            value = &value[*key];
+        }
+        value.to_string()
+    };
+    println!("shards {}   uptime {} us", field(&["shards"]), field(&["uptime_us"]));
+    println!(
+        "connections: open {}  accepted {}  closed {}  refused {}",
+        field(&["connections", "open"]),
+        field(&["connections", "accepted"]),
+        field(&["connections", "closed"]),
+        field(&["connections", "refused"])
+    );
+    println!(
+        "subscribers {}   pushes sent {}  dropped {}  gaps {}   slow subscribers disconnected {}",
+        field(&["subscribers"]),
+        field(&["pushes", "sent"]),
+        field(&["pushes", "dropped"]),
+        field(&["pushes", "gaps_sent"]),
+        field(&["subscribers_disconnected"])
+    );
+    println!(
+        "ring-full stalls {}   events per read {}   allocations {} ({} per event since the last mark)",
+        field(&["ring_full_stalls"]),
+        field(&["reads", "events_per_read"]),
+        field(&["allocations", "total"]),
+        field(&["allocations", "per_event_since_mark"])
+    );
+    println!(
+        "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "latency (us)", "events", "p50", "p90", "p99", "p99.9", "max"
+    );
+    if let Some(kinds) = document["latency_us"].as_object() {
+        for (kind, histogram) in kinds {
+            println!(
+                "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                kind,
+                histogram["count"],
+                histogram["p50"],
+                histogram["p90"],
+                histogram["p99"],
+                histogram["p99_9"],
+                histogram["max"]
+            );
+        }
+    }
+    let wait = &document["queue_wait_us"];
+    println!(
+        "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "ring queue wait", wait["count"], wait["p50"], wait["p90"], wait["p99"], wait["p99_9"], wait["max"]
+    );
+    if let Some(rejections) = document["rejections"].as_object() {
+        let refused: Vec<String> = rejections
+            .iter()
+            .filter(|(_, count)| count.as_u64() != Some(0))
+            .map(|(name, count)| format!("{name} {count}"))
+            .collect();
+        if !refused.is_empty() {
+            println!("rejections: {}", refused.join(", "));
+        }
+    }
 }
 
 fn simulate(args: &SimulateArgs) {

@@ -26,7 +26,7 @@ pub fn shard_for(hunt: HuntId, shard_count: usize) -> usize {
     assert!(shard_count > 0);
     // Fibonacci hashing spreads consecutive hunt ids evenly across shards.
     let mixed = (hunt as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    ((mixed >> 32) * shard_count as u64 >> 32) as usize
+    (((mixed >> 32) * shard_count as u64) >> 32) as usize
 }
 
 /// All the hunts one shard owns.

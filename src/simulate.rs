@@ -52,9 +52,6 @@ impl Default for Config {
     }
 }
 
-/// Fastest a simulated player walks, in world units per second.
-const SPEED_MAX: u32 = 5_000;
-
 /// Longest step of one move, in world units.
 const STEP_MAX: i64 = 40;
 
@@ -73,8 +70,8 @@ pub struct Workload {
     config: Config,
     rng: Rng,
     time: Micros,
-    /// Treasure positions, `treasures_per_hunt` per hunt.
-    treasures: Vec<Position>,
+    /// Treasure positions and radii, `treasures_per_hunt` per hunt.
+    treasures: Vec<(Position, u32)>,
     /// Players, `players_per_hunt` per hunt.
     players: Vec<SimPlayer>,
 }
@@ -118,7 +115,9 @@ impl Workload {
             end: Micros::MAX,
             options: HuntOptions {
                 auto_discover: self.config.auto_discover,
-                speed_max: SPEED_MAX,
+                // Digs jump to the treasure (the walk there is not simulated move by move),
+                // so simulated hunts set no speed limit; the rule tests cover the limit.
+                speed_max: 0,
                 points: PointsRule::Decay,
                 claims_per_player_max: 0,
             },
@@ -134,13 +133,14 @@ impl Workload {
             apply(&Event::CreateHunt { hunt, spec }, self.tick());
             for treasure in 0..self.config.treasures_per_hunt {
                 let position = self.random_position();
-                self.treasures.push(position);
+                let radius = self.rng.between(50, 200) as u32;
+                self.treasures.push((position, radius));
                 // Mostly small capacities, a few popular treasures.
                 let capacity = if self.rng.percent(5) { 100 } else { self.rng.between(1, 5) as u32 };
                 let spec = TreasureSpec {
                     id: treasure,
                     position,
-                    radius: self.rng.between(50, 200) as u32,
+                    radius,
                     value: self.rng.between(10, 100) as u32,
                     capacity,
                     hint_radius: if self.rng.percent(50) { 0 } else { 5_000 },
@@ -168,9 +168,9 @@ impl Workload {
             let position = self.step(slot, hunt_index);
             Event::Move { hunt, player, seq: self.next_seq(slot), position }
         } else if roll < config.moves_percent + config.digs_percent {
-            let sim = self.players[slot];
-            let event =
-                Event::Dig { hunt, player, seq: self.next_seq(slot), treasure: sim.target, position: sim.position };
+            let position = self.dig_position(slot, hunt_index);
+            let target = self.players[slot].target;
+            let event = Event::Dig { hunt, player, seq: self.next_seq(slot), treasure: target, position };
             self.players[slot].target = self.rng.below(config.treasures_per_hunt as u64) as u32;
             event
         } else if roll < config.moves_percent + config.digs_percent + config.adjustments_percent {
@@ -192,10 +192,24 @@ impl Workload {
         self.players[slot].seq
     }
 
+    /// Where a player digs for its target: near it, within 1.3 radii, so some digs land
+    /// just out of reach as real ones do.
+    fn dig_position(&mut self, slot: usize, hunt_index: u32) -> Position {
+        let target = self.players[slot].target;
+        let (center, radius) = self.treasures[(hunt_index * self.config.treasures_per_hunt + target) as usize];
+        let jitter = (radius as i64 * 13 / 10) * 7 / 10;
+        let size = self.config.hunt_size as i64;
+        let x = (center.x as i64 + self.rng.between(-jitter, jitter)).clamp(0, size - 1);
+        let y = (center.y as i64 + self.rng.between(-jitter, jitter)).clamp(0, size - 1);
+        let position = Position::new(x as i32, y as i32);
+        self.players[slot].position = position;
+        position
+    }
+
     /// Moves a player one step towards its target treasure, with a little wander.
     fn step(&mut self, slot: usize, hunt_index: u32) -> Position {
         let sim = self.players[slot];
-        let target = self.treasures[(hunt_index * self.config.treasures_per_hunt + sim.target) as usize];
+        let (target, _) = self.treasures[(hunt_index * self.config.treasures_per_hunt + sim.target) as usize];
         let towards = |from: i32, to: i32| (to as i64 - from as i64).clamp(-STEP_MAX / 2, STEP_MAX / 2);
         let size = self.config.hunt_size as i64;
         let x = sim.position.x as i64 + towards(sim.position.x, target.x) + self.rng.between(-5, 5);

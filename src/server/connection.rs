@@ -1,0 +1,242 @@
+//! One client connection on a shard: its socket, its read buffer, its output buffer and
+//! the flags the shard loop schedules it by.
+//!
+//! Both buffers are allocated when the connection is accepted (the slow path) and then
+//! reused: the read buffer is a fixed `READ_BUFFER_SIZE` array filled by `read` and
+//! consumed frame by frame; the output buffer holds whole frames only (replies, pushes,
+//! errors), is written with one `write` per turn when possible, and is compacted on frame
+//! boundaries so it keeps its steady-state size. Because it holds whole frames, the shard
+//! can cut everything not yet started when it must say GOODBYE to a slow reader.
+
+use std::io::{self, Read, Write};
+
+use mio::net::TcpStream;
+
+use crate::constants::{FRAME_HEADER_SIZE, GAPS_PER_CONNECTION_MAX, OUTPUT_BUFFER_SIZE_INITIAL, READ_BUFFER_SIZE};
+use crate::event::HuntId;
+
+use crate::outcome::Topic;
+use crate::protocol::{encode_gap, Gap};
+
+use super::subscriptions::MissedRanges;
+
+/// Why a connection's requests are not being decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Blocked {
+    /// Not blocked.
+    No,
+    /// Its pending output is above the high-water mark; resumes when it drains.
+    Output,
+    /// It has the maximum of requests in flight on other shards; resumes on a reply.
+    Inflight,
+}
+
+/// What a [`Connection::fill`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Filled {
+    /// `read` calls that returned bytes.
+    pub reads: u64,
+    /// The peer closed its side (read returned 0).
+    pub eof: bool,
+}
+
+/// A client connection.
+pub struct Connection {
+    /// The socket.
+    pub stream: TcpStream,
+    /// This connection's generation in the slab.
+    pub generation: u32,
+    read_buffer: Box<[u8]>,
+    read_start: usize,
+    read_end: usize,
+    output: Vec<u8>,
+    output_sent: usize,
+    /// HELLO was exchanged.
+    pub greeted: bool,
+    /// The socket may have more bytes: no read has returned `WouldBlock` since the last
+    /// readable event (mio is edge-triggered).
+    pub readable: bool,
+    /// The peer closed its side; what was read is still served.
+    pub peer_closed: bool,
+    /// No more requests are decoded; the connection closes once its output is written.
+    pub closing: bool,
+    /// Requests waiting on other shards.
+    pub inflight: u32,
+    /// Why decoding stopped, if it did.
+    pub blocked: Blocked,
+    /// Queued in the shard's ready list.
+    pub in_ready: bool,
+    /// Queued in the shard's list of connections to write.
+    pub in_dirty: bool,
+    /// Hunts this connection subscribes to.
+    pub subscriptions: Vec<HuntId>,
+    /// Ranges of pushes dropped while the output was above the soft limit.
+    pub missed: MissedRanges<GAPS_PER_CONNECTION_MAX>,
+}
+
+impl Connection {
+    /// A new connection (slow path: allocates its buffers).
+    pub fn new(stream: TcpStream, generation: u32) -> Connection {
+        Connection {
+            stream,
+            generation,
+            read_buffer: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
+            read_start: 0,
+            read_end: 0,
+            output: Vec::with_capacity(OUTPUT_BUFFER_SIZE_INITIAL),
+            output_sent: 0,
+            greeted: false,
+            readable: true,
+            peer_closed: false,
+            closing: false,
+            inflight: 0,
+            blocked: Blocked::No,
+            in_ready: false,
+            in_dirty: false,
+            subscriptions: Vec::new(),
+            missed: MissedRanges::default(),
+        }
+    }
+
+    /// Reads from the socket until it would block, the read buffer is full, or the peer
+    /// closed. Moves a partial frame to the front first so a whole frame always fits.
+    pub fn fill(&mut self) -> io::Result<Filled> {
+        let mut filled = Filled { reads: 0, eof: false };
+        if self.read_start > 0 && (self.read_start == self.read_end || self.read_end == self.read_buffer.len()) {
+            self.read_buffer.copy_within(self.read_start..self.read_end, 0);
+            self.read_end -= self.read_start;
+            self.read_start = 0;
+        }
+        while self.read_end < self.read_buffer.len() {
+            match self.stream.read(&mut self.read_buffer[self.read_end..]) {
+                Ok(0) => {
+                    filled.eof = true;
+                    self.readable = false;
+                    return Ok(filled);
+                }
+                Ok(size) => {
+                    self.read_end += size;
+                    filled.reads += 1;
+                }
+                // Edge-triggered: only a `WouldBlock` re-arms the readable event.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
+                    self.readable = false;
+                    return Ok(filled);
+                }
+                // A signal interrupted the call before anything was read: just retry.
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        // The buffer is full; `readable` stays true so the next turn reads the rest.
+        Ok(filled)
+    }
+
+    /// The bytes read and not yet consumed.
+    pub fn unread(&self) -> &[u8] {
+        &self.read_buffer[self.read_start..self.read_end]
+    }
+
+    /// Marks `size` leading unread bytes as consumed.
+    pub fn consume(&mut self, size: usize) {
+        assert!(size <= self.read_end - self.read_start);
+        self.read_start += size;
+        if self.read_start == self.read_end {
+            self.read_start = 0;
+            self.read_end = 0;
+        }
+    }
+
+    /// The output buffer, to append whole frames to.
+    pub fn output(&mut self) -> &mut Vec<u8> {
+        &mut self.output
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn pending_output(&self) -> usize {
+        self.output.len() - self.output_sent
+    }
+
+    /// Writes queued output until done or the socket would block. Returns the number of
+    /// `write` calls made.
+    pub fn flush(&mut self) -> io::Result<u64> {
+        let mut writes = 0;
+        while self.output_sent < self.output.len() {
+            writes += 1;
+            match self.stream.write(&self.output[self.output_sent..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(size) => self.output_sent += size,
+                // The socket buffer is full: a writable event will come when it drains.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => break,
+                // A signal interrupted the call before anything was written: retry.
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+        }
+        if self.output_sent == self.output.len() {
+            self.output.clear();
+            self.output_sent = 0;
+        } else if self.output_sent > self.output.capacity() / 2 {
+            self.compact();
+        }
+        Ok(writes)
+    }
+
+    /// Drops the written whole frames from the front, keeping the buffer frame-aligned.
+    fn compact(&mut self) {
+        let boundary = self.frame_boundary_at_or_before(self.output_sent);
+        self.output.drain(..boundary);
+        self.output_sent -= boundary;
+    }
+
+    /// Drops every frame not yet started, keeping the one partly written: what a GOODBYE
+    /// may follow so that it arrives next.
+    pub fn cut_unstarted(&mut self) {
+        let mut boundary = self.frame_boundary_at_or_before(self.output_sent);
+        if boundary < self.output_sent {
+            boundary += frame_length(&self.output[boundary..]);
+        }
+        self.output.truncate(boundary);
+    }
+
+    /// Appends a GAP push for every range of pushes missed and forgets them. Returns
+    /// how many were appended.
+    pub fn emit_gaps(&mut self) -> u64 {
+        let mut count = 0;
+        let output = &mut self.output;
+        self.missed.drain(|range| {
+            let topic = topic_from_index(range.topic);
+            encode_gap(&Gap { hunt: range.hunt, topic, first: range.first, last: range.last }, output);
+            count += 1;
+        });
+        count
+    }
+
+    fn frame_boundary_at_or_before(&self, offset: usize) -> usize {
+        let mut boundary = 0;
+        while boundary < offset {
+            let next = boundary + frame_length(&self.output[boundary..]);
+            if next > offset {
+                break;
+            }
+            boundary = next;
+        }
+        boundary
+    }
+}
+
+fn frame_length(frame: &[u8]) -> usize {
+    assert!(frame.len() >= FRAME_HEADER_SIZE, "the output buffer holds whole frames only");
+    let length = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    assert!(length >= FRAME_HEADER_SIZE);
+    length
+}
+
+fn topic_from_index(index: u8) -> Topic {
+    match index {
+        0 => Topic::Discoveries,
+        1 => Topic::Top,
+        2 => Topic::Lifecycle,
+        other => panic!("topic index {other} was never recorded"),
+    }
+}

@@ -1,0 +1,334 @@
+//! Byte rings between shards: variable-length records over a bounded single-producer,
+//! single-consumer `rtrb::RingBuffer<u8>`.
+//!
+//! Every ordered pair of shards (k, j) has two rings: a REQUEST ring k→j carrying
+//! requests for hunts j owns, and a REPLY ring j→k carrying the replies and the pushes
+//! for k's connections. Replies never share a ring with requests, so draining replies
+//! never waits behind anything and two shards can never hold each other up.
+//!
+//! A record is a fixed 32-byte header followed by `payload_size` bytes (a raw request
+//! frame, or encoded reply or push frames), all little-endian:
+//!
+//! ```text
+//! offset  size  field
+//!      0     1  kind          RecordKind
+//!      1     1  flags         the request frame's flags, or a record-specific flag
+//!      2     1  event_kind    EventKind of the request (for per-kind latency)
+//!      3     1  topics        topic mask (SUBSCRIBE) or topic bit (NOTICE, GAP)
+//!      4     4  payload_size  u32, bytes after the header
+//!      8     4  token         u32, the connection's slab index on its shard
+//!     12     4  generation    u32, the connection's generation (stale replies drop)
+//!     16     4  request_id    u32
+//!     20     4  hunt          u32
+//!     24     8  enqueue_us    u64, monotonic server microseconds when the origin shard
+//!                             read the request; a NOTICE's sequence number instead
+//! ```
+//!
+//! The producer writes the header and the payload only when both fit, so a full ring is
+//! reported ([`Full`]) before anything is written: the caller leaves the request in the
+//! connection's read buffer and TCP pushes back. Nothing is ever dropped here. The
+//! consumer takes a record only once all of it is visible.
+
+use crate::constants::{FRAME_SIZE_MAX, RING_RECORD_HEADER_SIZE};
+
+/// What a ring record carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum RecordKind {
+    /// Request ring: a raw event request frame for the receiver to apply.
+    Request = 1,
+    /// Reply ring: the encoded reply frame to a `Request` (empty for a quiet move).
+    Reply = 2,
+    /// Request ring: a connection subscribes to a hunt; `flags` is 1 if the sender's
+    /// shard gains its first subscriber of the hunt.
+    Subscribe = 3,
+    /// Reply ring: the encoded SUBSCRIBE reply.
+    Subscribed = 4,
+    /// Request ring: the sender's shard has no subscriber of the hunt any more.
+    InterestDropped = 5,
+    /// Reply ring: an encoded notice push for the receiver's subscribers of `hunt`
+    /// whose mask has `topics`.
+    Notice = 6,
+    /// Reply ring: notices `first..=last` (payload: two u64) of `hunt` on topic bit
+    /// `topics` could not be sent over the ring.
+    Gap = 7,
+}
+
+impl RecordKind {
+    fn from_u8(byte: u8) -> RecordKind {
+        match byte {
+            1 => RecordKind::Request,
+            2 => RecordKind::Reply,
+            3 => RecordKind::Subscribe,
+            4 => RecordKind::Subscribed,
+            5 => RecordKind::InterestDropped,
+            6 => RecordKind::Notice,
+            7 => RecordKind::Gap,
+            other => panic!("ring record kind {other} was never written"),
+        }
+    }
+}
+
+/// A record's header. The payload travels beside it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHeader {
+    /// What the record carries.
+    pub kind: RecordKind,
+    /// The request frame's flags, or a record-specific flag.
+    pub flags: u8,
+    /// The request's `EventKind as u8`, or 0.
+    pub event_kind: u8,
+    /// A topic mask or topic bit, or 0.
+    pub topics: u8,
+    /// The origin connection's slab index.
+    pub token: u32,
+    /// The origin connection's generation.
+    pub generation: u32,
+    /// The request's id.
+    pub request_id: u32,
+    /// The hunt, or 0.
+    pub hunt: u32,
+    /// When the origin shard read the request, in monotonic server microseconds.
+    pub enqueue_us: u64,
+}
+
+impl RecordHeader {
+    /// A header of `kind` with every other field zero.
+    pub const fn new(kind: RecordKind) -> RecordHeader {
+        RecordHeader {
+            kind,
+            flags: 0,
+            event_kind: 0,
+            topics: 0,
+            token: 0,
+            generation: 0,
+            request_id: 0,
+            hunt: 0,
+            enqueue_us: 0,
+        }
+    }
+
+    fn encode(&self, payload_size: usize) -> [u8; RING_RECORD_HEADER_SIZE] {
+        let mut bytes = [0; RING_RECORD_HEADER_SIZE];
+        bytes[0] = self.kind as u8;
+        bytes[1] = self.flags;
+        bytes[2] = self.event_kind;
+        bytes[3] = self.topics;
+        bytes[4..8].copy_from_slice(&(payload_size as u32).to_le_bytes());
+        bytes[8..12].copy_from_slice(&self.token.to_le_bytes());
+        bytes[12..16].copy_from_slice(&self.generation.to_le_bytes());
+        bytes[16..20].copy_from_slice(&self.request_id.to_le_bytes());
+        bytes[20..24].copy_from_slice(&self.hunt.to_le_bytes());
+        bytes[24..32].copy_from_slice(&self.enqueue_us.to_le_bytes());
+        bytes
+    }
+
+    fn decode(bytes: &[u8; RING_RECORD_HEADER_SIZE]) -> (RecordHeader, usize) {
+        let u32_at = |at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+        let mut enqueue = [0; 8];
+        enqueue.copy_from_slice(&bytes[24..32]);
+        let header = RecordHeader {
+            kind: RecordKind::from_u8(bytes[0]),
+            flags: bytes[1],
+            event_kind: bytes[2],
+            topics: bytes[3],
+            token: u32_at(8),
+            generation: u32_at(12),
+            request_id: u32_at(16),
+            hunt: u32_at(20),
+            enqueue_us: u64::from_le_bytes(enqueue),
+        };
+        (header, u32_at(4) as usize)
+    }
+}
+
+/// The ring has no room for the record; nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Full;
+
+/// Largest payload a record may carry, in bytes: one frame.
+pub const PAYLOAD_SIZE_MAX: usize = FRAME_SIZE_MAX;
+
+/// Bytes a record with a payload of `payload_size` bytes takes in a ring.
+pub const fn record_size(payload_size: usize) -> usize {
+    RING_RECORD_HEADER_SIZE + payload_size
+}
+
+/// A new ring of `size_bytes` bytes (allocated here, once, at server start).
+pub fn ring(size_bytes: usize) -> (RingProducer, RingConsumer) {
+    assert!(size_bytes >= 2 * record_size(PAYLOAD_SIZE_MAX));
+    let (producer, consumer) = rtrb::RingBuffer::new(size_bytes);
+    (RingProducer { producer }, RingConsumer { consumer })
+}
+
+/// The writing half of a ring, owned by one shard thread.
+pub struct RingProducer {
+    producer: rtrb::Producer<u8>,
+}
+
+impl RingProducer {
+    /// Returns true if and only if a record with a payload of `payload_size` bytes fits
+    /// now. Only the consumer frees room, so room seen here stays until this side writes.
+    pub fn has_room(&self, payload_size: usize) -> bool {
+        self.producer.slots() >= record_size(payload_size)
+    }
+
+    /// Writes one record, or nothing if it does not fit.
+    pub fn try_push(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<(), Full> {
+        assert!(payload.len() <= PAYLOAD_SIZE_MAX, "a {}-byte ring payload", payload.len());
+        if !self.has_room(payload.len()) {
+            return Err(Full);
+        }
+        let header_bytes = header.encode(payload.len());
+        // Room was checked above and only this thread writes, so both pushes succeed; the
+        // consumer takes the record only once the payload is visible too.
+        self.producer.push_entire_slice(&header_bytes).expect("room was checked");
+        self.producer.push_entire_slice(payload).expect("room was checked");
+        Ok(())
+    }
+}
+
+/// The reading half of a ring, owned by one shard thread.
+pub struct RingConsumer {
+    consumer: rtrb::Consumer<u8>,
+}
+
+impl RingConsumer {
+    /// Returns true if and only if nothing is waiting in the ring.
+    pub fn is_empty(&self) -> bool {
+        self.consumer.slots() == 0
+    }
+
+    /// Takes the next whole record, copying its payload into `payload` (cleared first;
+    /// give it `PAYLOAD_SIZE_MAX` capacity so this never allocates). Returns `None` when
+    /// no whole record is visible yet.
+    pub fn pop(&mut self, payload: &mut Vec<u8>) -> Option<RecordHeader> {
+        let available = self.consumer.slots();
+        if available < RING_RECORD_HEADER_SIZE {
+            return None;
+        }
+        let mut header_bytes = [0; RING_RECORD_HEADER_SIZE];
+        {
+            // Peek: the chunk is dropped without a commit, so the header stays in the ring
+            // until the whole record can be taken.
+            let chunk = self.consumer.read_chunk(RING_RECORD_HEADER_SIZE).expect("slots were checked");
+            let (first, second) = chunk.as_slices();
+            header_bytes[..first.len()].copy_from_slice(first);
+            header_bytes[first.len()..].copy_from_slice(second);
+        }
+        let (header, payload_size) = RecordHeader::decode(&header_bytes);
+        assert!(payload_size <= PAYLOAD_SIZE_MAX);
+        if available < record_size(payload_size) {
+            return None;
+        }
+        self.consumer.pop_entire_slice(&mut header_bytes).expect("slots were checked");
+        payload.clear();
+        payload.resize(payload_size, 0);
+        self.consumer.pop_entire_slice(payload).expect("slots were checked");
+        Some(header)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(request_id: u32) -> RecordHeader {
+        RecordHeader {
+            kind: RecordKind::Request,
+            flags: 1,
+            event_kind: 7,
+            topics: 5,
+            token: 42,
+            generation: 9,
+            request_id,
+            hunt: 77,
+            enqueue_us: u64::MAX - request_id as u64,
+        }
+    }
+
+    fn payload_of(request_id: u32) -> Vec<u8> {
+        let size = (request_id as usize * 37) % 300;
+        (0..size).map(|index| (index as u32 ^ request_id) as u8).collect()
+    }
+
+    #[test]
+    fn a_record_round_trips_field_by_field() {
+        let (mut producer, mut consumer) = ring(record_size(PAYLOAD_SIZE_MAX) * 2);
+        let mut payload = Vec::with_capacity(PAYLOAD_SIZE_MAX);
+        assert_eq!(consumer.pop(&mut payload), None);
+        producer.try_push(&header(3), &[1, 2, 3]).unwrap();
+        assert_eq!(consumer.pop(&mut payload), Some(header(3)));
+        assert_eq!(payload, [1, 2, 3]);
+        assert_eq!(consumer.pop(&mut payload), None);
+    }
+
+    #[test]
+    fn records_wrap_around_the_end_without_loss_or_reordering() {
+        let (mut producer, mut consumer) = ring(record_size(PAYLOAD_SIZE_MAX) * 2);
+        let mut payload = Vec::with_capacity(PAYLOAD_SIZE_MAX);
+        let mut next_sent = 0u32;
+        let mut next_received = 0u32;
+        // Many times around the ring, with the consumer lagging by a varying amount.
+        while next_received < 20_000 {
+            for _ in 0..(next_sent % 7) + 1 {
+                if producer.try_push(&header(next_sent), &payload_of(next_sent)).is_ok() {
+                    next_sent += 1;
+                }
+            }
+            for _ in 0..(next_sent % 5) + 1 {
+                if let Some(received) = consumer.pop(&mut payload) {
+                    assert_eq!(received, header(next_received));
+                    assert_eq!(payload, payload_of(next_received));
+                    next_received += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_ring_refuses_whole_records_and_takes_them_again_once_drained() {
+        let size = record_size(PAYLOAD_SIZE_MAX) * 2;
+        let (mut producer, mut consumer) = ring(size);
+        let big = vec![0xAB; 1000];
+        let mut accepted = 0u32;
+        while producer.try_push(&header(accepted), &big).is_ok() {
+            accepted += 1;
+        }
+        assert_eq!(accepted as usize, size / record_size(big.len()));
+        assert!(!producer.has_room(big.len()));
+        assert_eq!(producer.try_push(&header(accepted), &big), Err(Full));
+        let mut payload = Vec::with_capacity(PAYLOAD_SIZE_MAX);
+        assert_eq!(consumer.pop(&mut payload).map(|header| header.request_id), Some(0));
+        producer.try_push(&header(accepted), &big).unwrap();
+        for expected in 1..=accepted {
+            assert_eq!(consumer.pop(&mut payload).map(|header| header.request_id), Some(expected));
+            assert_eq!(payload, big);
+        }
+        assert_eq!(consumer.pop(&mut payload), None);
+    }
+
+    #[test]
+    fn records_cross_threads_in_order() {
+        let (mut producer, mut consumer) = ring(record_size(PAYLOAD_SIZE_MAX) * 2);
+        let count = 50_000u32;
+        let writer = std::thread::spawn(move || {
+            let mut sent = 0;
+            while sent < count {
+                if producer.try_push(&header(sent), &payload_of(sent)).is_ok() {
+                    sent += 1;
+                }
+            }
+        });
+        let mut payload = Vec::with_capacity(PAYLOAD_SIZE_MAX);
+        let mut received = 0;
+        while received < count {
+            if let Some(record) = consumer.pop(&mut payload) {
+                assert_eq!(record.request_id, received);
+                assert_eq!(payload, payload_of(received));
+                received += 1;
+            }
+        }
+        writer.join().unwrap();
+    }
+}

@@ -1,0 +1,1032 @@
+//! One shard's event loop: poll, read, decode, route, apply, reply, push, write.
+//!
+//! Each turn reads the clock once, then: accepts new connections; drains the REPLY rings
+//! from every other shard (replies and pushes for this shard's connections, never
+//! blocked by anything); drains the REQUEST rings (events for hunts this shard owns,
+//! taken only while the reply ring back has room for the largest reply); decodes the
+//! ready connections within the turn's budgets, applying local events at once and
+//! handing remote ones to the owner's ring; writes pending output; and wakes each shard
+//! it handed work to, once. A full ring, a full output buffer or too many requests in
+//! flight stop decoding one connection (its bytes wait, TCP pushes back); nothing is
+//! dropped except pushes to subscribers that do not read, which are owed as GAPs.
+//!
+//! Nothing on this path allocates in steady state: buffers belong to connections
+//! (allocated on accept), rings and scratch buffers are allocated at start, histograms
+//! have fixed bounds. STATS and new subscriptions are slow paths and may allocate.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashbrown::HashMap;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest as Readiness, Poll, Token};
+
+use crate::alloc;
+use crate::constants::{
+    ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, FRAMES_PER_CONNECTION_PER_TURN_MAX, NOTICES_PER_EVENT_MAX,
+    POLL_EVENTS_MAX, RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US, STATS_SNAPSHOT_INTERVAL_US,
+    SUBSCRIPTIONS_PER_CONNECTION_MAX,
+};
+use crate::event::{Event, EventKind, HuntId};
+use crate::outcome::{Lifecycle, Notice, NoticeKind, Outcome, Topic};
+use crate::protocol::{
+    decode_request, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome, encode_pong,
+    encode_protocol_error, encode_stats_reply, encode_subscribed, encode_unsubscribed, negotiate, next_frame,
+    reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello,
+};
+use crate::shard::{shard_for, Shard};
+
+use super::clock::ShardClock;
+use super::connection::{Blocked, Connection};
+use super::ring::{record_size, RecordHeader, RecordKind, RingConsumer, RingProducer, PAYLOAD_SIZE_MAX};
+use super::slab::Slab;
+use super::stats::{self, ShardStats};
+use super::subscriptions::{Interest, LocalSubscribers, Subscribed, Subscriber};
+use super::Shared;
+
+/// The token of the shard's listener.
+pub const LISTENER: Token = Token(usize::MAX - 1);
+
+/// The token of the shard's waker, which other shards (and shutdown) trigger.
+pub const WAKER: Token = Token(usize::MAX);
+
+/// How long a shard sleeps at most while shutting down, waiting on the others.
+const DRAIN_POLL: Duration = Duration::from_millis(10);
+
+/// Record flag of a SUBSCRIBE: the sender just gained its first subscriber of the hunt.
+const SUBSCRIBE_FIRST_ON_SHARD: u8 = 1;
+
+/// One shard's ends of the ring mesh, indexed by the other shard (`None` for itself).
+pub struct ShardRings {
+    /// Requests to shard j.
+    pub request_out: Vec<Option<RingProducer>>,
+    /// Requests from shard j.
+    pub request_in: Vec<Option<RingConsumer>>,
+    /// Replies and pushes to shard j.
+    pub reply_out: Vec<Option<RingProducer>>,
+    /// Replies and pushes from shard j.
+    pub reply_in: Vec<Option<RingConsumer>>,
+}
+
+/// Where a shard is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Shutdown was asked: no accepting, no reading; frames already read are served.
+    Draining {
+        since_us: u64,
+        quiet: bool,
+    },
+    /// Every shard is done (or the deadline passed): GOODBYE sent, closing.
+    Closing {
+        since_us: u64,
+    },
+}
+
+/// What decoding one frame decided.
+enum Step {
+    /// Nothing more to decode now.
+    Stop,
+    /// The frame was consumed; go on.
+    Next,
+    /// A ring to the owner is full: the frame stays unread; try again next turn.
+    Stall,
+    /// A local event to apply (the frame was consumed).
+    Apply { request_id: u32, flags: u8, event: Event },
+}
+
+/// A request answered by the connection's own shard, whatever the hunt.
+#[derive(Clone, Copy, Debug)]
+enum Control {
+    Hello { version_min: u16, version_max: u16 },
+    Ping,
+    Stats,
+    Unsubscribe { hunt: HuntId },
+}
+
+/// One shard thread's whole state.
+pub struct ShardLoop {
+    index: usize,
+    shard_count: usize,
+    shared: Arc<Shared>,
+    poll: Poll,
+    listener: Option<TcpListener>,
+    engine: Shard,
+    connections: Slab<Connection>,
+    rings: ShardRings,
+    clock: ShardClock,
+    stats: ShardStats,
+    allocations: alloc::Scope,
+    interest: Interest,
+    local: LocalSubscribers,
+    /// Last notice sequence per topic of each hunt this shard owns, for SUBSCRIBE replies.
+    sequences: HashMap<HuntId, [u64; Topic::COUNT]>,
+    ready: Vec<u32>,
+    ready_next: Vec<u32>,
+    dirty: Vec<u32>,
+    wake: Vec<bool>,
+    more_work: bool,
+    notices: Vec<Notice>,
+    push: Vec<u8>,
+    reply: Vec<u8>,
+    payload: Vec<u8>,
+    pending_interest_drops: Vec<(usize, HuntId)>,
+    slow: Vec<u32>,
+    to_close: Vec<u32>,
+    local_events: [u64; EventKind::COUNT],
+    last_snapshot_us: u64,
+    phase: Phase,
+}
+
+impl ShardLoop {
+    /// A shard's loop, ready to run (allocates everything the steady state uses).
+    pub(crate) fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        poll: Poll,
+        listener: TcpListener,
+        rings: ShardRings,
+    ) -> ShardLoop {
+        let shard_count = shared.config.shards;
+        let connections_max = shared.config.connections_per_shard_max;
+        ShardLoop {
+            index,
+            shard_count,
+            clock: ShardClock::new(shared.epoch),
+            shared,
+            poll,
+            listener: Some(listener),
+            engine: Shard::new(),
+            connections: Slab::new(connections_max),
+            rings,
+            stats: ShardStats::default(),
+            allocations: alloc::Scope::start(),
+            interest: Interest::new(shard_count),
+            local: LocalSubscribers::new(),
+            sequences: HashMap::new(),
+            ready: Vec::with_capacity(connections_max),
+            ready_next: Vec::with_capacity(connections_max),
+            dirty: Vec::with_capacity(connections_max),
+            wake: vec![false; shard_count],
+            more_work: false,
+            notices: Vec::with_capacity(NOTICES_PER_EVENT_MAX),
+            push: Vec::with_capacity(PAYLOAD_SIZE_MAX),
+            reply: Vec::with_capacity(PAYLOAD_SIZE_MAX),
+            payload: Vec::with_capacity(PAYLOAD_SIZE_MAX),
+            pending_interest_drops: Vec::new(),
+            slow: Vec::with_capacity(connections_max),
+            to_close: Vec::with_capacity(connections_max),
+            local_events: [0; EventKind::COUNT],
+            last_snapshot_us: 0,
+            phase: Phase::Serving,
+        }
+    }
+
+    /// Runs until shutdown has finished.
+    pub fn run(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(POLL_EVENTS_MAX);
+        loop {
+            let timeout = self.poll_timeout();
+            match self.poll.poll(&mut events, timeout) {
+                Ok(()) => {}
+                // A signal arrived during the wait: just turn again.
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                Err(error) => return Err(error),
+            }
+            self.clock.tick();
+            for event in events.iter() {
+                self.on_readiness(event);
+            }
+            if !self.turn()? {
+                break;
+            }
+        }
+        self.snapshot();
+        Ok(())
+    }
+
+    fn poll_timeout(&self) -> Option<Duration> {
+        if self.more_work || !self.ready.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        if self.phase != Phase::Serving {
+            return Some(DRAIN_POLL);
+        }
+        let next_snapshot = self.last_snapshot_us + STATS_SNAPSHOT_INTERVAL_US;
+        Some(Duration::from_micros(next_snapshot.saturating_sub(self.clock.read()).max(1)))
+    }
+
+    fn on_readiness(&mut self, event: &mio::event::Event) {
+        match event.token() {
+            // Rings are drained every turn; the wake only ended the wait.
+            WAKER => {}
+            LISTENER => self.more_work = true,
+            Token(index) => {
+                let index = index as u32;
+                let Some(connection) = self.connections.get_mut(index) else { return };
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    connection.readable = true;
+                    schedule(&mut self.ready, connection, index);
+                }
+                if event.is_writable() && connection.pending_output() > 0 {
+                    mark_dirty(&mut self.dirty, connection, index);
+                }
+            }
+        }
+    }
+
+    /// One loop turn after a poll. Returns false once the shard has finished.
+    fn turn(&mut self) -> io::Result<bool> {
+        self.more_work = false;
+        self.check_shutdown();
+        if self.phase == Phase::Serving {
+            self.accept()?;
+        }
+        self.retry_interest_drops();
+        self.drain_replies();
+        self.drain_requests();
+        self.decode_ready();
+        self.record_local_latency();
+        self.flush_dirty();
+        for (target, wake) in self.wake.iter_mut().enumerate() {
+            if std::mem::take(wake) {
+                // A shard that has exited has nothing left to be woken for.
+                let _ = self.shared.wakers[target].wake();
+            }
+        }
+        if self.clock.monotonic_us() >= self.last_snapshot_us + STATS_SNAPSHOT_INTERVAL_US {
+            self.snapshot();
+        }
+        Ok(self.advance_shutdown())
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Accepting and closing.
+
+    fn accept(&mut self) -> io::Result<()> {
+        for _ in 0..ACCEPTS_PER_TURN_MAX {
+            let Some(listener) = self.listener.as_ref() else { return Ok(()) };
+            let (stream, _) = match listener.accept() {
+                Ok(accepted) => accepted,
+                // No more pending connections: the next readable event brings more.
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                // The peer gave up before we accepted, or a signal: try the next one.
+                Err(error) if matches!(error.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {
+                    continue
+                }
+                // Out of descriptors or memory: leave the rest queued in the kernel and
+                // serve the connections we have; the next readable event retries.
+                Err(_) => return Ok(()),
+            };
+            self.admit(stream)?;
+        }
+        self.more_work = true;
+        Ok(())
+    }
+
+    fn admit(&mut self, stream: TcpStream) -> io::Result<()> {
+        // Replies are small and latency matters more than packet count.
+        stream.set_nodelay(true)?;
+        let registry = self.poll.registry();
+        let inserted = self.connections.insert_with(|_, generation| Connection::new(stream, generation));
+        let Ok((index, _)) = inserted else {
+            // The slab is full: the stream was moved into the closure and dropped, which
+            // closes it. A refused peer sees the connection reset at once.
+            self.stats.counters.connections_refused += 1;
+            return Ok(());
+        };
+        let connection = self.connections.get_mut(index).expect("just inserted");
+        registry.register(&mut connection.stream, Token(index as usize), Readiness::READABLE | Readiness::WRITABLE)?;
+        self.stats.counters.connections_accepted += 1;
+        schedule(&mut self.ready, connection, index);
+        Ok(())
+    }
+
+    fn close(&mut self, index: u32) {
+        let Some(mut connection) = self.connections.remove(index) else { return };
+        // Deregistering a socket about to be closed cannot fail in a way we could act on.
+        let _ = self.poll.registry().deregister(&mut connection.stream);
+        for hunt in connection.subscriptions.drain(..) {
+            if self.local.unsubscribe(hunt, index) == Some(true) {
+                self.drop_interest(hunt);
+            }
+        }
+        self.stats.counters.connections_closed += 1;
+    }
+
+    /// This shard has no subscriber of `hunt` left: tell its owner.
+    fn drop_interest(&mut self, hunt: HuntId) {
+        let owner = shard_for(hunt, self.shard_count);
+        if owner != self.index {
+            self.pending_interest_drops.push((owner, hunt));
+        }
+    }
+
+    fn retry_interest_drops(&mut self) {
+        let mut index = 0;
+        while index < self.pending_interest_drops.len() {
+            let (owner, hunt) = self.pending_interest_drops[index];
+            let header = RecordHeader { hunt, ..RecordHeader::new(RecordKind::InterestDropped) };
+            let ring = self.rings.request_out[owner].as_mut().expect("a ring to every other shard");
+            if ring.try_push(&header, &[]).is_ok() {
+                self.wake[owner] = true;
+                self.pending_interest_drops.swap_remove(index);
+            } else {
+                self.more_work = true;
+                index += 1;
+            }
+        }
+    }
+
+    /// Sends GOODBYE after the frame being written and stops serving the connection.
+    fn goodbye(&mut self, index: u32, code: ErrorCode) {
+        let Some(connection) = self.connections.get_mut(index) else { return };
+        if connection.closing {
+            return;
+        }
+        connection.cut_unstarted();
+        encode_goodbye(code.to_u16(), &code, connection.output());
+        connection.closing = true;
+        mark_dirty(&mut self.dirty, connection, index);
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Decoding connections.
+
+    fn decode_ready(&mut self) {
+        let mut ready = std::mem::take(&mut self.ready);
+        let mut next = std::mem::take(&mut self.ready_next);
+        let mut processed = 0;
+        for &index in &ready {
+            let Some(connection) = self.connections.get_mut(index) else { continue };
+            connection.in_ready = false;
+            if processed == CONNECTIONS_PER_TURN_MAX {
+                schedule(&mut next, connection, index);
+                continue;
+            }
+            processed += 1;
+            if self.serve_connection(index) {
+                if let Some(connection) = self.connections.get_mut(index) {
+                    schedule(&mut next, connection, index);
+                }
+            }
+        }
+        ready.clear();
+        // Connections scheduled while serving (replies unblocking them) join next turn's.
+        for &index in &self.ready {
+            next.push(index);
+        }
+        self.ready.clear();
+        self.ready_next = ready;
+        self.ready = next;
+    }
+
+    /// Reads and decodes one connection within the turn's budget. Returns true if and
+    /// only if it should be served again next turn without waiting for readiness.
+    fn serve_connection(&mut self, index: u32) -> bool {
+        let reading = self.phase == Phase::Serving;
+        let connection = self.connections.get_mut(index).expect("scheduled connections exist");
+        if reading && connection.readable && !connection.peer_closed && !connection.closing {
+            match connection.fill() {
+                Ok(filled) => {
+                    self.stats.counters.read_syscalls += filled.reads;
+                    connection.peer_closed |= filled.eof;
+                }
+                Err(_) => {
+                    // Reset by the peer (or worse): it just goes away.
+                    self.close(index);
+                    return false;
+                }
+            }
+        }
+        let mut frames = 0;
+        let mut again = false;
+        while frames < FRAMES_PER_CONNECTION_PER_TURN_MAX {
+            match self.decode_one(index) {
+                Step::Stop => break,
+                Step::Stall => {
+                    again = true;
+                    break;
+                }
+                Step::Next => {}
+                Step::Apply { request_id, flags, event } => self.apply_local(index, request_id, flags, &event),
+            }
+            frames += 1;
+        }
+        let Some(connection) = self.connections.get_mut(index) else { return false };
+        if frames == FRAMES_PER_CONNECTION_PER_TURN_MAX || (reading && connection.readable) {
+            again = true;
+        }
+        if connection.pending_output() > 0 {
+            mark_dirty(&mut self.dirty, connection, index);
+        }
+        let idle = connection.unread().is_empty() || connection.closing;
+        if connection.peer_closed && idle && connection.inflight == 0 && connection.pending_output() == 0 {
+            self.close(index);
+            return false;
+        }
+        again && connection.blocked == Blocked::No
+    }
+
+    /// Decodes the next frame of a connection, if it may be decoded now.
+    fn decode_one(&mut self, index: u32) -> Step {
+        let config = &self.shared.config;
+        let connection = self.connections.get_mut(index).expect("served connections exist");
+        if connection.closing {
+            return Step::Stop;
+        }
+        if connection.pending_output() > config.output_buffer_bytes_high {
+            connection.blocked = Blocked::Output;
+            return Step::Stop;
+        }
+        if connection.inflight >= config.inflight_requests_per_connection_max {
+            connection.blocked = Blocked::Inflight;
+            return Step::Stop;
+        }
+        connection.blocked = Blocked::No;
+        let size = match next_frame(connection.unread()) {
+            Ok(Some(size)) => size,
+            Ok(None) => return Step::Stop,
+            Err(error) => {
+                let request_id = request_id_of(connection.unread());
+                self.refuse(index, request_id, &error);
+                return Step::Stop;
+            }
+        };
+        let (header, request) = match decode_request(&connection.unread()[..size]) {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                let request_id = request_id_of(connection.unread());
+                connection.consume(size);
+                self.refuse(index, request_id, &error);
+                return Step::Next;
+            }
+        };
+        self.stats.counters.frames_read += 1;
+        let request_id = header.request_id;
+        if !connection.greeted && !matches!(request, Request::Hello { .. }) {
+            connection.consume(size);
+            self.stats.counters.protocol_errors += 1;
+            self.fail(index, request_id, ErrorCode::HelloRequired);
+            return Step::Stop;
+        }
+        match request {
+            Request::Event(event) => {
+                let owner = shard_for(event.hunt(), self.shard_count);
+                if owner == self.index {
+                    connection.consume(size);
+                    return Step::Apply { request_id, flags: header.flags, event };
+                }
+                let record = RecordHeader {
+                    flags: header.flags,
+                    event_kind: event.kind() as u8,
+                    token: index,
+                    generation: connection.generation,
+                    request_id,
+                    hunt: event.hunt(),
+                    enqueue_us: self.clock.monotonic_us(),
+                    ..RecordHeader::new(RecordKind::Request)
+                };
+                let ring = self.rings.request_out[owner].as_mut().expect("a ring to every other shard");
+                if ring.try_push(&record, &connection.unread()[..size]).is_err() {
+                    // Backpressure: the frame stays unread until the owner drains.
+                    self.stats.counters.ring_full_stalls += 1;
+                    return Step::Stall;
+                }
+                connection.consume(size);
+                connection.inflight += 1;
+                self.wake[owner] = true;
+                Step::Next
+            }
+            Request::Subscribe { hunt, topics } => self.subscribe(index, size, header, hunt, topics),
+            Request::Hello { version_min, version_max, .. } => {
+                connection.consume(size);
+                self.control(index, request_id, Control::Hello { version_min, version_max });
+                Step::Next
+            }
+            Request::Ping => {
+                connection.consume(size);
+                self.control(index, request_id, Control::Ping);
+                Step::Next
+            }
+            Request::Stats => {
+                connection.consume(size);
+                self.control(index, request_id, Control::Stats);
+                Step::Next
+            }
+            Request::Unsubscribe { hunt } => {
+                connection.consume(size);
+                self.control(index, request_id, Control::Unsubscribe { hunt });
+                Step::Next
+            }
+        }
+    }
+
+    /// Answers a frame the decoder refused; closes the connection if the error says so.
+    fn refuse(&mut self, index: u32, request_id: u32, error: &ProtocolError) {
+        self.stats.counters.protocol_errors += 1;
+        let connection = self.connections.get_mut(index).expect("refused connections exist");
+        encode_protocol_error(request_id, error, connection.output());
+        if error.closes_connection() {
+            connection.closing = true;
+        }
+        mark_dirty(&mut self.dirty, connection, index);
+    }
+
+    /// Answers with a protocol error code; closes the connection if the code says so.
+    fn fail(&mut self, index: u32, request_id: u32, code: ErrorCode) {
+        let connection = self.connections.get_mut(index).expect("failed connections exist");
+        encode_error(request_id, code.to_u16(), &code, connection.output());
+        if code.closes_connection() {
+            connection.closing = true;
+        }
+        mark_dirty(&mut self.dirty, connection, index);
+    }
+
+    /// HELLO, PING, STATS, UNSUBSCRIBE.
+    fn control(&mut self, index: u32, request_id: u32, request: Control) {
+        match request {
+            Control::Hello { version_min, version_max } => {
+                let connection = self.connections.get_mut(index).expect("served connections exist");
+                if connection.greeted {
+                    return self.fail(index, request_id, ErrorCode::UnexpectedHello);
+                }
+                match negotiate(version_min, version_max) {
+                    Some(_) => {
+                        connection.greeted = true;
+                        let hello = ServerHello::new(self.shard_count as u16);
+                        encode_hello_reply(request_id, &hello, connection.output());
+                    }
+                    None => self.fail(index, request_id, ErrorCode::UnsupportedVersion),
+                }
+            }
+            Control::Ping => {
+                let connection = self.connections.get_mut(index).expect("served connections exist");
+                encode_pong(request_id, connection.output());
+            }
+            Control::Stats => self.stats_reply(index, request_id),
+            Control::Unsubscribe { hunt } => {
+                let connection = self.connections.get_mut(index).expect("served connections exist");
+                if let Some(position) = connection.subscriptions.iter().position(|&known| known == hunt) {
+                    connection.subscriptions.swap_remove(position);
+                    if self.local.unsubscribe(hunt, index) == Some(true) {
+                        self.drop_interest(hunt);
+                    }
+                }
+                let connection = self.connections.get_mut(index).expect("served connections exist");
+                encode_unsubscribed(request_id, connection.output());
+            }
+        }
+    }
+
+    fn subscribe(&mut self, index: u32, size: usize, header: FrameHeader, hunt: HuntId, topics: u8) -> Step {
+        let owner = shard_for(hunt, self.shard_count);
+        let request_id = header.request_id;
+        let connection = self.connections.get_mut(index).expect("served connections exist");
+        let known = connection.subscriptions.contains(&hunt);
+        if !known && connection.subscriptions.len() >= SUBSCRIPTIONS_PER_CONNECTION_MAX as usize {
+            connection.consume(size);
+            self.fail(index, request_id, ErrorCode::TooManySubscriptions);
+            return Step::Next;
+        }
+        if owner != self.index && !self.rings.request_out[owner].as_ref().expect("ring").has_room(0) {
+            self.stats.counters.ring_full_stalls += 1;
+            return Step::Stall;
+        }
+        connection.consume(size);
+        let generation = connection.generation;
+        if !known {
+            connection.subscriptions.push(hunt);
+        }
+        let subscribed = self.local.subscribe(hunt, Subscriber { token: index, generation, topics });
+        if owner == self.index {
+            let sequences = self.sequences.get(&hunt).copied().unwrap_or_default();
+            let connection = self.connections.get_mut(index).expect("served connections exist");
+            encode_subscribed(request_id, &sequences, connection.output());
+            return Step::Next;
+        }
+        let first = subscribed == Subscribed::New { first_on_shard: true };
+        let record = RecordHeader {
+            flags: if first { SUBSCRIBE_FIRST_ON_SHARD } else { 0 },
+            topics,
+            token: index,
+            generation,
+            request_id,
+            hunt,
+            enqueue_us: self.clock.monotonic_us(),
+            ..RecordHeader::new(RecordKind::Subscribe)
+        };
+        let ring = self.rings.request_out[owner].as_mut().expect("a ring to every other shard");
+        ring.try_push(&record, &[]).expect("room was checked");
+        self.connections.get_mut(index).expect("served connections exist").inflight += 1;
+        self.wake[owner] = true;
+        Step::Next
+    }
+
+    /// STATS: a slow path. Refreshes this shard's snapshot, builds the document from all
+    /// of them, and keeps its own allocations out of the per-event count.
+    fn stats_reply(&mut self, index: u32, request_id: u32) {
+        let before = self.allocations.allocations();
+        self.snapshot();
+        let uptime_us = self.clock.read();
+        let mut document = stats::document(&self.shared.snapshots, uptime_us, true);
+        let connection = self.connections.get_mut(index).expect("served connections exist");
+        if encode_stats_reply(request_id, &document, connection.output()).is_err() {
+            document = stats::document(&self.shared.snapshots, uptime_us, false);
+            if let Err(error) = encode_stats_reply(request_id, &document, connection.output()) {
+                encode_protocol_error(request_id, &error, connection.output());
+            }
+        }
+        drop(document);
+        self.stats.allocations_excluded += self.allocations.allocations() - before;
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Applying events.
+
+    fn apply_local(&mut self, index: u32, request_id: u32, flags: u8, event: &Event) {
+        let kind = event.kind();
+        let outcome = self.engine.apply(event, self.clock.event_us());
+        count_outcome(&mut self.stats, kind, &outcome);
+        self.local_events[kind as usize] += 1;
+        if reply_wanted(flags, &outcome) {
+            let connection = self.connections.get_mut(index).expect("served connections exist");
+            encode_outcome(request_id, kind, &outcome, connection.output());
+        }
+        self.after_apply();
+    }
+
+    /// Sends the notices of the event just applied to every interested subscriber.
+    fn after_apply(&mut self) {
+        if self.engine.notices().is_empty() {
+            return;
+        }
+        self.notices.clear();
+        self.notices.extend_from_slice(self.engine.notices());
+        let notices = std::mem::take(&mut self.notices);
+        for notice in &notices {
+            self.remember_sequence(notice);
+            self.push.clear();
+            encode_notice(notice, &mut self.push);
+            let topic = notice.kind.topic();
+            self.fan_out(notice.hunt, topic, notice.seq);
+            self.forward_notice(notice.hunt, topic, notice.seq);
+        }
+        self.notices = notices;
+    }
+
+    fn remember_sequence(&mut self, notice: &Notice) {
+        if notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted) {
+            self.sequences.remove(&notice.hunt);
+            return;
+        }
+        // Inserting a hunt's entry is the slow path, once per hunt.
+        let sequences = self.sequences.entry(notice.hunt).or_default();
+        sequences[notice.kind.topic() as usize] = notice.seq;
+    }
+
+    /// Sends the push in `self.push` to this shard's subscribers of `hunt` and `topic`.
+    fn fan_out(&mut self, hunt: HuntId, topic: Topic, seq: u64) {
+        let soft = self.shared.config.subscriber_buffer_bytes_soft;
+        let max = self.shared.config.subscriber_buffer_bytes_max;
+        self.slow.clear();
+        for subscriber in self.local.of(hunt) {
+            if subscriber.topics & topic.bit() == 0 {
+                continue;
+            }
+            let connection = self
+                .connections
+                .get_current_mut(subscriber.token, subscriber.generation)
+                .expect("subscribers are unsubscribed when they close");
+            if connection.closing {
+                continue;
+            }
+            let fits = deliver(connection, &mut self.stats, &self.push, hunt, topic, seq, soft, max);
+            if !fits {
+                self.slow.push(subscriber.token);
+            }
+            mark_dirty(&mut self.dirty, connection, subscriber.token);
+        }
+        let slow = std::mem::take(&mut self.slow);
+        for &token in &slow {
+            self.stats.counters.subscribers_disconnected += 1;
+            self.goodbye(token, ErrorCode::SlowConsumer);
+        }
+        self.slow = slow;
+    }
+
+    /// Sends the push in `self.push` once to every other shard with subscribers of `hunt`.
+    fn forward_notice(&mut self, hunt: HuntId, topic: Topic, seq: u64) {
+        let Some(shards) = self.interest.shards(hunt) else { return };
+        for (target, &count) in shards.iter().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let ring = self.rings.reply_out[target].as_mut().expect("interest only from other shards");
+            // Keep room for one largest reply, which a request already taken may need.
+            if !ring.has_room(self.push.len() + record_size(PAYLOAD_SIZE_MAX)) {
+                self.stats.counters.ring_pushes_dropped += 1;
+                continue;
+            }
+            let record =
+                RecordHeader { topics: topic.bit(), hunt, enqueue_us: seq, ..RecordHeader::new(RecordKind::Notice) };
+            ring.try_push(&record, &self.push).expect("room was checked");
+            self.wake[target] = true;
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Rings.
+
+    /// Takes requests from every other shard, while the reply ring back has room.
+    fn drain_requests(&mut self) {
+        for source in 0..self.shard_count {
+            if source == self.index {
+                continue;
+            }
+            for _ in 0..RECORDS_PER_RING_PER_TURN_MAX {
+                let reply_ring = self.rings.reply_out[source].as_ref().expect("a ring to every other shard");
+                if !reply_ring.has_room(PAYLOAD_SIZE_MAX) {
+                    self.more_work = true;
+                    break;
+                }
+                let ring = self.rings.request_in[source].as_mut().expect("a ring from every other shard");
+                let Some(record) = ring.pop(&mut self.payload) else { break };
+                self.serve_record(source, &record);
+            }
+        }
+    }
+
+    fn serve_record(&mut self, source: usize, record: &RecordHeader) {
+        let wait_us = self.clock.monotonic_us().saturating_sub(record.enqueue_us);
+        stats::record(&mut self.stats.histograms.queue_wait, wait_us, 1);
+        match record.kind {
+            RecordKind::Request => {
+                let payload = std::mem::take(&mut self.payload);
+                let (header, request) = decode_request(&payload).expect("the sending shard decoded this frame");
+                let Request::Event(event) = request else { unreachable!("only events travel as requests") };
+                let kind = event.kind();
+                let outcome = self.engine.apply(&event, self.clock.event_us());
+                count_outcome(&mut self.stats, kind, &outcome);
+                self.reply.clear();
+                if reply_wanted(header.flags, &outcome) {
+                    encode_outcome(header.request_id, kind, &outcome, &mut self.reply);
+                }
+                self.payload = payload;
+                self.send_reply(source, RecordKind::Reply, record);
+                self.after_apply();
+            }
+            RecordKind::Subscribe => {
+                if record.flags & SUBSCRIBE_FIRST_ON_SHARD != 0 {
+                    self.interest.add(record.hunt, source);
+                }
+                let sequences = self.sequences.get(&record.hunt).copied().unwrap_or_default();
+                self.reply.clear();
+                encode_subscribed(record.request_id, &sequences, &mut self.reply);
+                self.send_reply(source, RecordKind::Subscribed, record);
+            }
+            RecordKind::InterestDropped => self.interest.remove(record.hunt, source),
+            kind => panic!("a {kind:?} record on a request ring"),
+        }
+    }
+
+    fn send_reply(&mut self, target: usize, kind: RecordKind, request: &RecordHeader) {
+        let record = RecordHeader { kind, ..*request };
+        let ring = self.rings.reply_out[target].as_mut().expect("a ring to every other shard");
+        ring.try_push(&record, &self.reply).expect("room for a largest reply was checked before taking the request");
+        self.wake[target] = true;
+    }
+
+    /// Takes every reply and push other shards sent this shard's connections.
+    fn drain_replies(&mut self) {
+        for source in 0..self.shard_count {
+            if source == self.index {
+                continue;
+            }
+            for _ in 0..RECORDS_PER_RING_PER_TURN_MAX {
+                let ring = self.rings.reply_in[source].as_mut().expect("a ring from every other shard");
+                let Some(record) = ring.pop(&mut self.payload) else { break };
+                self.on_reply(&record);
+            }
+            self.more_work |= !self.rings.reply_in[source].as_ref().expect("ring").is_empty();
+        }
+    }
+
+    fn on_reply(&mut self, record: &RecordHeader) {
+        match record.kind {
+            RecordKind::Reply | RecordKind::Subscribed => {
+                let Some(connection) = self.connections.get_current_mut(record.token, record.generation) else {
+                    self.stats.counters.stale_replies += 1;
+                    return;
+                };
+                assert!(connection.inflight > 0);
+                connection.inflight -= 1;
+                connection.output().extend_from_slice(&self.payload);
+                if record.kind == RecordKind::Reply {
+                    let latency_us = self.clock.monotonic_us().saturating_sub(record.enqueue_us);
+                    let kind = record.event_kind as usize;
+                    stats::record(&mut self.stats.histograms.latency[kind], latency_us, 1);
+                }
+                if connection.blocked == Blocked::Inflight {
+                    connection.blocked = Blocked::No;
+                    schedule(&mut self.ready, connection, record.token);
+                }
+                if connection.peer_closed && connection.inflight == 0 {
+                    schedule(&mut self.ready, connection, record.token);
+                }
+                mark_dirty(&mut self.dirty, connection, record.token);
+            }
+            RecordKind::Notice => {
+                let topic = topic_of_bit(record.topics);
+                std::mem::swap(&mut self.push, &mut self.payload);
+                self.fan_out(record.hunt, topic, record.enqueue_us);
+                std::mem::swap(&mut self.push, &mut self.payload);
+            }
+            kind => panic!("a {kind:?} record on a reply ring"),
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // Writing, stats and shutdown.
+
+    fn flush_dirty(&mut self) {
+        let high = self.shared.config.output_buffer_bytes_high;
+        let soft = self.shared.config.subscriber_buffer_bytes_soft;
+        let dirty = std::mem::take(&mut self.dirty);
+        self.to_close.clear();
+        for &index in &dirty {
+            let Some(connection) = self.connections.get_mut(index) else { continue };
+            connection.in_dirty = false;
+            match connection.flush() {
+                Ok(writes) => self.stats.counters.write_syscalls += writes,
+                // Reset or broken pipe: the peer just goes away.
+                Err(_) => {
+                    self.to_close.push(index);
+                    continue;
+                }
+            }
+            if !connection.missed.is_empty() && connection.pending_output() < soft {
+                self.stats.counters.gaps_sent += connection.emit_gaps();
+                // Written next turn if the socket is full now; its error shows then.
+                connection.flush().ok();
+            }
+            if connection.blocked == Blocked::Output && connection.pending_output() <= high {
+                connection.blocked = Blocked::No;
+                schedule(&mut self.ready, connection, index);
+            }
+            let done = connection.pending_output() == 0;
+            if done && (connection.closing || (connection.peer_closed && connection.inflight == 0)) {
+                self.to_close.push(index);
+            }
+        }
+        // Connections marked dirty while flushing (none today) would be lost by the swap.
+        assert!(self.dirty.is_empty());
+        self.dirty = dirty;
+        self.dirty.clear();
+        let to_close = std::mem::take(&mut self.to_close);
+        for &index in &to_close {
+            self.close(index);
+        }
+        self.to_close = to_close;
+    }
+
+    fn record_local_latency(&mut self) {
+        if self.local_events.iter().all(|&count| count == 0) {
+            return;
+        }
+        let latency_us = self.clock.read().saturating_sub(self.clock.monotonic_us());
+        for (kind, count) in self.local_events.iter_mut().enumerate() {
+            if *count > 0 {
+                stats::record(&mut self.stats.histograms.latency[kind], latency_us, *count);
+                *count = 0;
+            }
+        }
+    }
+
+    fn snapshot(&mut self) {
+        self.last_snapshot_us = self.clock.monotonic_us();
+        let allocations = self.allocations.allocations();
+        let mut snapshot = self.shared.snapshots[self.index].lock().expect("no shard panics holding its snapshot");
+        snapshot.update(&self.stats, self.connections.len(), self.local.count(), allocations);
+    }
+
+    fn check_shutdown(&mut self) {
+        if self.phase == Phase::Serving && self.shared.shutdown.load(Ordering::Acquire) {
+            if let Some(mut listener) = self.listener.take() {
+                // The listener closes when dropped; deregistering first keeps mio tidy.
+                let _ = self.poll.registry().deregister(&mut listener);
+            }
+            self.phase = Phase::Draining { since_us: self.clock.monotonic_us(), quiet: false };
+        }
+    }
+
+    /// Moves shutdown along. Returns false once the shard may exit.
+    fn advance_shutdown(&mut self) -> bool {
+        let now = self.clock.monotonic_us();
+        match self.phase {
+            Phase::Serving => true,
+            Phase::Draining { since_us, quiet } => {
+                if !quiet && self.is_quiet() {
+                    self.shared.shards_quiet.fetch_add(1, Ordering::AcqRel);
+                    self.phase = Phase::Draining { since_us, quiet: true };
+                }
+                let all_quiet = self.shared.shards_quiet.load(Ordering::Acquire) == self.shard_count;
+                if all_quiet || now.saturating_sub(since_us) > SHUTDOWN_DRAIN_US {
+                    for index in self.connections.indices() {
+                        self.goodbye(index, ErrorCode::ShuttingDown);
+                    }
+                    self.flush_dirty();
+                    self.phase = Phase::Closing { since_us: now };
+                }
+                true
+            }
+            Phase::Closing { since_us } => {
+                if self.connections.is_empty() || now.saturating_sub(since_us) > SHUTDOWN_DRAIN_US {
+                    for index in self.connections.indices() {
+                        self.close(index);
+                    }
+                    return false;
+                }
+                true
+            }
+        }
+    }
+
+    /// Returns true if and only if no connection of this shard has a request left to
+    /// decode or waiting on another shard, and every reply is written.
+    fn is_quiet(&mut self) -> bool {
+        if !self.ready.is_empty() || !self.pending_interest_drops.is_empty() {
+            return false;
+        }
+        for index in self.connections.indices() {
+            let connection = self.connections.get_mut(index).expect("listed");
+            let unread = !connection.closing && next_frame(connection.unread()).ok().flatten().is_some();
+            if unread || connection.inflight > 0 || connection.pending_output() > 0 {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Counts an applied event and its rejection, if any.
+fn count_outcome(stats: &mut ShardStats, kind: EventKind, outcome: &Outcome) {
+    stats.counters.events[kind as usize] += 1;
+    if let Outcome::Rejected(rejection) = outcome {
+        stats.counters.reject(rejection);
+    }
+}
+
+/// Appends a push to a subscriber, or drops it and remembers the gap if the subscriber's
+/// output is above the soft limit. Returns false if the subscriber must be disconnected
+/// (above the hard limit, or the gap cannot be remembered).
+#[allow(clippy::too_many_arguments)]
+fn deliver(
+    connection: &mut Connection,
+    stats: &mut ShardStats,
+    push: &[u8],
+    hunt: HuntId,
+    topic: Topic,
+    seq: u64,
+    soft: usize,
+    max: usize,
+) -> bool {
+    let pending = connection.pending_output();
+    if pending > max {
+        return false;
+    }
+    if pending > soft {
+        stats.counters.pushes_dropped += 1;
+        return connection.missed.record(hunt, topic as u8, seq, seq).is_ok();
+    }
+    connection.output().extend_from_slice(push);
+    stats.counters.pushes_sent += 1;
+    true
+}
+
+/// Queues a connection for decoding, once.
+fn schedule(ready: &mut Vec<u32>, connection: &mut Connection, index: u32) {
+    if !connection.in_ready {
+        connection.in_ready = true;
+        ready.push(index);
+    }
+}
+
+/// Queues a connection for writing, once.
+fn mark_dirty(dirty: &mut Vec<u32>, connection: &mut Connection, index: u32) {
+    if !connection.in_dirty {
+        connection.in_dirty = true;
+        dirty.push(index);
+    }
+}
+
+fn topic_of_bit(bit: u8) -> Topic {
+    match bit {
+        bit if bit == Topic::Discoveries.bit() => Topic::Discoveries,
+        bit if bit == Topic::Top.bit() => Topic::Top,
+        bit if bit == Topic::Lifecycle.bit() => Topic::Lifecycle,
+        other => panic!("{other:#x} is not one topic bit"),
+    }
+}

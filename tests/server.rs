@@ -1,0 +1,799 @@
+//! The server over real loopback sockets: concurrent claims, cross-shard routing checked
+//! against a local state machine, pushes and slow subscribers, malformed input, graceful
+//! shutdown, the `cairn` binary, and zero allocations per event on the network path.
+//!
+//! Every test starts its own in-process `Server` on 127.0.0.1 port 0 (or the binary, on
+//! a port it picks), talks to it through `cairn::client` or a raw `TcpStream`, and bounds
+//! every wait with a timeout. Nothing asserts on timing.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc, Barrier};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cairn::client::{Answer, Client, ClientError, Options};
+use cairn::constants::FRAME_SIZE_MAX;
+use cairn::event::{Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PointsRule, Position, TreasureSpec};
+use cairn::outcome::{NoticeKind, Rejection, Topic};
+use cairn::protocol::{
+    decode_response, encode_outcome, encode_request, next_frame, reply_wanted, ErrorCode, PushBody, ReplyBody, Request,
+    Response, FLAG_QUIET, TOPICS_ALL,
+};
+use cairn::rng::Rng;
+use cairn::server::{Config, Server};
+use cairn::shard::{shard_for, Shard};
+
+/// How long any single wait in these tests may take before the test fails.
+const WAIT: Duration = Duration::from_secs(20);
+
+fn start(config: Config) -> Server {
+    let config = Config { listen: SocketAddr::from(([127, 0, 0, 1], 0)), ..config };
+    Server::start(config).expect("the server starts")
+}
+
+fn start_with_shards(shards: usize) -> Server {
+    start(Config { shards, ..Config::default() })
+}
+
+fn connect(server: &Server) -> Client {
+    let options = Options { timeout: WAIT, name: "tests/server.rs".to_owned() };
+    Client::connect_with(server.local_addr(), &options).expect("the client connects")
+}
+
+/// A planar hunt from (0, 0) to (`size`, `size`) that runs from time 0 forever, with no
+/// speed limit: its outcomes do not depend on event times.
+fn planar(size: i32, options: HuntOptions) -> HuntSpec {
+    HuntSpec {
+        coordinates: Coordinates::Planar,
+        min: Position::new(0, 0),
+        max: Position::new(size, size),
+        start: 0,
+        end: Micros::MAX,
+        options,
+    }
+}
+
+fn treasure(id: u32, position: Position, radius: u32, value: u32, capacity: u32) -> TreasureSpec {
+    TreasureSpec { id, position, radius, value, capacity, hint_radius: 0 }
+}
+
+/// Reads a field of the STATS document by its path.
+fn stat(json: &str, path: &[&str]) -> serde_json::Value {
+    let document: serde_json::Value = serde_json::from_str(json).expect("STATS is JSON");
+    path.iter().fold(document, |value, key| value[*key].clone())
+}
+
+fn stat_u64(json: &str, path: &[&str]) -> u64 {
+    stat(json, path).as_u64().unwrap_or_else(|| panic!("STATS has no number at {path:?}: {json}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// 1. Concurrent digs.
+
+#[test]
+fn concurrent_digs_award_each_treasure_exactly_capacity_times() {
+    const CONNECTIONS: u32 = 64;
+    const HUNT: HuntId = 11;
+    let server = start_with_shards(2);
+    let mut admin = connect(&server);
+    let spot = Position::new(500, 500);
+    admin.create_hunt(HUNT, &planar(1_000, HuntOptions::default())).unwrap();
+    admin.place_treasure(HUNT, &treasure(1, spot, 50, 100, 1)).unwrap();
+    admin.place_treasure(HUNT, &treasure(3, spot, 50, 100, 3)).unwrap();
+
+    let barrier = Arc::new(Barrier::new(CONNECTIONS as usize));
+    let diggers: Vec<_> = (0..CONNECTIONS)
+        .map(|player| {
+            let barrier = Arc::clone(&barrier);
+            let mut client = connect(&server);
+            thread::spawn(move || {
+                client.join(HUNT, player, 1, spot).unwrap();
+                barrier.wait();
+                let unique = client.dig(HUNT, player, 2, 1, spot);
+                barrier.wait();
+                let shared = client.dig(HUNT, player, 3, 3, spot);
+                (unique, shared)
+            })
+        })
+        .collect();
+    let results: Vec<_> = diggers.into_iter().map(|digger| digger.join().expect("no digger panics")).collect();
+
+    for (capacity, pick) in [(1u32, 0usize), (3, 1)] {
+        let mut indices = Vec::new();
+        for result in &results {
+            let result = if pick == 0 { &result.0 } else { &result.1 };
+            match result {
+                Ok(claim) => {
+                    assert_eq!(claim.capacity, capacity);
+                    indices.push(claim.index);
+                }
+                Err(ClientError::Rejected { code, message }) => {
+                    assert_eq!(*code, Rejection::TreasureExhausted.code(), "{message}");
+                    assert_eq!(*message, Rejection::TreasureExhausted.to_string());
+                }
+                Err(error) => panic!("a dig failed: {error}"),
+            }
+        }
+        indices.sort_unstable();
+        assert_eq!(indices, (1..=capacity).collect::<Vec<_>>(), "capacity {capacity}");
+        let info = admin.treasure_info(HUNT, capacity).unwrap();
+        assert_eq!((info.claimed, info.capacity), (capacity, capacity));
+    }
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// 2. One connection, every shard, checked against a local state machine.
+
+/// Every score change is a multiple of this, and player `p` starts at `p + 1`, so two
+/// players never share a score: the leaderboard never falls back on event times, which
+/// differ between the server and the local model.
+const SCORE_UNIT: i32 = 1_024;
+
+struct Scenario {
+    rng: Rng,
+    hunts: Vec<HuntId>,
+    players: u32,
+    /// Treasures per hunt index: id and position.
+    treasures: Vec<Vec<(u32, Position)>>,
+    seqs: HashMap<(HuntId, u32), u32>,
+    events: Vec<(Event, bool)>,
+}
+
+const MODEL_SIZE: i32 = 2_000;
+
+impl Scenario {
+    fn new(seed: u64, hunts: Vec<HuntId>, players: u32) -> Scenario {
+        let treasures = vec![Vec::new(); hunts.len()];
+        Scenario { rng: Rng::new(seed), hunts, players, treasures, seqs: HashMap::new(), events: Vec::new() }
+    }
+
+    fn position(&mut self) -> Position {
+        Position::new(self.rng.between(0, MODEL_SIZE as i64) as i32, self.rng.between(0, MODEL_SIZE as i64) as i32)
+    }
+
+    fn near(&mut self, position: Position) -> Position {
+        let jitter =
+            |rng: &mut Rng, value: i32| (value as i64 + rng.between(-60, 60)).clamp(0, MODEL_SIZE as i64) as i32;
+        Position::new(jitter(&mut self.rng, position.x), jitter(&mut self.rng, position.y))
+    }
+
+    fn seq(&mut self, hunt: HuntId, player: u32) -> u32 {
+        let seq = self.seqs.entry((hunt, player)).or_insert(0);
+        *seq += 1;
+        *seq
+    }
+
+    fn push(&mut self, event: Event) {
+        self.events.push((event, false));
+    }
+
+    fn place(&mut self, index: usize, id: u32) {
+        let hunt = self.hunts[index];
+        let position = self.position();
+        let radius = self.rng.between(20, 80) as u32;
+        let value = SCORE_UNIT as u32 * self.rng.between(1, 20) as u32;
+        let mut spec = treasure(id, position, radius, value, self.rng.between(1, 4) as u32);
+        spec.hint_radius = if self.rng.percent(50) { 0 } else { 600 };
+        self.treasures[index].push((id, position));
+        self.push(Event::PlaceTreasure { hunt, treasure: spec });
+    }
+
+    fn setup(&mut self) {
+        for index in 0..self.hunts.len() {
+            let hunt = self.hunts[index];
+            let options = HuntOptions {
+                auto_discover: index % 2 == 0,
+                speed_max: 0,
+                points: PointsRule::Full,
+                claims_per_player_max: if index % 3 == 0 { 3 } else { 0 },
+            };
+            self.push(Event::CreateHunt { hunt, spec: planar(MODEL_SIZE, options) });
+            for id in 0..12 {
+                self.place(index, id);
+            }
+            // Join in player order: players tied at score 0 then rank by id on the
+            // server (same event time) and by time here (later joins rank lower) alike.
+            for player in 0..self.players {
+                let (seq, position) = (self.seq(hunt, player), self.position());
+                self.push(Event::Join { hunt, player, seq, position });
+            }
+            for player in 0..self.players {
+                let seq = self.seq(hunt, player);
+                self.push(Event::AdjustScore { hunt, player, seq, delta: player as i32 + 1 });
+            }
+        }
+    }
+
+    fn step(&mut self) {
+        let index = self.rng.below(self.hunts.len() as u64) as usize;
+        let hunt = self.hunts[index];
+        let player = self.rng.below(self.players as u64) as u32;
+        let target = {
+            let treasures = &self.treasures[index];
+            treasures[self.rng.below(treasures.len() as u64) as usize]
+        };
+        let roll = self.rng.below(100);
+        let event = match roll {
+            0..=34 => {
+                let position = if self.rng.percent(60) { self.near(target.1) } else { self.position() };
+                let seq = self.seq(hunt, player);
+                let quiet = self.rng.percent(50);
+                self.events.push((Event::Move { hunt, player, seq, position }, quiet));
+                return;
+            }
+            35..=54 => {
+                let treasure = if self.rng.percent(5) { 999 } else { target.0 };
+                let (seq, position) = (self.seq(hunt, player), self.near(target.1));
+                Event::Dig { hunt, player, seq, treasure, position }
+            }
+            55..=64 => {
+                let delta = SCORE_UNIT * self.rng.between(-3, 6) as i32;
+                Event::AdjustScore { hunt, player, seq: self.seq(hunt, player), delta }
+            }
+            65..=67 => {
+                // A retry of the last sequence number: refused as a duplicate.
+                let seq = *self.seqs.get(&(hunt, player)).unwrap_or(&1);
+                Event::Move { hunt, player, seq, position: target.1 }
+            }
+            68 => Event::Leave { hunt, player, seq: self.seq(hunt, player) },
+            69..=72 => {
+                let (seq, position) = (self.seq(hunt, player), self.position());
+                Event::Join { hunt, player, seq, position }
+            }
+            73 => {
+                let id = self.treasures[index].len() as u32 + 100;
+                return self.place(index, id);
+            }
+            74 if self.rng.percent(30) => Event::RemoveTreasure { hunt, treasure: target.0 },
+            75 => Event::Move { hunt, player, seq: self.seq(hunt, player), position: Position::new(MODEL_SIZE + 5, 0) },
+            76..=81 => Event::Top { hunt, count: self.rng.below(40) as u32 },
+            82..=87 => Event::Rank { hunt, player: if self.rng.percent(5) { self.players + 5 } else { player } },
+            88..=91 => Event::Around { hunt, player, radius: self.rng.below(5) as u32 },
+            92..=95 => Event::Hint { hunt, player },
+            _ => Event::TreasureInfo { hunt, treasure: target.0 },
+        };
+        self.push(event);
+    }
+}
+
+/// What the local state machine answers, as the server would put it on the wire.
+fn expected_answer(shard: &mut Shard, event: &Event, quiet: bool, time: Micros) -> Answer {
+    let outcome = shard.apply(event, time);
+    let flags = if quiet { FLAG_QUIET } else { 0 };
+    if !reply_wanted(flags, &outcome) {
+        return Answer::Quiet;
+    }
+    let mut frame = Vec::new();
+    encode_outcome(1, event.kind(), &outcome, &mut frame);
+    match decode_response(&frame).expect("the encoder's frames decode") {
+        Response::Reply { body, .. } => Answer::Reply(body),
+        Response::Error { code, message, .. } => Answer::Refused { code, message },
+        Response::Push(push) => panic!("an outcome encoded as a push: {push:?}"),
+    }
+}
+
+/// Clears the event times in leaderboard lines: the server's clock is not the model's.
+fn without_times(answer: Answer) -> Answer {
+    match answer {
+        Answer::Reply(ReplyBody::Top { total, mut entries }) => {
+            entries.iter_mut().for_each(|entry| entry.reached_at = 0);
+            Answer::Reply(ReplyBody::Top { total, entries })
+        }
+        Answer::Reply(ReplyBody::Around { total, mut entries }) => {
+            entries.iter_mut().for_each(|entry| entry.reached_at = 0);
+            Answer::Reply(ReplyBody::Around { total, entries })
+        }
+        other => other,
+    }
+}
+
+#[test]
+fn one_connection_drives_every_shard_and_matches_the_local_state_machine() {
+    const SHARDS: usize = 4;
+    const STEPS: usize = 30_000;
+    const BATCH: usize = 3_000;
+    let server = start_with_shards(SHARDS);
+    let mut client = connect(&server);
+    assert_eq!(client.shard_count(), SHARDS);
+
+    let mut hunts = Vec::new();
+    let mut covered = [0u32; SHARDS];
+    for hunt in 1_000.. {
+        if covered.iter().all(|&count| count >= 2) {
+            break;
+        }
+        let shard = shard_for(hunt, SHARDS);
+        if covered[shard] < 2 {
+            covered[shard] += 1;
+            hunts.push(hunt);
+        }
+    }
+    let mut scenario = Scenario::new(42, hunts, 30);
+    scenario.setup();
+    for _ in 0..STEPS {
+        scenario.step();
+    }
+    // End one hunt near the end, so later claims there are refused on both sides.
+    let ended = scenario.hunts[0];
+    let at = scenario.events.len() * 9 / 10;
+    scenario.events.insert(at, (Event::EndHunt { hunt: ended }, false));
+
+    let mut model = Shard::new();
+    let mut time: Micros = 1;
+    for (batch_index, batch) in scenario.events.chunks(BATCH).enumerate() {
+        let mut pipeline = client.pipeline();
+        for &(event, quiet) in batch {
+            match (event, quiet) {
+                (Event::Move { hunt, player, seq, position }, true) => {
+                    pipeline.push_quiet_move(hunt, player, seq, position).unwrap()
+                }
+                _ => pipeline.push(&event).unwrap(),
+            };
+        }
+        pipeline.flush().unwrap();
+        let answers = pipeline.collect().unwrap();
+        assert_eq!(answers.len(), batch.len());
+        for (offset, (&(event, quiet), answer)) in batch.iter().zip(answers).enumerate() {
+            time += 1;
+            let expected = without_times(expected_answer(&mut model, &event, quiet, time));
+            let index = batch_index * BATCH + offset;
+            assert_eq!(without_times(answer), expected, "event {index}: {event:?} (quiet: {quiet})");
+        }
+    }
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// 3. Pushes.
+
+#[test]
+fn a_subscriber_sees_every_discovery_in_sequence_order() {
+    const HUNT: HuntId = 21;
+    const PLAYERS: u32 = 20;
+    const TREASURES: u32 = 10;
+    let server = start_with_shards(2);
+    let mut driver = connect(&server);
+    let mut subscriber = connect(&server);
+    driver.create_hunt(HUNT, &planar(10_000, HuntOptions::default())).unwrap();
+    let spot = |treasure: u32| Position::new(100 + 200 * treasure as i32, 100);
+    for id in 0..TREASURES {
+        driver.place_treasure(HUNT, &treasure(id, spot(id), 10, 10, PLAYERS)).unwrap();
+    }
+    let sequences = subscriber.subscribe(HUNT, Topic::Discoveries.bit()).unwrap();
+    assert_eq!(sequences[Topic::Discoveries as usize], 0);
+
+    let mut pipeline = driver.pipeline();
+    for player in 0..PLAYERS {
+        pipeline.push(&Event::Join { hunt: HUNT, player, seq: 1, position: spot(0) }).unwrap();
+    }
+    for player in 0..PLAYERS {
+        for id in 0..TREASURES {
+            let event = Event::Dig { hunt: HUNT, player, seq: 2 + id, treasure: id, position: spot(id) };
+            pipeline.push(&event).unwrap();
+        }
+    }
+    pipeline.flush().unwrap();
+    for answer in pipeline.collect().unwrap() {
+        answer.into_result().expect("every join and dig succeeds");
+    }
+
+    let total = (PLAYERS * TREASURES) as u64;
+    for expected_seq in 1..=total {
+        let push = subscriber.next_push(WAIT).unwrap().expect("a discovery push arrives");
+        match push {
+            PushBody::Notice(notice) => {
+                assert_eq!((notice.hunt, notice.seq), (HUNT, expected_seq));
+                assert!(matches!(notice.kind, NoticeKind::Discovery { .. }), "{notice:?}");
+            }
+            other => panic!("expected discovery {expected_seq}, got {other:?}"),
+        }
+    }
+    assert_eq!(subscriber.next_push(Duration::from_millis(200)).unwrap(), None);
+    server.shutdown().unwrap();
+}
+
+/// Connects with a small receive buffer, so unread pushes back up into the server fast.
+fn connect_small_buffer(server: &Server) -> Client {
+    let address = server.local_addr();
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(4 * 1024).unwrap();
+    socket.connect_timeout(&address.into(), WAIT).unwrap();
+    let options = Options { timeout: WAIT, name: "slow subscriber".to_owned() };
+    Client::from_stream(socket.into(), &options).unwrap()
+}
+
+#[test]
+fn a_subscriber_that_stops_reading_is_cut_off_or_told_its_gap() {
+    const HUNT: HuntId = 31;
+    const PLAYERS: u32 = 12;
+    // About 7 MB of TOP_CHANGED pushes: beyond what the kernel's socket buffers absorb (the
+    // sender's may grow to 4 MiB) on top of the server's soft limit.
+    const ROUNDS: u32 = 160_000;
+    let server = start(Config {
+        shards: 2,
+        subscriber_buffer_bytes_soft: 32 * 1024,
+        subscriber_buffer_bytes_max: 1 << 20,
+        ..Config::default()
+    });
+    let mut driver = connect(&server);
+    let mut bystander = connect(&server);
+    driver.create_hunt(HUNT, &planar(1_000, HuntOptions::default())).unwrap();
+    for player in 0..PLAYERS {
+        driver.join(HUNT, player, 1, Position::new(0, 0)).unwrap();
+        driver.adjust_score(HUNT, player, 2, player as i32 + 1).unwrap();
+    }
+    let mut slow = connect_small_buffer(&server);
+    slow.subscribe(HUNT, TOPICS_ALL).unwrap();
+
+    // Each round lifts the last-ranked player to the top: every rank in the top 10 moves.
+    let flood = thread::spawn(move || {
+        let mut seqs = [2u32; PLAYERS as usize];
+        for round in (0..ROUNDS).step_by(1_000) {
+            let mut pipeline = driver.pipeline();
+            for step in round..round + 1_000 {
+                let player = step % PLAYERS;
+                seqs[player as usize] += 1;
+                let event = Event::AdjustScore { hunt: HUNT, player, seq: seqs[player as usize], delta: 1_000 };
+                pipeline.push(&event).unwrap();
+            }
+            for answer in pipeline.execute().unwrap() {
+                answer.into_result().expect("every adjustment succeeds");
+            }
+        }
+    });
+    // Meanwhile the bystander is answered as usual.
+    for player in 0..100 {
+        bystander.ping().unwrap();
+        bystander.rank(HUNT, player % PLAYERS).unwrap();
+    }
+    flood.join().expect("the flood completes");
+
+    // The slow subscriber reads again: a gap, a jump in sequence numbers, or a goodbye.
+    let (mut gaps, mut jumps, mut notices, mut goodbye, mut closed) = (0, 0, 0, None, false);
+    let mut last = [0u64; Topic::COUNT];
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        match slow.next_push(Duration::from_millis(500)) {
+            Ok(Some(PushBody::Notice(notice))) => {
+                let topic = notice.kind.topic() as usize;
+                if last[topic] != 0 && notice.seq != last[topic] + 1 {
+                    jumps += 1;
+                }
+                assert!(notice.seq > last[topic], "pushes of one topic arrive in order");
+                last[topic] = notice.seq;
+                notices += 1;
+            }
+            Ok(Some(PushBody::Gap(gap))) => {
+                assert!(gap.first <= gap.last);
+                gaps += 1;
+            }
+            Ok(Some(PushBody::Goodbye { code, message })) => goodbye = Some((code, message)),
+            Ok(None) => break,
+            Err(ClientError::Goodbye { .. } | ClientError::Closed { .. }) => {
+                closed = true;
+                break;
+            }
+            Err(error) => panic!("the slow subscriber failed: {error}"),
+        }
+    }
+    if let Some((code, message)) = &goodbye {
+        assert_eq!(*code, ErrorCode::SlowConsumer.to_u16(), "{message}");
+    }
+    assert!(
+        gaps > 0 || jumps > 0 || goodbye.is_some() || closed,
+        "the slow subscriber lost nothing: {notices} notices read, last sequence numbers {last:?}"
+    );
+    let stats = bystander.stats().unwrap();
+    let dropped = stat_u64(&stats, &["pushes", "dropped"]);
+    let disconnected = stat_u64(&stats, &["subscribers_disconnected"]);
+    assert!(dropped > 0 || disconnected > 0, "no drop or disconnect counted: {stats}");
+    server.shutdown().unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// 4. Malformed input.
+
+fn raw_connect(server: &Server) -> TcpStream {
+    let stream = TcpStream::connect_timeout(&server.local_addr(), WAIT).unwrap();
+    stream.set_read_timeout(Some(WAIT)).unwrap();
+    stream.set_write_timeout(Some(WAIT)).unwrap();
+    stream
+}
+
+fn frame(request_id: u32, request: &Request) -> Vec<u8> {
+    let mut out = Vec::new();
+    encode_request(request_id, 0, request, &mut out).unwrap();
+    out
+}
+
+fn hello(version_min: u16, version_max: u16) -> Vec<u8> {
+    frame(1, &Request::Hello { version_min, version_max, name: "raw" })
+}
+
+/// How a raw connection ended.
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    /// The server closed (EOF or reset).
+    Closed,
+    /// It stayed open for the whole wait.
+    Open,
+}
+
+/// Reads frames until the server closes or `wait` passes.
+fn read_all(stream: &mut TcpStream, wait: Duration) -> (Vec<Response>, End) {
+    let deadline = Instant::now() + wait;
+    let mut buffer = Vec::new();
+    let mut responses = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        while let Some(size) = next_frame(&buffer).expect("the server's frames are well formed") {
+            responses.push(decode_response(&buffer[..size]).expect("the server's frames decode"));
+            buffer.drain(..size);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return (responses, End::Open);
+        }
+        stream.set_read_timeout(Some(deadline - now)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => return (responses, End::Closed),
+            Ok(size) => buffer.extend_from_slice(&chunk[..size]),
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return (responses, End::Closed),
+            Err(error) => panic!("reading from the server failed: {error}"),
+        }
+    }
+}
+
+/// Sends `bytes` and expects one ERROR frame with `code`, then the close.
+fn check_refused(server: &Server, bytes: &[u8], code: ErrorCode) {
+    let mut stream = raw_connect(server);
+    stream.write_all(bytes).unwrap();
+    let (responses, end) = read_all(&mut stream, WAIT);
+    let errors: Vec<(u16, String)> = responses
+        .iter()
+        .filter_map(|response| match response {
+            Response::Error { code, message, .. } => Some((*code, message.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(errors.len(), 1, "{code:?}: expected one ERROR frame, got {responses:?}");
+    assert_eq!(errors[0].0, code.to_u16(), "{code:?}: {}", errors[0].1);
+    assert_eq!(end, End::Closed, "{code:?}: the server must close the connection");
+}
+
+#[test]
+fn malformed_input_gets_its_error_frame_and_the_server_keeps_serving() {
+    let server = start_with_shards(2);
+    let ping = frame(7, &Request::Ping);
+
+    // Garbage: "GET " read as a length is far above the maximum frame size.
+    check_refused(&server, b"GET / HTTP/1.1\r\nHost: cairn\r\n\r\n", ErrorCode::FrameTooLarge);
+    // An oversize length with no body behind it: refused from the header alone.
+    let mut oversize = hello(1, 1);
+    oversize.extend_from_slice(&(FRAME_SIZE_MAX as u32 + 1).to_le_bytes());
+    oversize.extend_from_slice(&[0x02, 0, 0, 0, 9, 0, 0, 0]);
+    check_refused_after_hello(&server, &oversize, ErrorCode::FrameTooLarge);
+    // A length below the header size.
+    let mut short = hello(1, 1);
+    short.extend_from_slice(&[11, 0, 0, 0, 0x02, 0, 0, 0, 9, 0, 0, 0]);
+    check_refused_after_hello(&server, &short, ErrorCode::MalformedFrame);
+    // An unknown opcode.
+    let mut unknown = hello(1, 1);
+    unknown.extend_from_slice(&[12, 0, 0, 0, 0x3F, 0, 0, 0, 9, 0, 0, 0]);
+    check_refused_after_hello(&server, &unknown, ErrorCode::UnknownOpcode);
+    // A version range without version 1.
+    check_refused(&server, &hello(2, 9), ErrorCode::UnsupportedVersion);
+    // A request before HELLO.
+    check_refused(&server, &ping, ErrorCode::HelloRequired);
+    // A truncated frame, then the client goes away: the server just closes.
+    let mut stream = raw_connect(&server);
+    let mut truncated = hello(1, 1);
+    truncated.extend_from_slice(&ping[..7]);
+    stream.write_all(&truncated).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let (responses, end) = read_all(&mut stream, WAIT);
+    assert_eq!(end, End::Closed);
+    assert!(
+        responses.iter().all(|response| matches!(response, Response::Reply { request_id: 1, .. })
+            || matches!(response, Response::Error { code: 1, .. })),
+        "{responses:?}"
+    );
+    // Reserved bits: refused, and the connection stays open.
+    let mut stream = raw_connect(&server);
+    let mut reserved = frame(8, &Request::Ping);
+    reserved[6] = 1;
+    stream.write_all(&[hello(1, 1), reserved, ping.clone()].concat()).unwrap();
+    let (responses, end) = read_all(&mut stream, Duration::from_millis(300));
+    assert_eq!(end, End::Open);
+    assert!(matches!(responses[1], Response::Error { request_id: 8, code: 6, .. }), "{responses:?}");
+    assert_eq!(responses[2], Response::Reply { request_id: 7, body: ReplyBody::Pong });
+
+    // After all of that, a well-behaved client is served correctly.
+    let mut client = connect(&server);
+    client.ping().unwrap();
+    client.create_hunt(41, &planar(1_000, HuntOptions::default())).unwrap();
+    client.place_treasure(41, &treasure(1, Position::new(10, 10), 5, 70, 1)).unwrap();
+    assert_eq!(client.join(41, 1, 1, Position::new(0, 0)).unwrap(), (0, 1));
+    let claim = client.dig(41, 1, 2, 1, Position::new(12, 10)).unwrap();
+    assert_eq!((claim.treasure, claim.index, claim.points, claim.score, claim.rank), (1, 1, 70, 70, 1));
+    let error = client.dig(41, 1, 2, 1, Position::new(12, 10)).unwrap_err();
+    assert_eq!(error.code(), Some(125), "{error}");
+    // Let the shards publish their counters (they do every 100 ms).
+    thread::sleep(Duration::from_millis(300));
+    let stats = client.stats().unwrap();
+    assert!(stat_u64(&stats, &["protocol_errors"]) >= 6, "{stats}");
+    server.shutdown().unwrap();
+}
+
+/// Like [`check_refused`], for byte strings that start with a valid HELLO.
+fn check_refused_after_hello(server: &Server, bytes: &[u8], code: ErrorCode) {
+    let mut stream = raw_connect(server);
+    stream.write_all(bytes).unwrap();
+    let (responses, end) = read_all(&mut stream, WAIT);
+    assert!(matches!(responses.first(), Some(Response::Reply { request_id: 1, body: ReplyBody::Hello(_) })));
+    assert_eq!(responses.len(), 2, "{code:?}: {responses:?}");
+    match &responses[1] {
+        Response::Error { code: actual, message, .. } => assert_eq!(*actual, code.to_u16(), "{message}"),
+        other => panic!("{code:?}: expected an ERROR frame, got {other:?}"),
+    }
+    assert_eq!(end, End::Closed, "{code:?}: the server must close the connection");
+}
+
+// ---------------------------------------------------------------------------------------
+// 5. Graceful shutdown.
+
+#[test]
+fn graceful_shutdown_answers_every_request_sent_before_it() {
+    const HUNTS: u32 = 8;
+    const PLAYERS: u32 = 100;
+    let server = start_with_shards(2);
+    let mut client = connect(&server);
+    let mut pipeline = client.pipeline();
+    for hunt in 1..=HUNTS {
+        pipeline.push(&Event::CreateHunt { hunt, spec: planar(1_000, HuntOptions::default()) }).unwrap();
+        for player in 0..PLAYERS {
+            pipeline.push(&Event::Join { hunt, player, seq: 1, position: Position::new(1, 1) }).unwrap();
+            pipeline.push_quiet_move(hunt, player, 2, Position::new(2, 2)).unwrap();
+            pipeline.push(&Event::Rank { hunt, player }).unwrap();
+        }
+    }
+    let count = pipeline.len();
+    pipeline.flush().unwrap();
+    let shutdown = thread::spawn(move || server.shutdown());
+    let answers = pipeline.collect().expect("every request sent before the shutdown is answered");
+    assert_eq!(answers.len(), count);
+    for answer in answers {
+        answer.into_result().expect("every request succeeds");
+    }
+    // Then the connection closes, with GOODBYE (shutting down) or without.
+    match client.next_push(WAIT) {
+        Ok(Some(PushBody::Goodbye { code, .. })) | Err(ClientError::Goodbye { code, .. }) => {
+            assert_eq!(code, ErrorCode::ShuttingDown.to_u16())
+        }
+        Err(ClientError::Closed { .. }) => {}
+        other => panic!("expected the connection to close, got {other:?}"),
+    }
+    shutdown.join().expect("shutdown does not panic").expect("shutdown succeeds");
+}
+
+// ---------------------------------------------------------------------------------------
+// 6. The binary.
+
+#[test]
+fn the_binary_serves_and_exits_cleanly_on_sigterm() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("the binary starts");
+    let stdout = child.stdout.take().unwrap();
+    let (lines, ready) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let line = match ready.recv_timeout(WAIT) {
+        Ok(line) => line,
+        Err(error) => {
+            child.kill().ok();
+            panic!("no ready line from the binary: {error}");
+        }
+    };
+    let address: SocketAddr = line
+        .strip_prefix("cairn listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|address| address.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
+    assert!(line.ends_with("with 2 shards"), "{line}");
+
+    let mut client = Client::connect(address).unwrap();
+    assert_eq!(client.shard_count(), 2);
+    client.create_hunt(1, &planar(1_000, HuntOptions::default())).unwrap();
+    client.place_treasure(1, &treasure(9, Position::new(100, 100), 10, 50, 1)).unwrap();
+    client.join(1, 5, 1, Position::new(0, 0)).unwrap();
+    assert_eq!(client.dig(1, 5, 2, 9, Position::new(105, 100)).unwrap().score, 50);
+
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the binary did not exit within {WAIT:?} of SIGTERM");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
+// ---------------------------------------------------------------------------------------
+// 7. Zero allocations per event on the shard threads.
+
+fn send_workload(client: &mut Client, workload: &mut cairn::simulate::Workload, events: usize, rng: &mut Rng) {
+    const BATCH: usize = 20_000;
+    let mut remaining = events;
+    while remaining > 0 {
+        let size = remaining.min(BATCH);
+        let mut pipeline = client.pipeline();
+        for _ in 0..size {
+            match workload.next_event().0 {
+                Event::Move { hunt, player, seq, position } if rng.percent(50) => {
+                    pipeline.push_quiet_move(hunt, player, seq, position).unwrap()
+                }
+                event => pipeline.push(&event).unwrap(),
+            };
+        }
+        let answers = pipeline.execute().unwrap();
+        assert_eq!(answers.len(), size);
+        remaining -= size;
+    }
+}
+
+#[test]
+fn the_network_path_allocates_nothing_per_event() {
+    use cairn::simulate::{Config as WorkloadConfig, Workload};
+    const EVENTS: usize = 200_000;
+    let server = start_with_shards(2);
+    let mut client = connect(&server);
+    let config =
+        WorkloadConfig { hunts: 8, players_per_hunt: 500, treasures_per_hunt: 100, ..WorkloadConfig::default() };
+    let mut workload = Workload::new(config);
+    let mut setup = Vec::new();
+    workload.setup(|event, _| setup.push(*event));
+    for chunk in setup.chunks(5_000) {
+        let mut pipeline = client.pipeline();
+        for event in chunk {
+            pipeline.push(event).unwrap();
+        }
+        for answer in pipeline.execute().unwrap() {
+            answer.into_result().expect("the set-up succeeds");
+        }
+    }
+    let mut rng = Rng::new(7);
+    send_workload(&mut client, &mut workload, 50_000, &mut rng);
+
+    // Let the shards publish their numbers, then mark; send; let them publish; read.
+    let settle = Duration::from_millis(300);
+    thread::sleep(settle);
+    client.stats().unwrap();
+    send_workload(&mut client, &mut workload, EVENTS, &mut rng);
+    thread::sleep(settle);
+    let stats = client.stats().unwrap();
+    let events = stat_u64(&stats, &["allocations", "events_since_mark"]);
+    let allocations = stat_u64(&stats, &["allocations", "since_mark"]);
+    assert!(events >= EVENTS as u64, "only {events} events counted since the mark: {stats}");
+    assert_eq!(allocations, 0, "{allocations} allocations over {events} events: {stats}");
+    server.shutdown().unwrap();
+}
