@@ -84,6 +84,11 @@ impl Answer {
         }
     }
 
+    /// Returns true if and only if this is a refusal.
+    pub fn is_rejected(&self) -> bool {
+        matches!(self, Answer::Rejected(_))
+    }
+
     /// A short label for coverage counts: the variant, and for a rejection its name.
     pub fn label(&self) -> String {
         match self {
