@@ -787,7 +787,7 @@ fn the_network_path_allocates_nothing_per_event() {
     // Let the shards publish their numbers, then mark; send; let them publish; read.
     let settle = Duration::from_millis(300);
     thread::sleep(settle);
-    client.stats().unwrap();
+    client.stats_and_mark().unwrap();
     send_workload(&mut client, &mut workload, EVENTS, &mut rng);
     thread::sleep(settle);
     let stats = client.stats().unwrap();

@@ -40,6 +40,9 @@ pub struct Filled {
     pub eof: bool,
 }
 
+/// Reads `discard_unread_input` makes at most before closing anyway.
+const DISCARD_READS_MAX: usize = 16;
+
 /// A client connection.
 pub struct Connection {
     /// The socket.
@@ -95,6 +98,24 @@ impl Connection {
             in_dirty: false,
             subscriptions: Vec::new(),
             missed: MissedRanges::default(),
+        }
+    }
+
+    /// Reads and drops whatever the peer sent that was not served, after shutting down
+    /// our side for writing. Closing a socket with unread input makes the kernel send a
+    /// reset, which can destroy replies the peer has not read yet; draining first turns
+    /// the close into an orderly FIN. Bounded: at most a few buffers' worth.
+    pub fn discard_unread_input(&mut self) {
+        // Already shut down or reset: nothing to protect.
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        for _ in 0..DISCARD_READS_MAX {
+            match self.stream.read(&mut self.read_buffer) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+                // WouldBlock: drained for now. Any other error: the peer is gone.
+                Err(_) => return,
+            }
         }
     }
 

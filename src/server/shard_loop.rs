@@ -34,7 +34,7 @@ use crate::outcome::{Lifecycle, Notice, NoticeKind, Outcome, Topic};
 use crate::protocol::{
     decode_request, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome, encode_pong,
     encode_protocol_error, encode_stats_reply, encode_subscribed, encode_unsubscribed, negotiate, next_frame,
-    reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello,
+    reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello, FLAG_MARK,
 };
 use crate::shard::{shard_for, Shard};
 
@@ -102,7 +102,7 @@ enum Step {
 enum Control {
     Hello { version_min: u16, version_max: u16 },
     Ping,
-    Stats,
+    Stats { mark: bool },
     Unsubscribe { hunt: HuntId },
 }
 
@@ -308,6 +308,7 @@ impl ShardLoop {
         let Some(mut connection) = self.connections.remove(index) else { return };
         // Deregistering a socket about to be closed cannot fail in a way we could act on.
         let _ = self.poll.registry().deregister(&mut connection.stream);
+        connection.discard_unread_input();
         for hunt in connection.subscriptions.drain(..) {
             if self.local.unsubscribe(hunt, index) == Some(true) {
                 self.drop_interest(hunt);
@@ -386,7 +387,9 @@ impl ShardLoop {
     /// Reads and decodes one connection within the turn's budget. Returns true if and
     /// only if it should be served again next turn without waiting for readiness.
     fn serve_connection(&mut self, index: u32) -> bool {
-        let reading = self.phase == Phase::Serving;
+        // While draining, requests already in the kernel's buffer were sent before the
+        // shutdown and are served too; the drain deadline bounds a peer that keeps sending.
+        let reading = !matches!(self.phase, Phase::Closing { .. });
         let connection = self.connections.get_mut(index).expect("scheduled connections exist");
         if reading && connection.readable && !connection.peer_closed && !connection.closing {
             match connection.fill() {
@@ -422,7 +425,10 @@ impl ShardLoop {
         if connection.pending_output() > 0 {
             mark_dirty(&mut self.dirty, connection, index);
         }
-        let idle = connection.unread().is_empty() || connection.closing;
+        // After the peer's EOF a partial frame can never complete: it does not keep the
+        // connection open.
+        let complete_frame = matches!(next_frame(connection.unread()), Ok(Some(_)));
+        let idle = connection.closing || !complete_frame;
         if connection.peer_closed && idle && connection.inflight == 0 && connection.pending_output() == 0 {
             self.close(index);
             return false;
@@ -513,7 +519,8 @@ impl ShardLoop {
             }
             Request::Stats => {
                 connection.consume(size);
-                self.control(index, request_id, Control::Stats);
+                let mark = header.flags & FLAG_MARK != 0;
+                self.control(index, request_id, Control::Stats { mark });
                 Step::Next
             }
             Request::Unsubscribe { hunt } => {
@@ -566,7 +573,7 @@ impl ShardLoop {
                 let connection = self.connections.get_mut(index).expect("served connections exist");
                 encode_pong(request_id, connection.output());
             }
-            Control::Stats => self.stats_reply(index, request_id),
+            Control::Stats { mark } => self.stats_reply(index, request_id, mark),
             Control::Unsubscribe { hunt } => {
                 let connection = self.connections.get_mut(index).expect("served connections exist");
                 if let Some(position) = connection.subscriptions.iter().position(|&known| known == hunt) {
@@ -627,7 +634,7 @@ impl ShardLoop {
 
     /// STATS: a slow path. Refreshes this shard's snapshot, builds the document from all
     /// of them, and keeps its own allocations out of the per-event count.
-    fn stats_reply(&mut self, index: u32, request_id: u32) {
+    fn stats_reply(&mut self, index: u32, request_id: u32, mark: bool) {
         let before = self.allocations.allocations();
         self.snapshot();
         let uptime_us = self.clock.read();
@@ -640,6 +647,9 @@ impl ShardLoop {
             }
         }
         drop(document);
+        if mark {
+            stats::mark(&self.shared.snapshots);
+        }
         self.stats.allocations_excluded += self.allocations.allocations() - before;
     }
 
