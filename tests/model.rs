@@ -785,6 +785,52 @@ fn dense_case() -> impl Strategy<Value = Vec<Step>> {
     )
 }
 
+/// A crowded case for the leaderboard: one hunt, hundreds of players joining, leaving,
+/// rejoining and having their scores adjusted by small amounts at often equal event times
+/// (so scores and times tie and the player id decides), and lists, ranks and neighbours
+/// asked for throughout. With 64 keys to a leaf, a few hundred players split and refill
+/// the counted tree's nodes as scores move.
+fn crowd_case() -> impl Strategy<Value = Vec<Step>> {
+    let players = 1..=400u32;
+    let delta = prop_oneof![4 => -20..=20i32, 1 => Just(0)];
+    let query = prop_oneof![
+        (0..=TOP_COUNT_MAX).prop_map(|count| Event::Top { hunt: 1, count }),
+        (players.clone(), 0..=AROUND_RADIUS_MAX).prop_map(|(player, radius)| Event::Around { hunt: 1, player, radius }),
+        players.clone().prop_map(|player| Event::Rank { hunt: 1, player }),
+    ];
+    let plan = prop_oneof![
+        6 => players.clone().prop_map(|player| Plan::Join {
+            hunt: 1,
+            player,
+            seq: SeqPlan::Next,
+            spot: SpotPlan::At(Position::new(100, 100)),
+        }),
+        9 => (players.clone(), delta).prop_map(|(player, delta)| Plan::Adjust { hunt: 1, player, seq: SeqPlan::Next, delta }),
+        1 => players.prop_map(|player| Plan::Leave { hunt: 1, player, seq: SeqPlan::Next }),
+        4 => query.prop_map(Plan::Query),
+    ];
+    let step = (prop_oneof![Just(0), 1..=3u64], plan).prop_map(|(time_delta, plan)| Step { time_delta, plan });
+    (0..=400u32, prop::collection::vec(step, 1..=600)).prop_map(|(joined, steps)| {
+        let options = HuntOptions::default();
+        let origin = Position::new(0, 0);
+        let far = Position::new(200, 200);
+        let plan = HuntPlan { min: origin, max: far, start_offset: -(SECOND as i64), length: None, options };
+        let joins = (1..=joined).map(|player| Plan::Join {
+            hunt: 1,
+            player,
+            seq: SeqPlan::Next,
+            spot: SpotPlan::At(Position::new(100, 100)),
+        });
+        let prelude = std::iter::once(Plan::Create { hunt: 1, plan }).chain(joins);
+        prelude.map(|plan| Step { time_delta: 1, plan }).chain(steps).collect()
+    })
+}
+
+#[test]
+fn the_leaderboard_agrees_with_sorting() {
+    check_cases(crowd_case(), cases() / 8);
+}
+
 #[test]
 fn the_grid_agrees_with_linear_scans() {
     check_cases(dense_case(), cases() / 4);
