@@ -54,6 +54,12 @@ pub fn distance(a: Point, b: Point) -> u64 {
 
 /// The integer square root of `n`: the largest `r` with `r * r <= n`.
 pub fn isqrt(n: u64) -> u64 {
+    // Below 2^52 the conversion is exact and the correctly rounded square root never
+    // rounds up across an integer (sqrt(k^2 - 1) lies more than half an ulp below k for
+    // k < 2^26), so the float answer is already exact: the common case on every move.
+    if n < 1 << 52 {
+        return (n as f64).sqrt() as u64;
+    }
     // The float estimate is within one of the answer for every u64 (a double carries 53
     // bits, the root needs 32), so two short corrections make it exact.
     let mut root = (n as f64).sqrt() as u64;
@@ -376,6 +382,14 @@ mod tests {
         }
         check(u64::MAX, (1 << 32) - 1);
         check(u64::MAX - 1, (1 << 32) - 1);
+        // The float fast path ends at 2^52: the squares just below and above it, and the
+        // largest roots it serves, where rounding up would show first.
+        let fast_end = 1u64 << 26;
+        for root in (1..100_000).chain(fast_end - 100_000..fast_end + 100_000) {
+            check(root * root, root);
+            check(root * root - 1, root - 1);
+            check(root * root + 1, root);
+        }
         let mut random = SplitMix(7);
         for _ in 0..10_000 {
             let n = random.next() >> (random.next() % 64);

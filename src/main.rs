@@ -43,6 +43,28 @@ enum Command {
     /// Run a seeded treasure hunt through the state machine in this process and report
     /// events per second, allocations per event and the final top 10.
     Simulate(SimulateArgs),
+    /// Inspect a data directory's journals (a server's --data-dir, or one shard's
+    /// directory in it) without changing them.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum JournalCommand {
+    /// Recover every shard read-only and report what a start would find: the snapshot,
+    /// the records replayed, any torn tail, the state digest. Fails on corruption.
+    Verify {
+        /// Data directory or shard directory.
+        dir: std::path::PathBuf,
+    },
+    /// Print the journal records, one per line: sequence number, event time, event.
+    Dump {
+        /// Data directory or shard directory.
+        dir: std::path::PathBuf,
+        /// First sequence number to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -115,6 +137,7 @@ fn main() -> ExitCode {
             simulate(&args);
             Ok(())
         }
+        Command::Journal(command) => return journal(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -285,5 +308,35 @@ fn simulate(args: &SimulateArgs) {
         for line in entries {
             println!("  {:>3}. player {:>7}  {:>6} points", line.rank, line.player, line.score);
         }
+    }
+}
+
+fn journal(command: &JournalCommand) -> ExitCode {
+    let (JournalCommand::Verify { dir } | JournalCommand::Dump { dir, .. }) = command;
+    let shards = match cairn::journal::shard_dirs(dir) {
+        Ok(shards) => shards,
+        Err(error) => {
+            eprintln!("cairn journal: cannot read {}: {error}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    for shard in shards {
+        let result = match command {
+            JournalCommand::Verify { .. } => cairn::journal::verify(&shard).map(|report| println!("{report}")),
+            JournalCommand::Dump { from, .. } => {
+                println!("# {}", shard.display());
+                cairn::journal::dump(&shard, *from, &mut std::io::stdout().lock()).map(|_| ())
+            }
+        };
+        if let Err(error) = result {
+            eprintln!("cairn journal: {}: {error}", shard.display());
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }
