@@ -56,10 +56,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 
 use mimalloc::MiMalloc;
 
-/// Registry slots, one per thread alive at once, at most. A thread beyond this still
-/// counts correctly through the overflow block, only more slowly. 256 slots of 128 bytes
-/// each take 32 KiB of zeroed static memory, and [`process`] reads them all.
-pub const THREAD_SLOTS_MAX: usize = 256;
+pub use crate::constants::THREAD_SLOTS_MAX;
 
 /// Bytes one slot occupies: two 64-byte cache lines, matching `#[repr(align(128))]` on
 /// [`Slot`], because x86 prefetches lines in adjacent pairs.

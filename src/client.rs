@@ -30,7 +30,7 @@ use crate::event::{Event, HuntId, HuntSpec, PlayerId, Position, Sequence, Treasu
 use crate::outcome::{Claim, Ranked, Rejection, Standing, Topic, TreasureState};
 use crate::protocol::{
     decode_response, encode_request, next_frame, ErrorCode, ProtocolError, PushBody, ReplyBody, Request, Response,
-    ServerHello, FLAG_QUIET,
+    ServerHello, FLAG_MARK, FLAG_QUIET,
 };
 
 /// How long the client waits to connect, and for each frame it expects, by default.
@@ -148,32 +148,7 @@ pub fn code_name(code: u16) -> &'static str {
     if let Some(protocol) = ErrorCode::from_u16(code) {
         return protocol.name();
     }
-    // One sample per rejection, so the names come from `Rejection::name` itself.
-    let samples = [
-        Rejection::HuntExists,
-        Rejection::HuntNotFound,
-        Rejection::HuntNotStarted,
-        Rejection::HuntEnded,
-        Rejection::HuntLimit,
-        Rejection::InvalidHunt(""),
-        Rejection::TreasureExists,
-        Rejection::TreasureNotFound,
-        Rejection::TreasureLimit,
-        Rejection::InvalidTreasure(""),
-        Rejection::TreasureExhausted,
-        Rejection::AlreadyClaimed,
-        Rejection::PlayerClaimLimit,
-        Rejection::OutOfReach { distance: 0, radius: 0 },
-        Rejection::NotJoined,
-        Rejection::AlreadyJoined,
-        Rejection::PlayerLimit,
-        Rejection::OutOfBounds,
-        Rejection::TooFast { distance: 0, allowed: 0 },
-        Rejection::Duplicate { seq: 0, last: 0 },
-        Rejection::ScoreOverflow,
-        Rejection::CountTooLarge { asked: 0, max: 0 },
-    ];
-    samples.iter().find(|rejection| rejection.code() == code).map_or("unknown", |rejection| rejection.name())
+    Rejection::name_of_code(code).unwrap_or("unknown")
 }
 
 /// A client's connection settings.
@@ -376,6 +351,19 @@ impl Client {
     /// STATS: the server's statistics, a JSON document (see the server's docs).
     pub fn stats(&mut self) -> Result<String, ClientError> {
         match self.send(&Request::Stats)? {
+            ReplyBody::Stats { json } => Ok(json),
+            other => Err(unexpected("STATS", &other)),
+        }
+    }
+
+    /// STATS with the MARK flag: the document, then a new allocation mark, so the next
+    /// STATS reports allocations per event since this one.
+    pub fn stats_and_mark(&mut self) -> Result<String, ClientError> {
+        let id = self.take_request_id();
+        let mut frame = Vec::new();
+        encode_request(id, FLAG_MARK, &Request::Stats, &mut frame).map_err(ClientError::InvalidRequest)?;
+        self.write(&frame)?;
+        match self.wait_for(id, "waiting for a reply")? {
             ReplyBody::Stats { json } => Ok(json),
             other => Err(unexpected("STATS", &other)),
         }

@@ -93,6 +93,19 @@ pub const NOTICES_PER_EVENT_MAX: usize = 4 * CLAIMS_PER_MOVE_MAX + 4;
 pub const SPEED_BURST_US: u64 = 2_000_000;
 
 // ---------------------------------------------------------------------------------------
+// Counting allocator.
+
+/// Registry slots of the counting allocator, one per thread alive at once, at most. A
+/// thread beyond this still counts correctly through the overflow block, only more
+/// slowly. 256 slots of 128 bytes each take 32 KiB of zeroed static memory, and
+/// `alloc::process` reads them all.
+pub const THREAD_SLOTS_MAX: usize = 256;
+
+// Every shard thread, plus a few helpers, gets a slot of its own: shards never count
+// through the shared overflow block.
+const _: () = assert!(THREAD_SLOTS_MAX >= SHARDS_MAX + 8);
+
+// ---------------------------------------------------------------------------------------
 // Time.
 
 /// Microseconds per second.
@@ -152,6 +165,42 @@ const _: () = assert!(FRAME_HEADER_SIZE + 6 + CLIENT_NAME_SIZE_MAX <= FRAME_SIZE
 // A move reply with the most claims (header, count, and 28 bytes per claim) fits in a frame.
 const _: () = assert!(FRAME_HEADER_SIZE + 4 + 28 * CLAIMS_PER_MOVE_MAX <= FRAME_SIZE_MAX);
 const _: () = assert!(SUBSCRIPTIONS_PER_CONNECTION_MAX > 0);
+
+// ---------------------------------------------------------------------------------------
+// Journal (see `src/journal/`).
+
+/// Size of a journal record's header (length, CRC32C, sequence number, event time), in
+/// bytes.
+pub const JOURNAL_RECORD_HEADER_SIZE: usize = 24;
+
+/// Largest encoded event inside a journal record, in bytes (the widest, a hunt creation,
+/// takes 48).
+pub const JOURNAL_EVENT_SIZE_MAX: usize = 64;
+
+/// Largest journal record, header included, in bytes. A length field above this is
+/// damage, found before anything is read past the header.
+pub const JOURNAL_RECORD_SIZE_MAX: usize = JOURNAL_RECORD_HEADER_SIZE + JOURNAL_EVENT_SIZE_MAX;
+
+/// A journal segment is closed and a new one started once it holds this many bytes
+/// (64 MiB): recovery reads one segment at a time, so this bounds its memory, and
+/// snapshots delete whole segments.
+pub const JOURNAL_SEGMENT_SIZE_MAX: u64 = 64 * (1 << 20);
+
+/// Bytes the per-shard commit buffer reserves at start-up (1 MiB): a loop turn's records
+/// fit without growing it, so appending never allocates in steady state.
+pub const JOURNAL_COMMIT_BUFFER_SIZE: usize = 1 << 20;
+
+/// Journaled events between two snapshots of a shard, by default.
+pub const SNAPSHOT_INTERVAL_EVENTS: u64 = 1_000_000;
+
+/// Largest snapshot body accepted on recovery, in bytes (16 GiB): a damaged length field
+/// must not make recovery try to allocate without bound.
+pub const SNAPSHOT_SIZE_MAX: u64 = 16 * (1 << 30);
+
+const _: () = assert!(JOURNAL_RECORD_SIZE_MAX <= u32::MAX as usize);
+const _: () = assert!(JOURNAL_RECORD_SIZE_MAX as u64 <= JOURNAL_SEGMENT_SIZE_MAX);
+const _: () = assert!(JOURNAL_RECORD_SIZE_MAX <= JOURNAL_COMMIT_BUFFER_SIZE);
+const _: () = assert!(SNAPSHOT_INTERVAL_EVENTS > 0);
 
 // ---------------------------------------------------------------------------------------
 // Server (see `src/server/`).

@@ -54,6 +54,12 @@ pub fn distance(a: Point, b: Point) -> u64 {
 
 /// The integer square root of `n`: the largest `r` with `r * r <= n`.
 pub fn isqrt(n: u64) -> u64 {
+    // Below 2^52 the conversion is exact and the correctly rounded square root never
+    // rounds up across an integer (sqrt(k^2 - 1) lies more than half an ulp below k for
+    // k < 2^26), so the float answer is already exact: the common case on every move.
+    if n < 1 << 52 {
+        return (n as f64).sqrt() as u64;
+    }
     // The float estimate is within one of the answer for every u64 (a double carries 53
     // bits, the root needs 32), so two short corrections make it exact.
     let mut root = (n as f64).sqrt() as u64;
@@ -321,23 +327,7 @@ impl Projection {
 mod tests {
     use super::*;
 
-    /// A small seeded generator, so the sweeps are the same on every run.
-    struct SplitMix(u64);
-
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-        /// Uniform in `low..=high`.
-        fn range(&mut self, low: i64, high: i64) -> i64 {
-            assert!(low <= high);
-            low + (self.next() % ((high - low) as u64 + 1)) as i64
-        }
-    }
+    use crate::rng::Rng;
 
     #[test]
     fn planar_distances() {
@@ -376,9 +366,17 @@ mod tests {
         }
         check(u64::MAX, (1 << 32) - 1);
         check(u64::MAX - 1, (1 << 32) - 1);
-        let mut random = SplitMix(7);
+        // The float fast path ends at 2^52: the squares just below and above it, and the
+        // largest roots it serves, where rounding up would show first.
+        let fast_end = 1u64 << 26;
+        for root in (1..100_000).chain(fast_end - 100_000..fast_end + 100_000) {
+            check(root * root, root);
+            check(root * root - 1, root - 1);
+            check(root * root + 1, root);
+        }
+        let mut random = Rng::new(7);
         for _ in 0..10_000 {
-            let n = random.next() >> (random.next() % 64);
+            let n = random.next_u64() >> (random.next_u64() % 64);
             let root = isqrt(n) as u128;
             assert!(root * root <= n as u128);
             assert!((root + 1) * (root + 1) > n as u128);
@@ -486,7 +484,7 @@ mod tests {
     /// points at least 10 m apart, in boxes `span_metres` across centred on `latitudes`:
     /// between the projected centimetres, and between the projection's exact metres
     /// (which separates the projection's own error from rounding to centimetres).
-    fn worst_relative_error(span_metres: f64, latitudes: &[i64], random: &mut SplitMix) -> (f64, f64) {
+    fn worst_relative_error(span_metres: f64, latitudes: &[i64], random: &mut Rng) -> (f64, f64) {
         let metres_per_unit = EARTH_RADIUS_METRES * RADIANS_PER_UNIT;
         let half_latitude_units = (span_metres / 2.0 / metres_per_unit) as i64;
         let mut worst: f64 = 0.0;
@@ -498,7 +496,7 @@ mod tests {
             let (_, cos_widest) =
                 sin_cos((centre_latitude.abs() - half_latitude_units).max(0) as f64 * RADIANS_PER_UNIT);
             let half_longitude_units = (span_metres / 2.0 / metres_per_unit / cos_widest) as i64;
-            let centre_longitude = random.range(-1_700_000_000, 1_700_000_000);
+            let centre_longitude = random.between(-1_700_000_000, 1_700_000_000);
             let min = Position::new(
                 (centre_longitude - half_longitude_units) as i32,
                 (centre_latitude - half_latitude_units) as i32,
@@ -511,21 +509,21 @@ mod tests {
             let mut pairs = 0;
             while pairs < 20_000 {
                 let a = Position::new(
-                    random.range(min.x as i64, max.x as i64) as i32,
-                    random.range(min.y as i64, max.y as i64) as i32,
+                    random.between(min.x as i64, max.x as i64) as i32,
+                    random.between(min.y as i64, max.y as i64) as i32,
                 );
                 // Half the pairs span the box; half are short, where rounding to whole
                 // centimetres weighs most.
-                let b = if random.next() % 2 == 0 {
+                let b = if random.next_u64() % 2 == 0 {
                     Position::new(
-                        random.range(min.x as i64, max.x as i64) as i32,
-                        random.range(min.y as i64, max.y as i64) as i32,
+                        random.between(min.x as i64, max.x as i64) as i32,
+                        random.between(min.y as i64, max.y as i64) as i32,
                     )
                 } else {
                     let reach = 20_000;
                     Position::new(
-                        (a.x as i64 + random.range(-reach, reach)).clamp(min.x as i64, max.x as i64) as i32,
-                        (a.y as i64 + random.range(-reach / 10, reach / 10)).clamp(min.y as i64, max.y as i64) as i32,
+                        (a.x as i64 + random.between(-reach, reach)).clamp(min.x as i64, max.x as i64) as i32,
+                        (a.y as i64 + random.between(-reach / 10, reach / 10)).clamp(min.y as i64, max.y as i64) as i32,
                     )
                 };
                 let great_circle_metres = haversine_metres(a, b);
@@ -548,11 +546,11 @@ mod tests {
 
     #[test]
     fn geographic_distances_agree_with_haversine() {
-        let mut random = SplitMix(2024);
+        let mut random = Rng::new(2024);
         let mut latitudes: Vec<i64> =
             [0, 30, 45, 60, 75, 85].iter().flat_map(|degrees| [degrees * 10_000_000, -degrees * 10_000_000]).collect();
         for _ in 0..10 {
-            latitudes.push(random.range(-850_000_000, 850_000_000));
+            latitudes.push(random.between(-850_000_000, 850_000_000));
         }
         let (worst_20_km, exact_20_km) = worst_relative_error(20_000.0, &latitudes, &mut random);
         let (worst_200_km, exact_200_km) = worst_relative_error(GEO_SPAN_METRES_MAX as f64, &latitudes, &mut random);
@@ -568,7 +566,7 @@ mod tests {
 
     #[test]
     fn projected_bounds_hold_every_position() {
-        let mut random = SplitMix(99);
+        let mut random = Rng::new(99);
         for (min, max) in [
             (Position::new(0, 840_000_000), Position::new(20_000_000, 850_000_000)),
             (Position::new(-10_000_000, -850_000_000), Position::new(10_000_000, -840_000_000)),
@@ -579,8 +577,8 @@ mod tests {
             let (low, high) = projection.project_bounds(min, max).expect("projectable");
             for _ in 0..10_000 {
                 let position = Position::new(
-                    random.range(min.x as i64, max.x as i64) as i32,
-                    random.range(min.y as i64, max.y as i64) as i32,
+                    random.between(min.x as i64, max.x as i64) as i32,
+                    random.between(min.y as i64, max.y as i64) as i32,
                 );
                 let point = projection.project(position).unwrap();
                 assert!(low.x <= point.x && point.x <= high.x, "{position:?}");

@@ -4,7 +4,8 @@
 //! The hunt (`hunt.rs`) builds one `Grid` over its bounds in internal units (see
 //! `geo.rs`; a geographic hunt passes `Projection::project_bounds`) when it is created,
 //! registers a treasure's disc when it is placed and unregisters it when it is removed
-//! or exhausted. Those are the slow paths, and the only ones that allocate. On every move
+//! (an exhausted treasure stays registered; the hunt's claim check skips it). Those are
+//! the slow paths, and the only ones that allocate. On every move
 //! and dig the hunt asks `for_each_candidate` for the treasures whose disc may contain
 //! the player's point and checks the exact distance itself; hot/cold hints ask `nearest`.
 //! Neither query allocates.

@@ -9,7 +9,10 @@
 //! and never reads a clock: the event time is an argument.
 //!
 //! Every rule returns `Err(Rejection)` before it changes anything, so a refused event
-//! leaves the state exactly as it was.
+//! leaves the state exactly as it was, with one exception: any mutating event first
+//! announces the lifecycle stages its event time has reached (`Hunt::advance`), refused
+//! or not. That is why the journal records refused mutations too: replay must announce
+//! at the same events.
 
 use hashbrown::{HashMap, HashSet};
 
@@ -282,7 +285,9 @@ impl Hunt {
         Ok(())
     }
 
-    /// Removes a treasure; its awards stay in the players' scores.
+    /// Removes a treasure; its awards stay in the players' scores. A treasure placed
+    /// later under the same id is a new treasure: its claims start from zero, and players
+    /// who claimed the old one may claim the new one.
     pub(crate) fn remove_treasure(&mut self, id: TreasureId) -> Result<(), Rejection> {
         let handle = self.treasure_handles.remove(&id).ok_or(Rejection::TreasureNotFound)?;
         let treasure = &mut self.treasures[handle as usize];
@@ -342,16 +347,18 @@ impl Hunt {
         time: Micros,
         notices: &mut Notices,
     ) -> Result<(i64, u32), Rejection> {
-        self.not_ended(time)?;
         if let Some(&handle) = self.player_handles.get(&id) {
             let player = &self.players[handle as usize];
+            // Duplicates first, as for every player event: a retry says so.
             if seq <= player.last_seq {
                 return Err(Rejection::Duplicate { seq, last: player.last_seq });
             }
             if player.joined {
                 return Err(Rejection::AlreadyJoined);
             }
+            self.not_ended(time)?;
             let point = self.project_inside(position)?;
+            self.check_return(player, point, time)?;
             let budget = self.travel_budget_max();
             let player = &mut self.players[handle as usize];
             player.joined = true;
@@ -363,6 +370,7 @@ impl Hunt {
             let rank = self.leaderboard.rank(&key).expect("a known player is on the leaderboard");
             return Ok((key.score, rank));
         }
+        self.not_ended(time)?;
         if self.players.len() as u64 >= PLAYERS_PER_HUNT_MAX as u64 {
             return Err(Rejection::PlayerLimit);
         }
@@ -390,6 +398,24 @@ impl Hunt {
             );
         }
         Ok((0, rank))
+    }
+
+    /// Checks that a player coming back could have travelled from where they left to
+    /// `point` at the speed limit in the time they were away (plus the burst window), so
+    /// leaving and rejoining is no way around the limit; an honest player who walked on
+    /// while away is still let back in.
+    fn check_return(&self, player: &Player, point: Point, time: Micros) -> Result<(), Rejection> {
+        if self.spec.options.speed_max == 0 {
+            return Ok(());
+        }
+        let away_us = time.saturating_sub(player.last_time) as u128 + SPEED_BURST_US as u128;
+        let reach = self.speed_units_per_second() as u128 * away_us / MICROS_PER_SECOND as u128;
+        let distance = geo::distance(player.position, point);
+        if distance as u128 > reach {
+            let allowed = self.projection.units_to_length(reach.min(u64::MAX as u128) as u64);
+            return Err(Rejection::TooFast { distance: self.projection.units_to_length(distance), allowed });
+        }
+        Ok(())
     }
 
     /// A player leaves; score and claims stay.

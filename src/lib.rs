@@ -13,6 +13,7 @@ pub mod event;
 pub mod geo;
 pub mod grid;
 pub mod hunt;
+pub mod journal;
 pub mod leaderboard;
 pub mod outcome;
 pub mod protocol;

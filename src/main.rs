@@ -5,10 +5,9 @@
 //! running server for its numbers. `simulate` runs a seeded in-process hunt through the state machine
 //! and reports its speed, its allocations per event and the final leaderboard.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::Context;
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -17,13 +16,13 @@ use signal_hook::iterator::Signals;
 use clap::{Parser, Subcommand};
 
 use cairn::alloc;
+use cairn::client::Client;
 use cairn::constants::{
-    CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, PROTOCOL_VERSION, SHARDS_MAX,
-    SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
+    CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SUBSCRIBER_BUFFER_BYTES_MAX,
+    SUBSCRIBER_BUFFER_BYTES_SOFT,
 };
 use cairn::event::Event;
 use cairn::outcome::Outcome;
-use cairn::protocol::{decode_response, encode_request, ReplyBody, Request, Response};
 use cairn::server;
 use cairn::shard::Shard;
 use cairn::simulate::{Config, Workload, HUNT_ID_FIRST};
@@ -44,6 +43,28 @@ enum Command {
     /// Run a seeded treasure hunt through the state machine in this process and report
     /// events per second, allocations per event and the final top 10.
     Simulate(SimulateArgs),
+    /// Inspect a data directory's journals (a server's --data-dir, or one shard's
+    /// directory in it) without changing them.
+    #[command(subcommand)]
+    Journal(JournalCommand),
+}
+
+#[derive(Subcommand, Debug)]
+enum JournalCommand {
+    /// Recover every shard read-only and report what a start would find: the snapshot,
+    /// the records replayed, any torn tail, the state digest. Fails on corruption.
+    Verify {
+        /// Data directory or shard directory.
+        dir: std::path::PathBuf,
+    },
+    /// Print the journal records, one per line: sequence number, event time, event.
+    Dump {
+        /// Data directory or shard directory.
+        dir: std::path::PathBuf,
+        /// First sequence number to print.
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -79,6 +100,10 @@ struct StatsArgs {
     /// Print the raw JSON document.
     #[arg(long)]
     json: bool,
+    /// Start a new allocation mark after reading: the next `cairn stats` reports
+    /// allocations per event since this one.
+    #[arg(long)]
+    mark: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -112,6 +137,7 @@ fn main() -> ExitCode {
             simulate(&args);
             Ok(())
         }
+        Command::Journal(command) => return journal(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,27 +174,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Connects, does the handshake and asks for STATS, with the protocol codec directly.
+/// Connects, does the handshake and asks for STATS (marking if asked).
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let mut stream = TcpStream::connect(args.addr).with_context(|| format!("cannot connect to {}", args.addr))?;
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut frame = Vec::new();
-    let hello = Request::Hello { version_min: PROTOCOL_VERSION, version_max: PROTOCOL_VERSION, name: "cairn stats" };
-    encode_request(1, 0, &hello, &mut frame)?;
-    encode_request(2, 0, &Request::Stats, &mut frame)?;
-    stream.write_all(&frame)?;
-    let json = loop {
-        let mut length = [0; 4];
-        stream.read_exact(&mut length).context("the server closed the connection")?;
-        let mut frame = length.to_vec();
-        frame.resize(u32::from_le_bytes(length) as usize, 0);
-        stream.read_exact(&mut frame[4..])?;
-        match decode_response(&frame)? {
-            Response::Reply { body: ReplyBody::Stats { json }, .. } => break json,
-            Response::Reply { .. } | Response::Push(_) => {}
-            Response::Error { code, message, .. } => anyhow::bail!("the server refused ({code}): {message}"),
-        }
-    };
+    let mut client = Client::connect(args.addr)?;
+    let json = if args.mark { client.stats_and_mark()? } else { client.stats()? };
     if args.json {
         println!("{json}");
         return Ok(());
@@ -299,5 +308,35 @@ fn simulate(args: &SimulateArgs) {
         for line in entries {
             println!("  {:>3}. player {:>7}  {:>6} points", line.rank, line.player, line.score);
         }
+    }
+}
+
+fn journal(command: &JournalCommand) -> ExitCode {
+    let (JournalCommand::Verify { dir } | JournalCommand::Dump { dir, .. }) = command;
+    let shards = match cairn::journal::shard_dirs(dir) {
+        Ok(shards) => shards,
+        Err(error) => {
+            eprintln!("cairn journal: cannot read {}: {error}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut failed = false;
+    for shard in shards {
+        let result = match command {
+            JournalCommand::Verify { .. } => cairn::journal::verify(&shard).map(|report| println!("{report}")),
+            JournalCommand::Dump { from, .. } => {
+                println!("# {}", shard.display());
+                cairn::journal::dump(&shard, *from, &mut std::io::stdout().lock()).map(|_| ())
+            }
+        };
+        if let Err(error) = result {
+            eprintln!("cairn journal: {}: {error}", shard.display());
+            failed = true;
+        }
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
     }
 }

@@ -350,6 +350,38 @@ impl Rejection {
         }
     }
 
+    /// One rejection of every kind, in the order of [`Rejection::CODES`]: where a name
+    /// or a message is needed for a bare code (counters, a client decoding an error).
+    pub const SAMPLES: [Rejection; 22] = [
+        Rejection::HuntExists,
+        Rejection::HuntNotFound,
+        Rejection::HuntNotStarted,
+        Rejection::HuntEnded,
+        Rejection::HuntLimit,
+        Rejection::InvalidHunt(""),
+        Rejection::TreasureExists,
+        Rejection::TreasureNotFound,
+        Rejection::TreasureLimit,
+        Rejection::InvalidTreasure(""),
+        Rejection::TreasureExhausted,
+        Rejection::AlreadyClaimed,
+        Rejection::PlayerClaimLimit,
+        Rejection::OutOfReach { distance: 0, radius: 0 },
+        Rejection::NotJoined,
+        Rejection::AlreadyJoined,
+        Rejection::PlayerLimit,
+        Rejection::OutOfBounds,
+        Rejection::TooFast { distance: 0, allowed: 0 },
+        Rejection::Duplicate { seq: 0, last: 0 },
+        Rejection::ScoreOverflow,
+        Rejection::CountTooLarge { asked: 0, max: 0 },
+    ];
+
+    /// The name of the rejection with this code, if there is one.
+    pub fn name_of_code(code: u16) -> Option<&'static str> {
+        Rejection::SAMPLES.iter().find(|rejection| rejection.code() == code).map(|rejection| rejection.name())
+    }
+
     /// Every code, for documentation tests: each must be distinct.
     pub const CODES: [u16; 22] =
         [100, 101, 102, 103, 104, 105, 110, 111, 112, 113, 114, 115, 116, 117, 120, 121, 122, 123, 124, 125, 126, 130];
@@ -397,6 +429,14 @@ impl std::error::Error for Rejection {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_follow_the_codes() {
+        let codes: Vec<u16> = Rejection::SAMPLES.iter().map(Rejection::code).collect();
+        assert_eq!(codes, Rejection::CODES);
+        assert_eq!(Rejection::name_of_code(114), Some("treasure_exhausted"));
+        assert_eq!(Rejection::name_of_code(99), None);
+    }
 
     #[test]
     fn codes_are_distinct_and_listed() {

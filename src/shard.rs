@@ -64,6 +64,12 @@ impl Shard {
         self.hunts.get(&id).map(|hunt| &**hunt)
     }
 
+    /// The last notice sequence number issued on each topic of a hunt (indexed by
+    /// `Topic as usize`), or `None` if the hunt is not owned here.
+    pub fn topic_sequences(&self, hunt: HuntId) -> Option<[u64; crate::outcome::Topic::COUNT]> {
+        self.hunts.get(&hunt).map(|hunt| hunt.topic_seqs)
+    }
+
     /// The notices the last applied event produced, in order.
     pub fn notices(&self) -> &[Notice] {
         &self.notices

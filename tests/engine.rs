@@ -152,6 +152,33 @@ fn the_speed_limit_allows_a_burst_then_the_earned_distance() {
 }
 
 #[test]
+fn leaving_and_rejoining_is_no_way_around_the_speed_limit() {
+    let options = HuntOptions { speed_max: 10, ..HuntOptions::default() };
+    let t = 20 * SECOND;
+    let leave = |seq| Event::Leave { hunt: HUNT, player: 1, seq };
+    check(&[
+        (t, create(options), Outcome::HuntCreated),
+        (t, join(1, 1, 0, 0), Outcome::Joined { score: 0, rank: 1 }),
+        (t, leave(2), Outcome::Left),
+        // Back one second later, 500 units away: 10 units/s over 1 s plus the 2 s burst
+        // window reaches 30 units.
+        (t + SECOND, join(1, 3, 500, 0), Outcome::Rejected(Rejection::TooFast { distance: 500, allowed: 30 })),
+        // Fifty seconds later the walk is plausible.
+        (t + 50 * SECOND, join(1, 3, 500, 0), Outcome::Joined { score: 0, rank: 1 }),
+    ]);
+}
+
+#[test]
+fn a_retried_join_after_the_end_is_still_a_duplicate() {
+    check(&[
+        (SECOND, create(HuntOptions::default()), Outcome::HuntCreated),
+        (20 * SECOND, join(1, 1, 0, 0), Outcome::Joined { score: 0, rank: 1 }),
+        (200 * SECOND, join(1, 1, 0, 0), Outcome::Rejected(Rejection::Duplicate { seq: 1, last: 1 })),
+        (200 * SECOND, join(2, 1, 0, 0), Outcome::Rejected(Rejection::HuntEnded)),
+    ]);
+}
+
+#[test]
 fn auto_discover_claims_on_move_with_decaying_points() {
     let options = HuntOptions { auto_discover: true, points: PointsRule::Decay, ..HuntOptions::default() };
     let t = 20 * SECOND;

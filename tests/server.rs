@@ -396,6 +396,37 @@ fn a_subscriber_sees_every_discovery_in_sequence_order() {
     server.shutdown().unwrap();
 }
 
+#[test]
+fn subscribing_to_a_missing_hunt_is_refused_on_every_shard_and_leaves_nothing_behind() {
+    let server = start_with_shards(2);
+    let mut client = connect(&server);
+    // One hunt owned by each shard, so both the local and the cross-shard path refuse.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (100..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    for &hunt in &hunts {
+        match client.subscribe(hunt, Topic::Discoveries.bit()) {
+            Err(ClientError::Rejected { code, .. }) => assert_eq!(code, Rejection::HuntNotFound.code()),
+            other => panic!("subscribing to missing hunt {hunt}: {other:?}"),
+        }
+    }
+    for &hunt in &hunts {
+        client.create_hunt(hunt, &planar(1_000, HuntOptions::default())).unwrap();
+        // No discovery yet; the hunt announced its start when it was created.
+        assert_eq!(client.subscribe(hunt, Topic::Discoveries.bit()).unwrap(), [0, 0, 1]);
+        client.place_treasure(hunt, &treasure(1, Position::new(10, 10), 5, 10, 1)).unwrap();
+        client.join(hunt, 1, 1, Position::new(10, 10)).unwrap();
+        client.dig(hunt, 1, 2, 1, Position::new(10, 10)).unwrap();
+        match client.next_push(WAIT).unwrap() {
+            Some(PushBody::Notice(notice)) => assert_eq!((notice.hunt, notice.seq), (hunt, 1)),
+            other => panic!("expected the discovery on hunt {hunt}, got {other:?}"),
+        }
+    }
+    // Only the two accepted subscriptions are counted (the refused ones were undone).
+    thread::sleep(Duration::from_millis(300));
+    let stats = client.stats().unwrap();
+    assert_eq!(stat_u64(&stats, &["subscribers"]), 2, "{stats}");
+    server.shutdown().unwrap();
+}
+
 /// Connects with a small receive buffer, so unread pushes back up into the server fast.
 fn connect_small_buffer(server: &Server) -> Client {
     let address = server.local_addr();
@@ -787,7 +818,7 @@ fn the_network_path_allocates_nothing_per_event() {
     // Let the shards publish their numbers, then mark; send; let them publish; read.
     let settle = Duration::from_millis(300);
     thread::sleep(settle);
-    client.stats().unwrap();
+    client.stats_and_mark().unwrap();
     send_workload(&mut client, &mut workload, EVENTS, &mut rng);
     thread::sleep(settle);
     let stats = client.stats().unwrap();

@@ -41,6 +41,11 @@ const _: () = assert!(BODY_OFFSET == FRAME_HEADER_SIZE);
 /// rejected. Quiet moves that claim nothing get no reply at all.
 pub const FLAG_QUIET: u8 = 1 << 0;
 
+/// Flag bit 1, on STATS requests only: after answering, start a new allocation mark, so
+/// the next STATS reports allocations per event since this one. Without it, STATS only
+/// reads.
+pub const FLAG_MARK: u8 = 1 << 1;
+
 /// Flag bit 7, on every push and only on pushes: the frame was not asked for, and its
 /// request id is 0.
 pub const FLAG_PUSH: u8 = 1 << 7;

@@ -36,7 +36,7 @@ mod wire;
 mod tests;
 
 pub use error::{ErrorCode, ProtocolError};
-pub use frame::{check_header, next_frame, request_id_of, FrameHeader, Frames, FLAG_PUSH, FLAG_QUIET};
+pub use frame::{check_header, next_frame, request_id_of, FrameHeader, Frames, FLAG_MARK, FLAG_PUSH, FLAG_QUIET};
 pub use opcode::{Opcode, REPLY_BIT};
 pub use push::{encode_gap, encode_goodbye, encode_notice, notice_opcode, Gap};
 pub use reply::{

@@ -179,6 +179,7 @@ impl Opcode {
     pub const fn flags_allowed(self) -> u8 {
         match self {
             Opcode::Move => super::frame::FLAG_QUIET,
+            Opcode::Stats => super::frame::FLAG_MARK,
             Opcode::Discovery | Opcode::TopChanged | Opcode::Lifecycle | Opcode::Gap | Opcode::Goodbye => {
                 super::frame::FLAG_PUSH
             }

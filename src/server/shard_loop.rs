@@ -19,7 +19,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hashbrown::HashMap;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest as Readiness, Poll, Token};
 
@@ -30,11 +29,11 @@ use crate::constants::{
     SUBSCRIPTIONS_PER_CONNECTION_MAX,
 };
 use crate::event::{Event, EventKind, HuntId};
-use crate::outcome::{Lifecycle, Notice, NoticeKind, Outcome, Topic};
+use crate::outcome::{Notice, Outcome, Rejection, Topic};
 use crate::protocol::{
     decode_request, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome, encode_pong,
-    encode_protocol_error, encode_stats_reply, encode_subscribed, encode_unsubscribed, negotiate, next_frame,
-    reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello,
+    encode_protocol_error, encode_rejection, encode_stats_reply, encode_subscribed, encode_unsubscribed, negotiate,
+    next_frame, reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello, FLAG_MARK,
 };
 use crate::shard::{shard_for, Shard};
 
@@ -57,6 +56,10 @@ const DRAIN_POLL: Duration = Duration::from_millis(10);
 
 /// Record flag of a SUBSCRIBE: the sender just gained its first subscriber of the hunt.
 const SUBSCRIBE_FIRST_ON_SHARD: u8 = 1;
+
+/// Flag on a SUBSCRIBED record: the owner refused (no such hunt); the payload is the
+/// error frame, and the subscriber's shard undoes the subscription.
+const SUBSCRIBE_REFUSED: u8 = 2;
 
 /// One shard's ends of the ring mesh, indexed by the other shard (`None` for itself).
 pub struct ShardRings {
@@ -102,7 +105,7 @@ enum Step {
 enum Control {
     Hello { version_min: u16, version_max: u16 },
     Ping,
-    Stats,
+    Stats { mark: bool },
     Unsubscribe { hunt: HuntId },
 }
 
@@ -122,7 +125,6 @@ pub struct ShardLoop {
     interest: Interest,
     local: LocalSubscribers,
     /// Last notice sequence per topic of each hunt this shard owns, for SUBSCRIBE replies.
-    sequences: HashMap<HuntId, [u64; Topic::COUNT]>,
     ready: Vec<u32>,
     ready_next: Vec<u32>,
     dirty: Vec<u32>,
@@ -165,7 +167,6 @@ impl ShardLoop {
             allocations: alloc::Scope::start(),
             interest: Interest::new(shard_count),
             local: LocalSubscribers::new(),
-            sequences: HashMap::new(),
             ready: Vec::with_capacity(connections_max),
             ready_next: Vec::with_capacity(connections_max),
             dirty: Vec::with_capacity(connections_max),
@@ -519,7 +520,8 @@ impl ShardLoop {
             }
             Request::Stats => {
                 connection.consume(size);
-                self.control(index, request_id, Control::Stats);
+                let mark = header.flags & FLAG_MARK != 0;
+                self.control(index, request_id, Control::Stats { mark });
                 Step::Next
             }
             Request::Unsubscribe { hunt } => {
@@ -572,7 +574,7 @@ impl ShardLoop {
                 let connection = self.connections.get_mut(index).expect("served connections exist");
                 encode_pong(request_id, connection.output());
             }
-            Control::Stats => self.stats_reply(index, request_id),
+            Control::Stats { mark } => self.stats_reply(index, request_id, mark),
             Control::Unsubscribe { hunt } => {
                 let connection = self.connections.get_mut(index).expect("served connections exist");
                 if let Some(position) = connection.subscriptions.iter().position(|&known| known == hunt) {
@@ -603,12 +605,17 @@ impl ShardLoop {
         }
         connection.consume(size);
         let generation = connection.generation;
+        if owner == self.index && self.engine.hunt(hunt).is_none() {
+            let connection = self.connections.get_mut(index).expect("served connections exist");
+            encode_rejection(request_id, &Rejection::HuntNotFound, connection.output());
+            return Step::Next;
+        }
         if !known {
             connection.subscriptions.push(hunt);
         }
         let subscribed = self.local.subscribe(hunt, Subscriber { token: index, generation, topics });
         if owner == self.index {
-            let sequences = self.sequences.get(&hunt).copied().unwrap_or_default();
+            let sequences = self.engine.topic_sequences(hunt).expect("checked above");
             let connection = self.connections.get_mut(index).expect("served connections exist");
             encode_subscribed(request_id, &sequences, connection.output());
             return Step::Next;
@@ -633,7 +640,7 @@ impl ShardLoop {
 
     /// STATS: a slow path. Refreshes this shard's snapshot, builds the document from all
     /// of them, and keeps its own allocations out of the per-event count.
-    fn stats_reply(&mut self, index: u32, request_id: u32) {
+    fn stats_reply(&mut self, index: u32, request_id: u32, mark: bool) {
         let before = self.allocations.allocations();
         self.snapshot();
         let uptime_us = self.clock.read();
@@ -646,6 +653,9 @@ impl ShardLoop {
             }
         }
         drop(document);
+        if mark {
+            stats::mark(&self.shared.snapshots);
+        }
         self.stats.allocations_excluded += self.allocations.allocations() - before;
     }
 
@@ -673,7 +683,6 @@ impl ShardLoop {
         self.notices.extend_from_slice(self.engine.notices());
         let notices = std::mem::take(&mut self.notices);
         for notice in &notices {
-            self.remember_sequence(notice);
             self.push.clear();
             encode_notice(notice, &mut self.push);
             let topic = notice.kind.topic();
@@ -681,16 +690,6 @@ impl ShardLoop {
             self.forward_notice(notice.hunt, topic, notice.seq);
         }
         self.notices = notices;
-    }
-
-    fn remember_sequence(&mut self, notice: &Notice) {
-        if notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted) {
-            self.sequences.remove(&notice.hunt);
-            return;
-        }
-        // Inserting a hunt's entry is the slow path, once per hunt.
-        let sequences = self.sequences.entry(notice.hunt).or_default();
-        sequences[notice.kind.topic() as usize] = notice.seq;
     }
 
     /// Sends the push in `self.push` to this shard's subscribers of `hunt` and `topic`.
@@ -788,10 +787,18 @@ impl ShardLoop {
                 if record.flags & SUBSCRIBE_FIRST_ON_SHARD != 0 {
                     self.interest.add(record.hunt, source);
                 }
-                let sequences = self.sequences.get(&record.hunt).copied().unwrap_or_default();
+                // Interest is counted even when refused: the subscriber's shard undoes it
+                // with the usual drop, so every add meets exactly one remove.
                 self.reply.clear();
-                encode_subscribed(record.request_id, &sequences, &mut self.reply);
-                self.send_reply(source, RecordKind::Subscribed, record);
+                let mut answer = *record;
+                match self.engine.topic_sequences(record.hunt) {
+                    Some(sequences) => encode_subscribed(record.request_id, &sequences, &mut self.reply),
+                    None => {
+                        encode_rejection(record.request_id, &Rejection::HuntNotFound, &mut self.reply);
+                        answer.flags |= SUBSCRIBE_REFUSED;
+                    }
+                }
+                self.send_reply(source, RecordKind::Subscribed, &answer);
             }
             RecordKind::InterestDropped => self.interest.remove(record.hunt, source),
             kind => panic!("a {kind:?} record on a request ring"),
@@ -830,6 +837,15 @@ impl ShardLoop {
                 assert!(connection.inflight > 0);
                 connection.inflight -= 1;
                 connection.output().extend_from_slice(&self.payload);
+                if record.kind == RecordKind::Subscribed && record.flags & SUBSCRIBE_REFUSED != 0 {
+                    connection.subscriptions.retain(|&known| known != record.hunt);
+                    if self.local.unsubscribe(record.hunt, record.token) == Some(true) {
+                        self.drop_interest(record.hunt);
+                    }
+                    let connection = self.connections.get_current_mut(record.token, record.generation).expect("found");
+                    mark_dirty(&mut self.dirty, connection, record.token);
+                    return;
+                }
                 if record.kind == RecordKind::Reply {
                     let latency_us = self.clock.monotonic_us().saturating_sub(record.enqueue_us);
                     let kind = record.event_kind as usize;

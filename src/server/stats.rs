@@ -9,9 +9,9 @@
 //! path and allocates; the shard that builds it does not count those allocations against
 //! events (see [`ShardStats::allocations_excluded`]).
 //!
-//! Every STATS request starts a new allocation mark: the next document reports the
-//! allocations and events since that request, so a test can measure a stretch exactly
-//! (the protocol has no flag to make marking optional).
+//! A STATS request with the MARK flag starts a new allocation mark after its reply: the
+//! next document reports the allocations and events since that request, so a test can
+//! measure a stretch exactly. A plain STATS only reads.
 
 use std::sync::Mutex;
 
@@ -225,8 +225,15 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
     }
 }
 
-/// Builds the STATS document from every shard's snapshot and starts a new mark in each
-/// (slow path: allocates). `detailed` adds per-kind latencies per shard.
+/// Starts a new allocation mark in every shard's snapshot (a STATS request with the MARK
+/// flag, after its document is built).
+pub fn mark(snapshots: &[Mutex<Snapshot>]) {
+    for snapshot in snapshots {
+        snapshot.lock().expect("no shard panics holding its snapshot").mark();
+    }
+}
+
+/// Builds the STATS document from every shard's snapshot (slow path: allocates). `detailed` adds per-kind latencies per shard.
 pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -> String {
     let mut total = Counters::default();
     let mut merged = Histograms::new();
@@ -234,7 +241,7 @@ pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -
         (0, 0, 0, 0, 0);
     let mut per_shard = Vec::new();
     for (index, snapshot) in snapshots.iter().enumerate() {
-        let mut snapshot = snapshot.lock().expect("no shard panics holding its snapshot");
+        let snapshot = snapshot.lock().expect("no shard panics holding its snapshot");
         total.add(&snapshot.counters);
         for (all, one) in merged.latency.iter_mut().zip(&snapshot.histograms.latency) {
             all.add(one).expect("same bounds");
@@ -266,7 +273,6 @@ pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -
             shard["latency_us_by_kind"] = latency_by_kind(&snapshot.histograms.latency);
         }
         per_shard.push(shard);
-        snapshot.mark();
     }
     let events: Map<String, Value> =
         EventKind::ALL.iter().map(|kind| (kind.name().to_string(), json!(total.events[*kind as usize]))).collect();
@@ -316,37 +322,7 @@ pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -
 
 /// The name of each rejection reason, in the order of `Rejection::CODES`.
 fn rejection_names() -> [&'static str; REJECTION_COUNT] {
-    let samples = [
-        Rejection::HuntExists,
-        Rejection::HuntNotFound,
-        Rejection::HuntNotStarted,
-        Rejection::HuntEnded,
-        Rejection::HuntLimit,
-        Rejection::InvalidHunt(""),
-        Rejection::TreasureExists,
-        Rejection::TreasureNotFound,
-        Rejection::TreasureLimit,
-        Rejection::InvalidTreasure(""),
-        Rejection::TreasureExhausted,
-        Rejection::AlreadyClaimed,
-        Rejection::PlayerClaimLimit,
-        Rejection::OutOfReach { distance: 0, radius: 0 },
-        Rejection::NotJoined,
-        Rejection::AlreadyJoined,
-        Rejection::PlayerLimit,
-        Rejection::OutOfBounds,
-        Rejection::TooFast { distance: 0, allowed: 0 },
-        Rejection::Duplicate { seq: 0, last: 0 },
-        Rejection::ScoreOverflow,
-        Rejection::CountTooLarge { asked: 0, max: 0 },
-    ];
-    let mut names = [""; REJECTION_COUNT];
-    for rejection in samples {
-        let index = Rejection::CODES.iter().position(|&code| code == rejection.code()).expect("listed");
-        names[index] = rejection.name();
-    }
-    assert!(names.iter().all(|name| !name.is_empty()), "a rejection reason has no sample here");
-    names
+    Rejection::SAMPLES.map(|rejection| rejection.name())
 }
 
 #[cfg(test)]
@@ -374,6 +350,10 @@ mod tests {
         assert!(document["latency_us"]["dig"].is_null());
         assert!(document["queue_wait_us"]["max"].as_u64().unwrap() >= HISTOGRAM_US_MAX);
         assert_eq!(document["per_shard"][1]["connections_open"], 1);
+        // A plain document only reads; marking starts the count again.
+        let unmarked: Value = serde_json::from_str(&super::document(&snapshots, 8, false)).unwrap();
+        assert_eq!(unmarked["allocations"]["since_mark"], 30);
+        mark(&snapshots);
         let again: Value = serde_json::from_str(&super::document(&snapshots, 8, false)).unwrap();
         assert_eq!(again["allocations"]["since_mark"], 0);
         assert_eq!(again["allocations"]["events_since_mark"], 0);

@@ -1,0 +1,141 @@
+//! What the operator commands `cairn journal verify` and `cairn journal dump` do, kept
+//! here so the binary stays a thin layer of flags.
+//!
+//! A server's data directory holds one subdirectory per shard (`shard-0`, `shard-1`,
+//! ...); both commands accept either that data directory or one shard's directory. Both
+//! open the files read-only in effect: they run recovery with [`Repair::ReadOnly`], so a
+//! torn tail is reported, not cut.
+
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use super::recovery::{read_journal, recover, Repair, Truncation};
+use super::storage::{FileStorage, Storage};
+use super::{parse_segment_name, JournalError};
+
+/// The prefix of a shard's subdirectory in a data directory.
+pub const SHARD_DIR_PREFIX: &str = "shard-";
+
+/// The shard directories under `dir` in shard order, or `dir` itself if it has none.
+pub fn shard_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut shards: Vec<(u32, PathBuf)> = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let index = name.to_str().and_then(|name| name.strip_prefix(SHARD_DIR_PREFIX)?.parse().ok());
+        if let (Some(index), true) = (index, entry.file_type()?.is_dir()) {
+            shards.push((index, entry.path()));
+        }
+    }
+    shards.sort();
+    if shards.is_empty() {
+        return Ok(vec![dir.to_path_buf()]);
+    }
+    Ok(shards.into_iter().map(|(_, path)| path).collect())
+}
+
+/// What `verify` found in one shard directory.
+#[derive(Debug)]
+pub struct VerifyReport {
+    /// The shard directory.
+    pub dir: PathBuf,
+    /// The snapshot used (0: none).
+    pub snapshot_seq: u64,
+    /// The last sequence number recovered.
+    pub last_seq: u64,
+    /// Records replayed after the snapshot.
+    pub replayed: u64,
+    /// Hunts in the recovered state.
+    pub hunts: usize,
+    /// The recovered state's digest.
+    pub digest: u64,
+    /// A torn tail a start would cut.
+    pub truncation: Option<Truncation>,
+    /// Skipped snapshots and the like.
+    pub notes: Vec<String>,
+}
+
+impl fmt::Display for VerifyReport {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        write!(
+            formatter,
+            "{}: ok: snapshot at {}, {} records replayed, last sequence {}, {} hunts, digest {:016x}",
+            self.dir.display(),
+            self.snapshot_seq,
+            self.replayed,
+            self.last_seq,
+            self.hunts,
+            self.digest
+        )?;
+        if let Some(cut) = &self.truncation {
+            write!(
+                formatter,
+                "\n  torn tail: {} from byte offset {} ({} bytes, {}); a start will cut it",
+                cut.file, cut.offset, cut.dropped_bytes, cut.reason
+            )?;
+        }
+        for note in &self.notes {
+            write!(formatter, "\n  note: {note}")?;
+        }
+        Ok(())
+    }
+}
+
+fn open_existing(dir: &Path) -> Result<FileStorage, JournalError> {
+    let file = dir.display().to_string();
+    if !dir.is_dir() {
+        let source = io::Error::new(io::ErrorKind::NotFound, "no such directory");
+        return Err(JournalError::Io { operation: "open", file, source });
+    }
+    FileStorage::open(dir).map_err(|source| JournalError::Io { operation: "open", file, source })
+}
+
+/// Recovers one shard directory without changing it, and reports what a start would do.
+pub fn verify(dir: &Path) -> Result<VerifyReport, JournalError> {
+    let mut storage = open_existing(dir)?;
+    let recovered = recover(&mut storage, Repair::ReadOnly)?;
+    Ok(VerifyReport {
+        dir: dir.to_path_buf(),
+        snapshot_seq: recovered.snapshot_seq,
+        last_seq: recovered.last_seq,
+        replayed: recovered.replayed,
+        hunts: recovered.shard.hunt_count(),
+        digest: recovered.shard.digest(),
+        truncation: recovered.truncation,
+        notes: recovered.notes,
+    })
+}
+
+/// Writes one line per journal record of `dir` from sequence number `from` on:
+/// `seq time event`. Returns the number of records written.
+pub fn dump(dir: &Path, from: u64, out: &mut dyn Write) -> Result<u64, JournalError> {
+    let mut storage = open_existing(dir)?;
+    // Segments a snapshot replaced are gone: start at the oldest record still there.
+    let names = storage.list().map_err(|source| JournalError::Io {
+        operation: "list",
+        file: dir.display().to_string(),
+        source,
+    })?;
+    let oldest = names.iter().filter_map(|name| parse_segment_name(name)).min().unwrap_or(1);
+    let mut written = Ok(());
+    let summary = read_journal(&mut storage, from.max(oldest).saturating_sub(1), Repair::ReadOnly, |record| {
+        if written.is_ok() {
+            written = writeln!(out, "{:>10} {:>16} {:?}", record.seq, record.time, record.event);
+        }
+    })?;
+    written.map_err(|source| JournalError::Io { operation: "write", file: "standard output".to_string(), source })?;
+    if let Some(cut) = summary.truncation {
+        writeln!(
+            out,
+            "torn tail: {} from byte offset {} ({} bytes, {})",
+            cut.file, cut.offset, cut.dropped_bytes, cut.reason
+        )
+        .map_err(|source| JournalError::Io {
+            operation: "write",
+            file: "standard output".to_string(),
+            source,
+        })?;
+    }
+    Ok(summary.visited)
+}

@@ -1,0 +1,379 @@
+//! Snapshots: a whole `Shard` written to one file, and rebuilt from it with the same
+//! `digest()`.
+//!
+//! A snapshot file, all little-endian:
+//!
+//! ```text
+//! offset  size  field
+//!      0     8  magic        "CAIRNSNP"
+//!      8     4  version      u32 = 1
+//!     12     4  header_crc   u32  CRC32C of bytes 0..12, then of bytes 16..40
+//!     16     8  seq          u64  the last journal sequence number the state includes
+//!     24     8  body_size    u64  bytes after the header
+//!     32     4  body_crc     u32  CRC32C of the body
+//!     36     4  hunt_count   u32
+//!     40        body: hunt_count hunts, by ascending id
+//! ```
+//!
+//! A hunt is written as its id and spec (the 43-byte spec encoding of `record.rs`), its
+//! effective `end` u64, announced phase u8 and topic sequence numbers (3 x u64), then
+//! three slabs, each a u32 count followed by its entries, in slab order so that handles
+//! survive:
+//!
+//! ```text
+//! treasure slot  live u8, claimed u32, id u32, x i32, y i32, radius u32, value u32,
+//!                capacity u32, hint_radius u32                                  (33 bytes)
+//! free handle    u32, in free-list order (the next placement pops the last)     (4)
+//! player         id u32, x i32, y i32 (internal units), last_time u64, score i64,
+//!                reached_at u64, claims u32, last_seq u32, joined u8,
+//!                travel_budget_units u64                                        (53)
+//! claim          treasure handle u32, player handle u32, ascending              (8)
+//! ```
+//!
+//! What can be derived is not written: projections, treasure centres and radii in
+//! internal units, the handle maps, the grid, the leaderboard and the capacity total are
+//! rebuilt from the slabs. The grid keeps every list sorted by handle and the leaderboard
+//! orders by key alone, so the rebuilt hunt answers every later event exactly as the
+//! live one would have; `tests/durability.rs` replays past snapshots to prove it.
+//!
+//! Writing follows the safe protocol: temporary file, fdatasync, rename, directory sync.
+//! Loading checks both CRCs and every cross-reference and returns an error, never panics.
+
+use hashbrown::HashMap;
+
+use crate::constants::SNAPSHOT_SIZE_MAX;
+use crate::event::HuntId;
+use crate::event::{Position, TreasureSpec};
+use crate::geo::Point;
+use crate::hunt::{Hunt, Phase, Player, Treasure};
+use crate::leaderboard::Key;
+use crate::outcome::Topic;
+use crate::shard::Shard;
+
+use super::record::{get_hunt_spec, put_hunt_spec, HUNT_SPEC_SIZE};
+use super::storage::Storage;
+use super::{io_error, snapshot_name, JournalError, TEMPORARY_SUFFIX};
+
+const MAGIC: [u8; 8] = *b"CAIRNSNP";
+const VERSION: u32 = 1;
+
+const MAGIC_OFFSET: usize = 0;
+const VERSION_OFFSET: usize = MAGIC_OFFSET + MAGIC.len();
+const HEADER_CRC_OFFSET: usize = VERSION_OFFSET + size_of::<u32>();
+const SEQ_OFFSET: usize = HEADER_CRC_OFFSET + size_of::<u32>();
+const BODY_SIZE_OFFSET: usize = SEQ_OFFSET + size_of::<u64>();
+const BODY_CRC_OFFSET: usize = BODY_SIZE_OFFSET + size_of::<u64>();
+const HUNT_COUNT_OFFSET: usize = BODY_CRC_OFFSET + size_of::<u32>();
+/// Bytes of a snapshot's header.
+pub const SNAPSHOT_HEADER_SIZE: usize = HUNT_COUNT_OFFSET + size_of::<u32>();
+
+const _: () = assert!(SNAPSHOT_HEADER_SIZE == 40);
+
+fn header_crc(header: &[u8]) -> u32 {
+    let crc = crc32c::crc32c(&header[MAGIC_OFFSET..HEADER_CRC_OFFSET]);
+    crc32c::crc32c_append(crc, &header[SEQ_OFFSET..SNAPSHOT_HEADER_SIZE])
+}
+
+/// Encodes `shard`, whose state includes exactly the journal records up to `seq`.
+pub fn encode_snapshot(shard: &Shard, seq: u64) -> Vec<u8> {
+    let mut out = vec![0u8; SNAPSHOT_HEADER_SIZE];
+    let mut ids: Vec<HuntId> = shard.hunts.keys().copied().collect();
+    ids.sort_unstable();
+    for id in &ids {
+        encode_hunt(&shard.hunts[id], &mut out);
+    }
+    let body_crc = crc32c::crc32c(&out[SNAPSHOT_HEADER_SIZE..]);
+    let body_size = (out.len() - SNAPSHOT_HEADER_SIZE) as u64;
+    out[MAGIC_OFFSET..VERSION_OFFSET].copy_from_slice(&MAGIC);
+    out[VERSION_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&VERSION.to_le_bytes());
+    out[SEQ_OFFSET..BODY_SIZE_OFFSET].copy_from_slice(&seq.to_le_bytes());
+    out[BODY_SIZE_OFFSET..BODY_CRC_OFFSET].copy_from_slice(&body_size.to_le_bytes());
+    out[BODY_CRC_OFFSET..HUNT_COUNT_OFFSET].copy_from_slice(&body_crc.to_le_bytes());
+    out[HUNT_COUNT_OFFSET..SNAPSHOT_HEADER_SIZE].copy_from_slice(&(ids.len() as u32).to_le_bytes());
+    let crc = header_crc(&out[..SNAPSHOT_HEADER_SIZE]);
+    out[HEADER_CRC_OFFSET..SEQ_OFFSET].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn put_u32(out: &mut Vec<u8>, value: u32) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(&value.to_le_bytes());
+}
+
+fn encode_hunt(hunt: &Hunt, out: &mut Vec<u8>) {
+    put_u32(out, hunt.id);
+    put_hunt_spec(out, &hunt.spec);
+    put_u64(out, hunt.end);
+    out.push(hunt.announced as u8);
+    for seq in hunt.topic_seqs {
+        put_u64(out, seq);
+    }
+    put_u32(out, hunt.treasures.len() as u32);
+    for treasure in &hunt.treasures {
+        let spec = &treasure.spec;
+        out.push(treasure.live as u8);
+        put_u32(out, treasure.claimed);
+        put_u32(out, spec.id);
+        for coordinate in [spec.position.x, spec.position.y] {
+            out.extend_from_slice(&coordinate.to_le_bytes());
+        }
+        for value in [spec.radius, spec.value, spec.capacity, spec.hint_radius] {
+            put_u32(out, value);
+        }
+    }
+    put_u32(out, hunt.treasures_free.len() as u32);
+    for &handle in &hunt.treasures_free {
+        put_u32(out, handle);
+    }
+    put_u32(out, hunt.players.len() as u32);
+    for player in &hunt.players {
+        put_u32(out, player.id);
+        for coordinate in [player.position.x, player.position.y] {
+            out.extend_from_slice(&coordinate.to_le_bytes());
+        }
+        put_u64(out, player.last_time);
+        out.extend_from_slice(&player.score.to_le_bytes());
+        put_u64(out, player.reached_at);
+        put_u32(out, player.claims);
+        put_u32(out, player.last_seq);
+        out.push(player.joined as u8);
+        put_u64(out, player.travel_budget_units);
+    }
+    let mut claims: Vec<u64> = hunt.claims.iter().copied().collect();
+    claims.sort_unstable();
+    put_u32(out, claims.len() as u32);
+    for key in claims {
+        put_u32(out, (key >> 32) as u32);
+        put_u32(out, key as u32);
+    }
+}
+
+/// A checked little-endian reader over a snapshot body.
+struct Cursor<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+type Checked<T> = Result<T, String>;
+
+impl Cursor<'_> {
+    fn take<const N: usize>(&mut self) -> Checked<[u8; N]> {
+        let field =
+            self.bytes.get(self.at..self.at + N).ok_or_else(|| format!("ends early at body byte {}", self.at))?;
+        self.at += N;
+        Ok(field.try_into().expect("N bytes"))
+    }
+    fn u8(&mut self) -> Checked<u8> {
+        Ok(self.take::<1>()?[0])
+    }
+    fn flag(&mut self) -> Checked<bool> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            other => Err(format!("flag byte {other} before body byte {}", self.at)),
+        }
+    }
+    fn u32(&mut self) -> Checked<u32> {
+        self.take().map(u32::from_le_bytes)
+    }
+    fn i32(&mut self) -> Checked<i32> {
+        self.take().map(i32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Checked<u64> {
+        self.take().map(u64::from_le_bytes)
+    }
+    fn i64(&mut self) -> Checked<i64> {
+        self.take().map(i64::from_le_bytes)
+    }
+    /// A count of entries of `entry_size` bytes each, checked against the bytes left so
+    /// that a damaged count cannot make the loader allocate without bound.
+    fn count(&mut self, entry_size: usize) -> Checked<usize> {
+        let count = self.u32()? as usize;
+        if count.saturating_mul(entry_size) > self.bytes.len() - self.at {
+            return Err(format!("a count of {count} runs past the end of the body"));
+        }
+        Ok(count)
+    }
+}
+
+/// Decodes a snapshot file: the sequence number it covers and the rebuilt shard.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Shard), String> {
+    if bytes.len() < SNAPSHOT_HEADER_SIZE {
+        return Err(format!("{} bytes, shorter than the {SNAPSHOT_HEADER_SIZE}-byte header", bytes.len()));
+    }
+    let header = &bytes[..SNAPSHOT_HEADER_SIZE];
+    let field = |from: usize, to: usize| &header[from..to];
+    if field(MAGIC_OFFSET, VERSION_OFFSET) != MAGIC {
+        return Err("not a Cairn snapshot (bad magic)".to_string());
+    }
+    let crc = u32::from_le_bytes(field(HEADER_CRC_OFFSET, SEQ_OFFSET).try_into().expect("4 bytes"));
+    if crc != header_crc(header) {
+        return Err("header CRC32C mismatch".to_string());
+    }
+    let version = u32::from_le_bytes(field(VERSION_OFFSET, HEADER_CRC_OFFSET).try_into().expect("4 bytes"));
+    if version != VERSION {
+        return Err(format!("version {version}, this build reads version {VERSION}"));
+    }
+    let seq = u64::from_le_bytes(field(SEQ_OFFSET, BODY_SIZE_OFFSET).try_into().expect("8 bytes"));
+    let body_size = u64::from_le_bytes(field(BODY_SIZE_OFFSET, BODY_CRC_OFFSET).try_into().expect("8 bytes"));
+    let body_crc = u32::from_le_bytes(field(BODY_CRC_OFFSET, HUNT_COUNT_OFFSET).try_into().expect("4 bytes"));
+    let hunt_count = u32::from_le_bytes(field(HUNT_COUNT_OFFSET, SNAPSHOT_HEADER_SIZE).try_into().expect("4 bytes"));
+    let body = &bytes[SNAPSHOT_HEADER_SIZE..];
+    if body_size > SNAPSHOT_SIZE_MAX || body_size != body.len() as u64 {
+        return Err(format!("body of {} bytes where the header says {body_size}", body.len()));
+    }
+    if crc32c::crc32c(body) != body_crc {
+        return Err("body CRC32C mismatch".to_string());
+    }
+    let mut shard = Shard::new();
+    let mut cursor = Cursor { bytes: body, at: 0 };
+    for _ in 0..hunt_count {
+        let hunt = decode_hunt(&mut cursor)?;
+        if shard.hunts.insert(hunt.id, Box::new(hunt)).is_some() {
+            return Err("a hunt appears twice".to_string());
+        }
+    }
+    if cursor.at != body.len() {
+        return Err(format!("{} bytes left after the last hunt", body.len() - cursor.at));
+    }
+    Ok((seq, shard))
+}
+
+fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
+    let id = cursor.u32()?;
+    let spec = get_hunt_spec(&cursor.take::<HUNT_SPEC_SIZE>()?).ok_or("bad hunt spec")?;
+    let mut hunt = Hunt::create(id, &spec).map_err(|rejection| format!("hunt {id}: {rejection:?}"))?;
+    hunt.end = cursor.u64()?;
+    hunt.announced = match cursor.u8()? {
+        0 => Phase::Created,
+        1 => Phase::Running,
+        2 => Phase::Ended,
+        other => return Err(format!("hunt {id}: phase {other}")),
+    };
+    for seq in &mut hunt.topic_seqs {
+        *seq = cursor.u64()?;
+    }
+    const _: () = assert!(Topic::COUNT == 3);
+    decode_treasures(cursor, &mut hunt)?;
+    decode_players(cursor, &mut hunt)?;
+    decode_claims(cursor, &mut hunt)?;
+    Ok(hunt)
+}
+
+fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
+    let count = cursor.count(33)?;
+    hunt.treasures.reserve_exact(count);
+    for handle in 0..count as u32 {
+        let (live, claimed, id) = (cursor.flag()?, cursor.u32()?, cursor.u32()?);
+        let position = Position::new(cursor.i32()?, cursor.i32()?);
+        let (radius, value, capacity, hint_radius) = (cursor.u32()?, cursor.u32()?, cursor.u32()?, cursor.u32()?);
+        let spec = TreasureSpec { id, position, radius, value, capacity, hint_radius };
+        let center = hunt.projection.project(position).ok_or_else(|| format!("treasure {id}: position off the map"))?;
+        let radius_units = hunt.projection.length_to_units(radius);
+        let hint_units = hunt.projection.length_to_units(hint_radius);
+        if claimed > capacity {
+            return Err(format!("treasure {id}: {claimed} claims of {capacity}"));
+        }
+        hunt.treasures.push(Treasure { spec, center, radius_units, hint_units, claimed, live });
+        if live {
+            if hunt.treasure_handles.insert(id, handle).is_some() {
+                return Err(format!("treasure {id} is live twice"));
+            }
+            hunt.grid.insert(handle, center, radius_units).map_err(|_| format!("treasure {id}: grid full"))?;
+            hunt.capacity_total += capacity as u64;
+        }
+    }
+    let free_count = cursor.count(4)?;
+    let mut seen = vec![false; count];
+    for _ in 0..free_count {
+        let handle = cursor.u32()?;
+        let slot = hunt.treasures.get(handle as usize).ok_or_else(|| format!("free handle {handle} out of range"))?;
+        if slot.live || seen[handle as usize] {
+            return Err(format!("free handle {handle} is live or listed twice"));
+        }
+        seen[handle as usize] = true;
+        hunt.treasures_free.push(handle);
+    }
+    if free_count + hunt.treasure_handles.len() != count {
+        return Err("a removed treasure's slot is missing from the free list".to_string());
+    }
+    Ok(())
+}
+
+fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
+    let count = cursor.count(53)?;
+    hunt.players.reserve_exact(count);
+    hunt.player_handles.reserve(count);
+    hunt.leaderboard.reserve(count);
+    for handle in 0..count as u32 {
+        let id = cursor.u32()?;
+        let position = Point::new(cursor.i32()?, cursor.i32()?);
+        let (last_time, score, reached_at) = (cursor.u64()?, cursor.i64()?, cursor.u64()?);
+        let (claims, last_seq, joined, travel_budget_units) =
+            (cursor.u32()?, cursor.u32()?, cursor.flag()?, cursor.u64()?);
+        let player =
+            Player { id, position, last_time, score, reached_at, claims, last_seq, joined, travel_budget_units };
+        if hunt.player_handles.insert(id, handle).is_some() {
+            return Err(format!("player {id} appears twice"));
+        }
+        hunt.players.push(player);
+        hunt.leaderboard.insert(Key { score, reached_at, player: id });
+    }
+    Ok(())
+}
+
+fn decode_claims(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
+    let count = cursor.count(8)?;
+    if count as u64 > hunt.capacity_total {
+        return Err(format!("{count} claims for a capacity of {}", hunt.capacity_total));
+    }
+    // As `Hunt::place` does: room for every claim the live treasures can still give.
+    hunt.claims.reserve(hunt.capacity_total as usize);
+    let mut per_treasure: HashMap<u32, u32> = HashMap::new();
+    for _ in 0..count {
+        let (treasure, player) = (cursor.u32()?, cursor.u32()?);
+        let live = hunt.treasures.get(treasure as usize).is_some_and(|slot| slot.live);
+        if !live || player as usize >= hunt.players.len() {
+            return Err(format!("claim ({treasure}, {player}) names no live treasure or no player"));
+        }
+        if !hunt.claims.insert(((treasure as u64) << 32) | player as u64) {
+            return Err(format!("claim ({treasure}, {player}) appears twice"));
+        }
+        *per_treasure.entry(treasure).or_default() += 1;
+    }
+    for &handle in hunt.treasure_handles.values() {
+        let recorded = per_treasure.get(&handle).copied().unwrap_or(0);
+        if recorded != hunt.treasures[handle as usize].claimed {
+            return Err(format!("treasure handle {handle}: claim table and claim count disagree"));
+        }
+    }
+    Ok(())
+}
+
+/// Writes the snapshot of `shard` at `seq` by the safe protocol: temporary file,
+/// fdatasync, rename, directory sync. A failed sync is fatal ([`JournalError::SyncFailed`]);
+/// a full disk removes the temporary file and reports [`JournalError::DiskFull`].
+pub(crate) fn write_snapshot<S: Storage>(storage: &mut S, shard: &Shard, seq: u64) -> Result<(), JournalError> {
+    let bytes = encode_snapshot(shard, seq);
+    let name = snapshot_name(seq);
+    let temporary = format!("{name}{TEMPORARY_SUFFIX}");
+    storage.create(&temporary).map_err(io_error("create", storage.describe(&temporary)))?;
+    if let Err(error) = storage.append(&temporary, &bytes) {
+        let file = storage.describe(&temporary);
+        // Best effort: the file is useless, and recovery removes leftovers anyway.
+        let _ = storage.remove(&temporary);
+        if error.kind() == std::io::ErrorKind::StorageFull {
+            return Err(JournalError::DiskFull { file });
+        }
+        return Err(JournalError::Io { operation: "write", file, source: error });
+    }
+    storage
+        .sync(&temporary)
+        .map_err(|source| JournalError::SyncFailed { file: storage.describe(&temporary), source })?;
+    storage.rename(&temporary, &name).map_err(io_error("rename", storage.describe(&temporary)))?;
+    storage.sync_dir().map_err(|source| JournalError::SyncFailed { file: storage.describe(""), source })?;
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! Durability tests: the journal, snapshots and recovery against a simulated disk that
+//! crashes, tears and garbles, and against real files.
+//!
+//! The reference for every check is a plain `Shard` that applied exactly the recovered
+//! prefix of the events: recovery is right if and only if it recovered a prefix that
+//! includes every acknowledged event, and its state digest equals the reference's.
+//! `CAIRN_CRASH_CASES` overrides the number of seeded crashes (1,000 by default).
+
+use cairn::event::{Event, Micros, Position, TreasureSpec};
+use cairn::journal::{
+    decode_snapshot, encode_record, encode_snapshot, recover, Crash, Durability, FileStorage, JournalError, Recovered,
+    Repair, SimStorage, Storage, Writer,
+};
+use cairn::rng::Rng;
+use cairn::shard::Shard;
+use cairn::simulate::{Config, Workload};
+
+/// The one segment a fresh journal writes to.
+const FIRST_SEGMENT: &str = "journal-00000000000000000001.log";
+
+fn small_config(seed: u64, auto_discover: bool) -> Config {
+    Config {
+        seed,
+        hunts: 2,
+        players_per_hunt: 12,
+        treasures_per_hunt: 8,
+        hunt_size: 1_500,
+        auto_discover,
+        ..Config::default()
+    }
+}
+
+fn fresh(storage: &SimStorage) -> Recovered {
+    recover(&mut storage.clone(), Repair::Truncate).expect("an empty disk recovers")
+}
+
+/// A reference shard that applied exactly `events`.
+fn reference(events: &[(Event, Micros)]) -> Shard {
+    let mut shard = Shard::new();
+    for (event, time) in events {
+        shard.apply(event, *time);
+    }
+    shard
+}
+
+/// A shard with its journal, logging every event journaled, in sequence order.
+struct Journaled<S: Storage> {
+    shard: Shard,
+    writer: Writer<S>,
+    events: Vec<(Event, Micros)>,
+    acknowledged: u64,
+}
+
+impl<S: Storage> Journaled<S> {
+    fn apply(&mut self, event: &Event, time: Micros) {
+        self.shard.apply(event, time);
+        if event.is_mutation() {
+            let seq = self.writer.append(event, time);
+            self.events.push((*event, time));
+            assert_eq!(seq, self.events.len() as u64);
+        }
+    }
+
+    fn commit(&mut self) {
+        self.acknowledged = self.writer.commit().expect("commit");
+    }
+
+    fn snapshot(&mut self) {
+        self.acknowledged = self.writer.snapshot(&self.shard).expect("snapshot");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (a) Seeded crashes.
+
+/// One seeded life: set-up, a random number of events with commits and snapshots at
+/// random moments, a crash; then recovery, more events, and a second crash. Returns true
+/// if and only if the first recovery cut a torn tail.
+fn crash_case(seed: u64) -> bool {
+    let mut rng = Rng::new(seed ^ 0x5EED);
+    let (durability, crash) = match seed % 3 {
+        0 => (Durability::Fsync, Crash::PowerLoss),
+        1 => (Durability::Os, Crash::Process),
+        _ => (Durability::Fsync, Crash::Process),
+    };
+    let storage = SimStorage::new();
+    let writer = Writer::open(storage.clone(), durability, &fresh(&storage)).expect("open");
+    let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
+    let mut workload = Workload::new(small_config(seed, seed % 2 == 0));
+    let mut setup = Vec::new();
+    workload.setup(|event, time| setup.push((*event, time)));
+    for (event, time) in &setup {
+        life.apply(event, *time);
+    }
+    let commit_every = rng.between(1, 25) as u64;
+    let snapshot_every = rng.between(20, 200) as u64;
+    let steps = rng.between(0, 400) as u64;
+    for step in 1..=steps {
+        let (event, time) = workload.next_event();
+        life.apply(&event, time);
+        if step % commit_every == 0 {
+            life.commit();
+        }
+        if step % snapshot_every == 0 {
+            life.snapshot();
+        }
+    }
+    if rng.percent(70) {
+        // The crash strikes inside a commit: written, but its fdatasync never returned,
+        // so nothing of it was acknowledged and a power loss may tear it.
+        for _ in 0..rng.between(1, 30) {
+            let (event, time) = workload.next_event();
+            life.apply(&event, time);
+        }
+        storage.set_sync_fails(true);
+        if let Ok(covered) = life.writer.commit() {
+            // Os mode does not sync: the write alone acknowledged the batch.
+            assert_eq!(durability, Durability::Os);
+            life.acknowledged = covered;
+        }
+    }
+    let survivor = storage.crash(crash, seed);
+    let recovered = check_recovery(&survivor, &life.events, life.acknowledged, seed);
+
+    // The recovered journal must take new records without a gap, and survive again.
+    let last_seq = recovered.last_seq;
+    let torn = recovered.truncation.is_some();
+    let writer = Writer::open(survivor.clone(), durability, &recovered).expect("reopen");
+    life.events.truncate(last_seq as usize);
+    let mut again = Journaled { shard: recovered.shard, writer, events: life.events, acknowledged: last_seq };
+    for _ in 0..rng.between(1, 50) {
+        let (event, time) = workload.next_event();
+        again.apply(&event, time);
+    }
+    again.commit();
+    let twice = survivor.crash(crash, seed.wrapping_mul(31));
+    check_recovery(&twice, &again.events, again.acknowledged, seed);
+    torn
+}
+
+/// Recovers `storage` and checks it against the journaled `events`.
+fn check_recovery(storage: &SimStorage, events: &[(Event, Micros)], acknowledged: u64, seed: u64) -> Recovered {
+    let recovered = match recover(&mut storage.clone(), Repair::Truncate) {
+        Ok(recovered) => recovered,
+        Err(error) => panic!("seed {seed}: recovery refused: {error}"),
+    };
+    assert!(recovered.last_seq >= acknowledged, "seed {seed}: lost acknowledged events");
+    assert!(recovered.last_seq <= events.len() as u64, "seed {seed}: recovered more than was journaled");
+    let expected = reference(&events[..recovered.last_seq as usize]);
+    assert_eq!(recovered.shard.digest(), expected.digest(), "seed {seed}: state differs from the prefix");
+    // A second recovery of the repaired disk changes nothing.
+    let again = recover(&mut storage.clone(), Repair::Truncate).expect("recovers twice");
+    assert_eq!(again.last_seq, recovered.last_seq);
+    assert!(again.truncation.is_none(), "seed {seed}: the torn tail was not cut");
+    recovered
+}
+
+#[test]
+fn every_acknowledged_event_survives_a_thousand_seeded_crashes() {
+    let cases: u64 = std::env::var("CAIRN_CRASH_CASES").ok().and_then(|text| text.parse().ok()).unwrap_or(1_000);
+    let torn = (0..cases).filter(|&seed| crash_case(seed)).count();
+    // The sweep must reach the interesting case, not only clean cuts.
+    assert!(cases < 100 || torn * 10 > cases as usize, "only {torn} of {cases} crashes tore a record");
+    println!("{cases} crashes, {torn} with a torn tail cut at recovery");
+}
+
+// ---------------------------------------------------------------------------------------
+// (b) Truncation at every byte offset, and a bit flip at every bit.
+
+/// A journal of `count` steady-state events after set-up, on a simulated disk, in one
+/// segment; and the events it holds.
+fn small_journal(count: usize) -> (SimStorage, Vec<(Event, Micros)>) {
+    let storage = SimStorage::new();
+    let writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
+    let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
+    let mut workload =
+        Workload::new(Config { hunts: 1, players_per_hunt: 3, treasures_per_hunt: 2, ..small_config(9, true) });
+    let mut setup = Vec::new();
+    workload.setup(|event, time| setup.push((*event, time)));
+    for (event, time) in &setup {
+        life.apply(event, *time);
+    }
+    while life.events.len() < setup.len() + count {
+        let (event, time) = workload.next_event();
+        life.apply(&event, time);
+    }
+    life.commit();
+    (storage, life.events)
+}
+
+/// The digest of a reference shard after each prefix of `events`, by prefix length.
+fn prefix_digests(events: &[(Event, Micros)]) -> Vec<u64> {
+    let mut shard = Shard::new();
+    let mut digests = vec![shard.digest()];
+    for (event, time) in events {
+        shard.apply(event, *time);
+        digests.push(shard.digest());
+    }
+    digests
+}
+
+/// Byte offsets where each record of a segment starts, and its end.
+fn record_starts(events: &[(Event, Micros)]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut starts = vec![0];
+    for (seq, (event, time)) in events.iter().enumerate() {
+        encode_record(seq as u64 + 1, *time, event, &mut out);
+        starts.push(out.len());
+    }
+    starts
+}
+
+#[test]
+fn a_cut_at_every_byte_of_the_last_records_recovers_the_whole_records_before_it() {
+    let (storage, events) = small_journal(20);
+    let bytes = storage.contents(FIRST_SEGMENT).unwrap();
+    let starts = record_starts(&events);
+    let digests = prefix_digests(&events);
+    assert_eq!(*starts.last().unwrap(), bytes.len());
+    let from = starts[starts.len() - 6];
+    for cut in from..=bytes.len() {
+        let damaged = SimStorage::new();
+        damaged.replace(FIRST_SEGMENT, bytes[..cut].to_vec());
+        let recovered = recover(&mut damaged.clone(), Repair::Truncate).expect("a torn tail recovers");
+        let whole = starts.iter().filter(|&&start| start <= cut).count() - 1;
+        assert_eq!(recovered.last_seq, whole as u64, "cut at {cut}");
+        assert_eq!(recovered.truncation.is_some(), starts[whole] != cut, "cut at {cut}");
+        assert_eq!(recovered.shard.digest(), digests[whole], "cut at {cut}");
+        assert_eq!(damaged.contents(FIRST_SEGMENT).unwrap().len(), starts[whole], "cut at {cut}: not truncated");
+    }
+}
+
+#[test]
+fn a_bit_flip_anywhere_gives_an_exact_prefix_or_a_refusal_naming_the_offset() {
+    let (storage, events) = small_journal(12);
+    let bytes = storage.contents(FIRST_SEGMENT).unwrap();
+    let starts = record_starts(&events);
+    let digests = prefix_digests(&events);
+    let last_start = starts[starts.len() - 2];
+    for bit in 0..bytes.len() * 8 {
+        let mut flipped = bytes.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        let damaged = SimStorage::new();
+        damaged.replace(FIRST_SEGMENT, flipped);
+        let record = starts.iter().filter(|&&start| start <= bit / 8).count() - 1;
+        match recover(&mut damaged.clone(), Repair::Truncate) {
+            Ok(recovered) => {
+                // Only damage to the last record can be a torn tail.
+                assert_eq!(starts[record], last_start, "bit {bit}: damage before the tail was accepted");
+                assert_eq!(recovered.last_seq, record as u64, "bit {bit}");
+                assert_eq!(recovered.shard.digest(), digests[record], "bit {bit}");
+            }
+            Err(JournalError::Corrupt { file, offset, .. }) => {
+                assert_eq!(offset, starts[record] as u64, "bit {bit}");
+                assert!(file.contains(FIRST_SEGMENT), "{file}");
+                assert_ne!(starts[record], last_start, "bit {bit}: a torn tail was refused");
+            }
+            Err(other) => panic!("bit {bit}: unexpected error {other}"),
+        }
+    }
+}
+
+#[test]
+fn a_bit_flip_anywhere_in_a_snapshot_is_refused() {
+    let (storage, events) = small_journal(10);
+    let recovered = recover(&mut storage.clone(), Repair::ReadOnly).unwrap();
+    let bytes = encode_snapshot(&recovered.shard, events.len() as u64);
+    let (seq, rebuilt) = decode_snapshot(&bytes).expect("a clean snapshot decodes");
+    assert_eq!(seq, events.len() as u64);
+    assert_eq!(rebuilt.digest(), recovered.shard.digest());
+    for bit in 0..bytes.len() * 8 {
+        let mut flipped = bytes.clone();
+        flipped[bit / 8] ^= 1 << (bit % 8);
+        assert!(decode_snapshot(&flipped).is_err(), "bit {bit} went unnoticed");
+    }
+    for cut in 0..bytes.len() {
+        assert!(decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut} went unnoticed");
+    }
+}
+
+#[test]
+fn an_unusable_newest_snapshot_refuses_rather_than_forgetting_its_events() {
+    let storage = SimStorage::new();
+    let writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
+    let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
+    let mut workload = Workload::new(small_config(4, false));
+    let mut setup = Vec::new();
+    workload.setup(|event, time| setup.push((*event, time)));
+    for (event, time) in &setup {
+        life.apply(event, *time);
+    }
+    let seq = life.writer.snapshot(&life.shard).unwrap();
+    let name = format!("snapshot-{seq:020}.snap");
+    let mut bytes = storage.contents(&name).unwrap();
+    bytes[100] ^= 1;
+    storage.replace(&name, bytes);
+    match recover(&mut storage.clone(), Repair::Truncate) {
+        Err(JournalError::Missing(message)) => assert!(message.contains(&name), "{message}"),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("recovered without the events of the damaged snapshot"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// (c) Snapshot equivalence.
+
+#[test]
+fn a_snapshot_plus_its_tail_equals_replaying_everything_and_keeps_behaving_the_same() {
+    for auto_discover in [false, true] {
+        let storage = SimStorage::new();
+        let writer = Writer::open(storage.clone(), Durability::Os, &fresh(&storage)).unwrap();
+        let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
+        let mut workload = Workload::new(Config { treasures_per_hunt: 30, ..small_config(77, auto_discover) });
+        let mut setup = Vec::new();
+        workload.setup(|event, time| setup.push((*event, time)));
+        for (event, time) in &setup {
+            life.apply(event, *time);
+        }
+        for step in 0..6_000u32 {
+            let (event, time) = workload.next_event();
+            life.apply(&event, time);
+            // Removals and placements reuse treasure handles; an end exercises the phase.
+            if step % 500 == 250 {
+                let hunt = 1 + step % 2;
+                life.apply(&Event::RemoveTreasure { hunt, treasure: step % 30 }, time);
+                let position = Position::new((step % 1_400) as i32, (step % 900) as i32);
+                let treasure =
+                    TreasureSpec { id: 1_000 + step, position, radius: 300, value: 7, capacity: 3, hint_radius: 0 };
+                life.apply(&Event::PlaceTreasure { hunt, treasure }, time);
+            }
+            if step == 5_000 {
+                life.apply(&Event::EndHunt { hunt: 2 }, time);
+            }
+            if step % 37 == 0 {
+                life.commit();
+            }
+            if step % 1_100 == 1_099 {
+                life.snapshot();
+            }
+        }
+        life.commit();
+        let mut recovered = recover(&mut storage.clone(), Repair::Truncate).unwrap();
+        assert!(recovered.snapshot_seq > 0);
+        assert!(recovered.replayed > 0);
+        assert_eq!(recovered.last_seq, life.events.len() as u64);
+        let mut everything = reference(&life.events);
+        assert_eq!(recovered.shard.digest(), everything.digest());
+        // The rebuilt grids, leaderboards and free lists answer later events identically.
+        for _ in 0..3_000 {
+            let (event, time) = workload.next_event();
+            let expected = format!("{:?}", everything.apply(&event, time));
+            assert_eq!(format!("{:?}", recovered.shard.apply(&event, time)), expected, "{event:?}");
+        }
+        assert_eq!(recovered.shard.digest(), everything.digest());
+        // Old snapshots and covered segments were deleted: one snapshot, one or two segments.
+        let names = storage.clone().list().unwrap();
+        assert_eq!(names.iter().filter(|name| name.starts_with("snapshot-")).count(), 1, "{names:?}");
+        assert!(names.iter().filter(|name| name.starts_with("journal-")).count() <= 2, "{names:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Group commit, a full disk and a failed fsync.
+
+#[test]
+fn a_commit_is_one_write_and_one_fdatasync_whatever_it_covers() {
+    let (storage, _) = small_journal(0);
+    let writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage));
+    let mut writer = writer.unwrap();
+    let before = storage.counters();
+    for seq in 0..500 {
+        writer.append(&Event::AdjustScore { hunt: 1, player: 0, seq: 100 + seq, delta: 1 }, 5);
+    }
+    writer.commit().unwrap();
+    let after = storage.counters();
+    assert_eq!(after.appends - before.appends, 1);
+    assert_eq!(after.syncs - before.syncs, 1);
+    // Os mode writes without syncing.
+    let recovered = fresh(&storage);
+    let mut writer = Writer::open(storage.clone(), Durability::Os, &recovered).unwrap();
+    writer.append(&Event::EndHunt { hunt: 1 }, 6);
+    writer.commit().unwrap();
+    assert_eq!(storage.counters().syncs, after.syncs);
+}
+
+#[test]
+fn a_full_disk_keeps_records_pending_and_acknowledges_nothing_unwritten() {
+    let (storage, events) = small_journal(5);
+    let size = storage.contents(FIRST_SEGMENT).unwrap().len();
+    let mut writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
+    let covered = writer.covered_seq();
+    storage.set_capacity(Some(size as u64 + 30));
+    writer.append(&Event::EndHunt { hunt: 1 }, 10);
+    writer.append(&Event::EndHunt { hunt: 1 }, 11);
+    let error = writer.commit().unwrap_err();
+    assert!(matches!(error, JournalError::DiskFull { .. }), "{error}");
+    assert!(error.to_string().contains("disk full"));
+    assert_eq!(writer.covered_seq(), covered);
+    assert_eq!(storage.contents(FIRST_SEGMENT).unwrap().len(), size, "a partial write was left behind");
+    // Space comes back: the same records are written, once, and covered.
+    storage.set_capacity(None);
+    assert_eq!(writer.commit().unwrap(), covered + 2);
+    let recovered = recover(&mut storage.clone(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.last_seq, events.len() as u64 + 2);
+}
+
+#[test]
+fn a_failed_fdatasync_stops_the_journal_for_good() {
+    let (storage, _) = small_journal(2);
+    let mut writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
+    storage.set_sync_fails(true);
+    writer.append(&Event::EndHunt { hunt: 1 }, 10);
+    let error = writer.commit().unwrap_err();
+    assert!(matches!(error, JournalError::SyncFailed { .. }), "{error}");
+    assert!(error.to_string().contains("never") || error.to_string().contains("cannot be retried"), "{error}");
+    storage.set_sync_fails(false);
+    let syncs = storage.counters().syncs;
+    writer.append(&Event::EndHunt { hunt: 1 }, 11);
+    let again = writer.commit().unwrap_err();
+    assert!(matches!(again, JournalError::Stopped(_)), "{again}");
+    assert_eq!(storage.counters().syncs, syncs, "a failed fdatasync was retried");
+}
+
+// ---------------------------------------------------------------------------------------
+// Real files, and the operator commands' library side.
+
+#[test]
+fn real_files_recover_verify_and_dump() {
+    let dir = std::env::temp_dir().join(format!("cairn-durability-{}-real", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let storage = FileStorage::open(&dir).unwrap();
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    let writer = Writer::open(storage, Durability::Fsync, &recovered).unwrap();
+    let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
+    let mut workload = Workload::new(small_config(3, true));
+    let mut setup = Vec::new();
+    workload.setup(|event, time| setup.push((*event, time)));
+    for (event, time) in &setup {
+        life.apply(event, *time);
+    }
+    life.snapshot();
+    for _ in 0..300 {
+        let (event, time) = workload.next_event();
+        life.apply(&event, time);
+    }
+    life.commit();
+    let digest = life.shard.digest();
+    drop(life.writer);
+    // A torn tail: half a record of garbage at the end of the live segment.
+    let segment = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes.extend_from_slice(&[45, 0, 0, 0, 1, 2, 3]);
+    std::fs::write(&segment, &bytes).unwrap();
+
+    let report = cairn::journal::verify(&dir).unwrap();
+    assert_eq!(report.digest, digest);
+    assert!(report.truncation.is_some());
+    assert!(report.to_string().contains("torn tail"), "{report}");
+    let mut dumped = Vec::new();
+    let count = cairn::journal::dump(&dir, 0, &mut dumped).unwrap();
+    // The snapshot after set-up replaced the set-up's segment: what is left is the rest.
+    assert_eq!(count, (life.events.len() - setup.len()) as u64);
+    let text = String::from_utf8(dumped).unwrap();
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .trim_start()
+        .starts_with(&format!("{}", life.events.len() as u64 - count + 1)));
+
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.shard.digest(), digest);
+    assert_eq!(recovered.truncation.as_ref().unwrap().dropped_bytes, 7);
+    assert_eq!(std::fs::read(&segment).unwrap().len(), bytes.len() - 7);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
