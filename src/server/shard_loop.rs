@@ -288,8 +288,10 @@ impl ShardLoop {
         self.drain_replies();
         self.drain_requests();
         self.decode_ready();
-        self.record_local_latency();
+        // Local latency includes the commit, as a remote reply's does (its owner
+        // committed before pushing it).
         self.commit()?;
+        self.record_local_latency();
         self.flush_dirty();
         for (target, wake) in self.wake.iter_mut().enumerate() {
             if std::mem::take(wake) {
