@@ -873,3 +873,39 @@ fn durability_flags_that_contradict_are_refused_with_the_reason() {
     assert!(run(&["--durability", "none", "--data-dir", "/nonexistent/cairn"]).contains("keeps no journal"));
     assert!(run(&["--durability", "always"]).contains("none, os or fsync"));
 }
+
+#[test]
+fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
+    use cairn::server::{Config as ServerConfig, Server};
+    let dir = process::temporary_dir("interval");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        durability: Durability::Os,
+        data_dir: Some(dir.clone()),
+        snapshot_interval_events: 25,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config.clone()).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::set_up(&mut client);
+    process::place_treasures(&mut client, 0);
+    let snapshots = |shard: usize| {
+        std::fs::read_dir(dir.join(format!("shard-{shard}")))
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().ends_with(".snap"))
+            .count()
+    };
+    // Taken while serving, not only at the stop; the previous ones are removed.
+    assert_eq!((snapshots(0), snapshots(1)), (1, 1));
+    let before = process::visible_state(&mut client, 1);
+    drop(client);
+    // The graceful stop snapshots once more, and the restart starts from it.
+    server.shutdown().unwrap();
+    let server = Server::start(config).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    assert_eq!(process::visible_state(&mut client, 1), before);
+    drop(client);
+    server.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
