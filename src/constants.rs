@@ -269,6 +269,10 @@ pub const POLL_EVENTS_MAX: usize = 1_024;
 /// microseconds (100 ms).
 pub const STATS_SNAPSHOT_INTERVAL_US: u64 = 100_000;
 
+/// How often a shard retries its journal commit while the disk is full, in
+/// microseconds (10 ms), even when no event arrives.
+pub const DISK_FULL_RETRY_INTERVAL_US: u64 = 10_000;
+
 /// Longest time a graceful shutdown waits for peers to read their replies, in
 /// microseconds (5 s).
 pub const SHUTDOWN_DRAIN_US: u64 = 5 * MICROS_PER_SECOND;

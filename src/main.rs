@@ -6,6 +6,7 @@
 //! and reports its speed, its allocations per event and the final leaderboard.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -18,10 +19,11 @@ use clap::{Parser, Subcommand};
 use cairn::alloc;
 use cairn::client::Client;
 use cairn::constants::{
-    CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SUBSCRIBER_BUFFER_BYTES_MAX,
-    SUBSCRIBER_BUFFER_BYTES_SOFT,
+    CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS,
+    SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
 };
 use cairn::event::Event;
+use cairn::journal::Durability;
 use cairn::outcome::Outcome;
 use cairn::server;
 use cairn::shard::Shard;
@@ -90,6 +92,33 @@ struct ServeArgs {
     /// Pin each shard thread to a core.
     #[arg(long)]
     pin: bool,
+    /// What a reply to a mutating event promises: none (memory only), os (written to the
+    /// journal: survives a crash of the process), fsync (fdatasync'ed: survives a power
+    /// loss). Default: none, or fsync when --data-dir is given.
+    #[arg(long)]
+    durability: Option<Durability>,
+    /// Directory for the journals and snapshots (one subdirectory per shard).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Journaled events between two snapshots of a shard.
+    #[arg(long, default_value_t = SNAPSHOT_INTERVAL_EVENTS, value_parser = clap::value_parser!(u64).range(1..))]
+    snapshot_interval_events: u64,
+}
+
+impl ServeArgs {
+    /// The durability and data directory the flags ask for, or why they contradict.
+    fn durability(&self) -> anyhow::Result<(Durability, Option<PathBuf>)> {
+        match (self.durability, &self.data_dir) {
+            (None, None) => Ok((Durability::None, None)),
+            (None, Some(dir)) => Ok((Durability::Fsync, Some(dir.clone()))),
+            (Some(Durability::None), None) => Ok((Durability::None, None)),
+            (Some(Durability::None), Some(_)) => {
+                anyhow::bail!("--durability none keeps no journal: drop --data-dir, or choose os or fsync")
+            }
+            (Some(mode), None) => anyhow::bail!("--durability {mode} needs --data-dir DIR to keep its journal in"),
+            (Some(mode), Some(dir)) => Ok((mode, Some(dir.clone()))),
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -149,7 +178,11 @@ fn main() -> ExitCode {
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let (durability, data_dir) = args.durability()?;
     let mut config = server::Config {
+        durability,
+        data_dir,
+        snapshot_interval_events: args.snapshot_interval_events,
         listen: args.listen,
         connections_per_shard_max: args.connections_per_shard,
         subscriber_buffer_bytes_soft: args.subscriber_buffer_soft,
@@ -169,6 +202,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             handle.shutdown();
         }
     });
+    if let Some(dir) = &config.data_dir {
+        eprintln!("cairn: durability {} in {}", config.durability, dir.display());
+    }
     println!("cairn listening on {} with {} shards", server.local_addr(), config.shards);
     server.wait().context("a shard failed")?;
     Ok(())

@@ -479,3 +479,433 @@ fn real_files_recover_verify_and_dump() {
     assert_eq!(std::fs::read(&segment).unwrap().len(), bytes.len() - 7);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+// ---------------------------------------------------------------------------------------
+// The real server process: kill -9 and SIGTERM, then restart on the same data directory.
+
+mod process {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Read};
+    use std::net::SocketAddr;
+    use std::path::{Path, PathBuf};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{mpsc, Arc, Mutex};
+    use std::thread;
+    use std::time::{Duration, Instant};
+
+    use cairn::client::{Client, ClientError, Options};
+    use cairn::event::{Coordinates, HuntId, HuntOptions, HuntSpec, Micros, PlayerId, Position, TreasureSpec};
+    use cairn::rng::Rng;
+    use cairn::shard::shard_for;
+
+    /// How long any single wait may take before the test fails.
+    const WAIT: Duration = Duration::from_secs(20);
+    const SHARDS: usize = 2;
+    /// Where every player joins.
+    const SPOT: Position = Position { x: 500, y: 500 };
+
+    /// A running `cairn serve`, with what it printed to stderr so far.
+    pub struct Process {
+        child: Child,
+        pub address: SocketAddr,
+        stderr: Arc<Mutex<String>>,
+    }
+
+    impl Process {
+        /// Starts `cairn serve` on `dir` and waits for its ready line.
+        pub fn start(dir: &Path, durability: &str) -> Process {
+            let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+                .args(["serve", "--durability", durability, "--listen", "127.0.0.1:0"])
+                .args(["--shards", &SHARDS.to_string(), "--data-dir"])
+                .arg(dir)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("the binary starts");
+            let stderr = Arc::new(Mutex::new(String::new()));
+            let mut pipe = child.stderr.take().unwrap();
+            let collected = Arc::clone(&stderr);
+            thread::spawn(move || {
+                let mut buffer = [0; 4096];
+                while let Ok(size @ 1..) = pipe.read(&mut buffer) {
+                    collected.lock().unwrap().push_str(&String::from_utf8_lossy(&buffer[..size]));
+                }
+            });
+            let stdout = child.stdout.take().unwrap();
+            let (lines, ready) = mpsc::channel();
+            thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if lines.send(line).is_err() {
+                        break;
+                    }
+                }
+            });
+            let Ok(line) = ready.recv_timeout(WAIT) else {
+                child.kill().ok();
+                child.wait().ok();
+                thread::sleep(Duration::from_millis(50));
+                panic!("no ready line from the server; stderr: {}", stderr.lock().unwrap());
+            };
+            let address = line
+                .strip_prefix("cairn listening on ")
+                .and_then(|rest| rest.strip_suffix(&format!(" with {SHARDS} shards")))
+                .and_then(|address| address.parse().ok())
+                .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
+            Process { child, address, stderr }
+        }
+
+        pub fn connect(&self) -> Client {
+            let options = Options { timeout: WAIT, name: "tests/durability.rs".to_owned() };
+            Client::connect_with(self.address, &options).expect("the client connects")
+        }
+
+        pub fn stderr(&self) -> String {
+            self.stderr.lock().unwrap().clone()
+        }
+
+        /// SIGKILL: the process gets no chance to do anything.
+        pub fn kill(mut self) {
+            self.child.kill().expect("SIGKILL is delivered");
+            self.child.wait().expect("the killed server is reaped");
+        }
+
+        /// SIGTERM, then waits for a clean exit.
+        pub fn terminate(mut self) {
+            let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+            assert!(status.success());
+            let deadline = Instant::now() + WAIT;
+            let status = loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    break status;
+                }
+                if Instant::now() > deadline {
+                    self.child.kill().ok();
+                    panic!("the server did not exit within {WAIT:?} of SIGTERM: {}", self.stderr());
+                }
+                thread::sleep(Duration::from_millis(10));
+            };
+            assert!(status.success(), "exit status {status}; stderr: {}", self.stderr());
+        }
+    }
+
+    pub fn temporary_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cairn-durability-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    /// One hunt owned by each shard.
+    pub fn hunts() -> Vec<HuntId> {
+        (0..SHARDS).map(|shard| (1..).find(|&hunt| shard_for(hunt, SHARDS) == shard).unwrap()).collect()
+    }
+
+    fn spec() -> HuntSpec {
+        HuntSpec {
+            coordinates: Coordinates::Planar,
+            min: Position::new(0, 0),
+            max: Position::new(1_000, 1_000),
+            start: 0,
+            end: Micros::MAX,
+            options: HuntOptions::default(),
+        }
+    }
+
+    fn treasure(id: u32, capacity: u32) -> TreasureSpec {
+        TreasureSpec { id, position: spot_of(id), radius: 2, value: 10 + id % 7, capacity, hint_radius: 0 }
+    }
+
+    /// Where treasure `id` lies (apart, so no grid cell gets crowded).
+    pub fn spot_of(id: u32) -> Position {
+        Position::new(10 + (id % 90) as i32 * 10, 10 + (id / 90) as i32 * 10)
+    }
+
+    /// An acknowledged award: hunt, treasure, player, claim index, points.
+    #[derive(Clone, Copy, Debug)]
+    pub struct Award {
+        hunt: HuntId,
+        treasure: u32,
+        player: PlayerId,
+        index: u32,
+        points: u32,
+    }
+
+    pub const DIGGERS: u32 = 4;
+    pub const PLAYERS_PER_DIGGER: u32 = 6;
+    pub const TREASURES_PER_LIFE: u32 = 50;
+    pub const CAPACITY: u32 = 5;
+
+    /// Creates the hunts and joins the players (the first life only).
+    pub fn set_up(client: &mut Client) {
+        for hunt in hunts() {
+            client.create_hunt(hunt, &spec()).unwrap();
+            for player in 0..DIGGERS * PLAYERS_PER_DIGGER {
+                client.join(hunt, player, 1, SPOT).unwrap();
+            }
+        }
+    }
+
+    /// Places this life's treasures: small capacities, so several diggers race for each.
+    pub fn place_treasures(client: &mut Client, life: u32) {
+        for hunt in hunts() {
+            for offset in 0..TREASURES_PER_LIFE {
+                client.place_treasure(hunt, &treasure(life * TREASURES_PER_LIFE + offset, CAPACITY)).unwrap();
+            }
+        }
+    }
+
+    /// Digs this life's treasures from several connections until the server goes away;
+    /// returns every acknowledged award. The server is killed after `delay`.
+    pub fn dig_until_killed(process: Process, life: u32, delay: Duration, seed: u64) -> Vec<Award> {
+        let diggers: Vec<_> = (0..DIGGERS)
+            .map(|digger| {
+                let mut client = process.connect();
+                let mut rng = Rng::new(seed ^ digger as u64);
+                thread::spawn(move || {
+                    let mut awards = Vec::new();
+                    // A fresh range of sequence numbers per life: the server may have
+                    // applied digs whose replies never arrived.
+                    let mut seq: u32 = (life + 1) << 20;
+                    loop {
+                        let player = digger * PLAYERS_PER_DIGGER + rng.below(PLAYERS_PER_DIGGER as u64) as u32;
+                        let hunt = hunts()[rng.below(SHARDS as u64) as usize];
+                        let treasure = life * TREASURES_PER_LIFE + rng.below(TREASURES_PER_LIFE as u64) as u32;
+                        seq += 1;
+                        match client.dig(hunt, player, seq, treasure, spot_of(treasure)) {
+                            Ok(claim) => {
+                                let points = claim.points;
+                                awards.push(Award { hunt, treasure, player, index: claim.index, points });
+                            }
+                            // Exhausted, or already claimed by this player: the race goes on.
+                            Err(ClientError::Rejected { .. }) => {}
+                            // The server was killed.
+                            Err(_) => return awards,
+                        }
+                    }
+                })
+            })
+            .collect();
+        thread::sleep(delay);
+        process.kill();
+        diggers.into_iter().flat_map(|digger| digger.join().expect("no digger panics")).collect()
+    }
+
+    /// Checks that every logged award survived and no treasure exceeds its capacity.
+    pub fn check_awards(client: &mut Client, awards: &[Award], lives: u32, context: &str) {
+        let mut per_treasure: HashMap<(HuntId, u32), Vec<u32>> = HashMap::new();
+        let mut per_player: HashMap<(HuntId, PlayerId), (u32, i64)> = HashMap::new();
+        for award in awards {
+            per_treasure.entry((award.hunt, award.treasure)).or_default().push(award.index);
+            let entry = per_player.entry((award.hunt, award.player)).or_default();
+            entry.0 += 1;
+            entry.1 += award.points as i64;
+        }
+        for hunt in hunts() {
+            for treasure in 0..lives * TREASURES_PER_LIFE {
+                let info = client.treasure_info(hunt, treasure).unwrap();
+                assert!(info.claimed <= info.capacity, "{context}: treasure {treasure} of hunt {hunt}: {info:?}");
+                let mut indices = per_treasure.remove(&(hunt, treasure)).unwrap_or_default();
+                indices.sort_unstable();
+                let before = indices.len();
+                indices.dedup();
+                assert_eq!(indices.len(), before, "{context}: a claim index was awarded twice");
+                if let Some(&highest) = indices.last() {
+                    assert!(
+                        info.claimed >= highest,
+                        "{context}: treasure {treasure} of hunt {hunt} has {} claims but claim {highest} was \
+                         acknowledged",
+                        info.claimed
+                    );
+                }
+            }
+            for player in 0..DIGGERS * PLAYERS_PER_DIGGER {
+                let (claims, points) = per_player.remove(&(hunt, player)).unwrap_or_default();
+                let standing = client.rank(hunt, player).unwrap();
+                assert!(
+                    standing.claims >= claims && standing.score >= points,
+                    "{context}: player {player} of hunt {hunt} was acknowledged {claims} claims worth {points} \
+                     points but stands at {standing:?}"
+                );
+            }
+        }
+    }
+
+    /// Top lists and every treasure's state: what a client can see of the state.
+    pub fn visible_state(client: &mut Client, lives: u32) -> Vec<String> {
+        let mut state = Vec::new();
+        for hunt in hunts() {
+            state.push(format!("{:?}", client.top(hunt, 1_000).unwrap()));
+            for treasure in 0..lives * TREASURES_PER_LIFE {
+                state.push(format!("{:?}", client.treasure_info(hunt, treasure).unwrap()));
+            }
+        }
+        state
+    }
+}
+
+/// Lives of the kill -9 test.
+const KILLED_LIVES: u32 = 20;
+
+#[test]
+fn every_acknowledged_award_survives_kill_9_of_the_server() {
+    use process::*;
+    let started = std::time::Instant::now();
+    let dir = temporary_dir("kill9");
+    let mut rng = Rng::new(0x6B11_1009);
+    let mut awards = Vec::new();
+    for life in 0..KILLED_LIVES {
+        let server = Process::start(&dir, "fsync");
+        let mut client = server.connect();
+        if life == 0 {
+            set_up(&mut client);
+        } else {
+            check_awards(&mut client, &awards, life, &format!("after kill {life}"));
+        }
+        place_treasures(&mut client, life);
+        drop(client);
+        let delay = std::time::Duration::from_millis(5 + rng.below(100));
+        let logged = dig_until_killed(server, life, delay, rng.next_u64());
+        awards.extend(logged);
+    }
+    let server = Process::start(&dir, "fsync");
+    let mut client = server.connect();
+    check_awards(&mut client, &awards, KILLED_LIVES, "after the last kill");
+    assert!(awards.len() > KILLED_LIVES as usize, "only {} awards were acknowledged in all", awards.len());
+    drop(client);
+    server.terminate();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(60), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_graceful_restart_keeps_the_visible_state_and_leaves_a_snapshot() {
+    use process::*;
+    for durability in ["os", "fsync"] {
+        let dir = temporary_dir(&format!("graceful-{durability}"));
+        let server = Process::start(&dir, durability);
+        let mut client = server.connect();
+        set_up(&mut client);
+        place_treasures(&mut client, 0);
+        let mut seq = 100;
+        for player in 0..DIGGERS * PLAYERS_PER_DIGGER {
+            for hunt in hunts() {
+                seq += 1;
+                // Some digs find the treasure exhausted; the state is what counts.
+                let treasure = player % TREASURES_PER_LIFE;
+                let _ = client.dig(hunt, player, seq, treasure, spot_of(treasure));
+            }
+        }
+        let before = visible_state(&mut client, 1);
+        drop(client);
+        server.terminate();
+        for shard in 0..2 {
+            let names: Vec<String> = std::fs::read_dir(dir.join(format!("shard-{shard}")))
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert!(names.iter().any(|name| name.ends_with(".snap")), "no snapshot at shutdown: {names:?}");
+        }
+        let server = Process::start(&dir, durability);
+        let mut client = server.connect();
+        assert_eq!(visible_state(&mut client, 1), before, "durability {durability}");
+        drop(client);
+        server.terminate();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+#[test]
+fn a_restart_with_another_shard_count_or_a_damaged_journal_is_refused_with_the_reason() {
+    let dir = process::temporary_dir("refused");
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let run = |shards: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--shards", shards, "--data-dir"])
+            .arg(&dir)
+            .output()
+            .unwrap()
+    };
+    let output = run("3");
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("2 shards") && message.contains("--shards 2"), "{message}");
+    // Damage in the middle of a journal: a bit flipped in the first record of a segment
+    // that valid records follow. The graceful stop snapshotted the set-up, so the
+    // records come from a life after it.
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::place_treasures(&mut client, 0);
+    drop(client);
+    server.kill();
+    let segment = std::fs::read_dir(dir.join("shard-0"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "log"))
+        .max()
+        .unwrap();
+    let mut bytes = std::fs::read(&segment).unwrap();
+    assert!(bytes.len() > 100, "the segment holds several records");
+    bytes[30] ^= 0x10;
+    std::fs::write(&segment, &bytes).unwrap();
+    let output = run("2");
+    assert!(!output.status.success());
+    let message = String::from_utf8_lossy(&output.stderr);
+    assert!(message.contains("byte offset 0") && message.contains(&segment.display().to_string()), "{message}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn durability_flags_that_contradict_are_refused_with_the_reason() {
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{args:?} was accepted");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    assert!(run(&["--durability", "fsync"]).contains("needs --data-dir"));
+    assert!(run(&["--durability", "os"]).contains("needs --data-dir"));
+    assert!(run(&["--durability", "none", "--data-dir", "/nonexistent/cairn"]).contains("keeps no journal"));
+    assert!(run(&["--durability", "always"]).contains("none, os or fsync"));
+}
+
+#[test]
+fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
+    use cairn::server::{Config as ServerConfig, Server};
+    let dir = process::temporary_dir("interval");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        durability: Durability::Os,
+        data_dir: Some(dir.clone()),
+        snapshot_interval_events: 25,
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config.clone()).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::set_up(&mut client);
+    process::place_treasures(&mut client, 0);
+    let snapshots = |shard: usize| {
+        std::fs::read_dir(dir.join(format!("shard-{shard}")))
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().file_name().to_string_lossy().ends_with(".snap"))
+            .count()
+    };
+    // Taken while serving, not only at the stop; the previous ones are removed.
+    assert_eq!((snapshots(0), snapshots(1)), (1, 1));
+    let before = process::visible_state(&mut client, 1);
+    drop(client);
+    // The graceful stop snapshots once more, and the restart starts from it.
+    server.shutdown().unwrap();
+    let server = Server::start(config).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    assert_eq!(process::visible_state(&mut client, 1), before);
+    drop(client);
+    server.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use cairn::client::{Answer, Client, ClientError, Options};
 use cairn::constants::FRAME_SIZE_MAX;
 use cairn::event::{Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PointsRule, Position, TreasureSpec};
+use cairn::journal::Durability;
 use cairn::outcome::{NoticeKind, Rejection, Topic};
 use cairn::protocol::{
     decode_response, encode_outcome, encode_request, next_frame, reply_wanted, ErrorCode, PushBody, ReplyBody, Request,
@@ -794,9 +795,22 @@ fn send_workload(client: &mut Client, workload: &mut cairn::simulate::Workload, 
 
 #[test]
 fn the_network_path_allocates_nothing_per_event() {
+    check_no_allocations_per_event(Config { shards: 2, ..Config::default() });
+}
+
+#[test]
+fn the_network_path_allocates_nothing_per_event_with_the_journal_on() {
+    let dir = std::env::temp_dir().join(format!("cairn-server-{}-journal-allocations", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let config = Config { shards: 2, durability: Durability::Os, data_dir: Some(dir.clone()), ..Config::default() };
+    check_no_allocations_per_event(config);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn check_no_allocations_per_event(config: Config) {
     use cairn::simulate::{Config as WorkloadConfig, Workload};
     const EVENTS: usize = 200_000;
-    let server = start_with_shards(2);
+    let server = start(config);
     let mut client = connect(&server);
     let config =
         WorkloadConfig { hunts: 8, players_per_hunt: 500, treasures_per_hunt: 100, ..WorkloadConfig::default() };

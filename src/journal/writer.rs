@@ -18,7 +18,7 @@
 //! snapshot at sequence `s` always finds the records up to `s` in older segments than the
 //! one it starts, and can delete them whole.
 
-use crate::constants::{JOURNAL_COMMIT_BUFFER_SIZE, JOURNAL_SEGMENT_SIZE_MAX};
+use crate::constants::{JOURNAL_COMMIT_BUFFER_SIZE, JOURNAL_RECORD_SIZE_MAX, JOURNAL_SEGMENT_SIZE_MAX};
 use crate::event::{Event, Micros};
 use crate::shard::Shard;
 
@@ -89,6 +89,18 @@ impl<S: Storage> Writer<S> {
     /// Returns true if and only if records are waiting for a commit.
     pub fn has_pending(&self) -> bool {
         !self.buffer.is_empty()
+    }
+
+    /// Returns true if and only if one more record of any size fits in the commit buffer
+    /// without growing it: the server stops taking mutations for the rest of a turn when
+    /// it does not, so appending never allocates.
+    pub fn has_room(&self) -> bool {
+        self.buffer.len() + JOURNAL_RECORD_SIZE_MAX <= self.buffer.capacity()
+    }
+
+    /// The sequence number the last snapshot covers (0: none yet).
+    pub fn snapshot_seq(&self) -> u64 {
+        self.snapshot_seq
     }
 
     /// The highest sequence number covered by a successful commit.

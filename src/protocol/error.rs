@@ -38,11 +38,14 @@ pub enum ErrorCode {
     ShuttingDown = 10,
     /// GOODBYE reason: the connection's outgoing buffer stayed full; it reads too slowly.
     SlowConsumer = 11,
+    /// The server's disk is full: the mutating event was refused (not applied, not
+    /// journaled); queries are still answered. Retry once space is freed.
+    DiskFull = 12,
 }
 
 impl ErrorCode {
     /// Number of codes.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
 
     /// Every code, in numeric order.
     pub const ALL: [ErrorCode; ErrorCode::COUNT] = [
@@ -57,6 +60,7 @@ impl ErrorCode {
         ErrorCode::UnexpectedHello,
         ErrorCode::ShuttingDown,
         ErrorCode::SlowConsumer,
+        ErrorCode::DiskFull,
     ];
 
     /// The code as sent on the wire.
@@ -88,7 +92,8 @@ impl ErrorCode {
             ErrorCode::ReservedBits
             | ErrorCode::ServerBusy
             | ErrorCode::TooManySubscriptions
-            | ErrorCode::UnexpectedHello => false,
+            | ErrorCode::UnexpectedHello
+            | ErrorCode::DiskFull => false,
         }
     }
 
@@ -106,6 +111,7 @@ impl ErrorCode {
             ErrorCode::UnexpectedHello => "unexpected_hello",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::SlowConsumer => "slow_consumer",
+            ErrorCode::DiskFull => "disk_full",
         }
     }
 
@@ -123,6 +129,7 @@ impl ErrorCode {
             ErrorCode::UnexpectedHello => "HELLO was already exchanged on this connection",
             ErrorCode::ShuttingDown => "the server is shutting down",
             ErrorCode::SlowConsumer => "the connection reads too slowly; its outgoing buffer stayed full",
+            ErrorCode::DiskFull => "the server's disk is full: mutating events are refused until space is freed",
         }
     }
 }

@@ -7,6 +7,11 @@
 //! errors), is written with one `write` per turn when possible, and is compacted on frame
 //! boundaries so it keeps its steady-state size. Because it holds whole frames, the shard
 //! can cut everything not yet started when it must say GOODBYE to a slow reader.
+//!
+//! With durability on, output can be held: [`Connection::hold`] marks where the replies
+//! to events not yet covered by the journal begin, and `flush` writes only up to that
+//! mark until [`Connection::release`]. Normally the shard commits before it flushes and
+//! releases every hold each turn; holds only outlive a turn while the disk is full.
 
 use std::io::{self, Read, Write};
 
@@ -54,6 +59,8 @@ pub struct Connection {
     read_end: usize,
     output: Vec<u8>,
     output_sent: usize,
+    /// Output from this offset on waits for a journal commit (see the module doc).
+    hold_from: Option<usize>,
     /// HELLO was exchanged.
     pub greeted: bool,
     /// The socket may have more bytes: no read has returned `WouldBlock` since the last
@@ -88,6 +95,7 @@ impl Connection {
             read_end: 0,
             output: Vec::with_capacity(OUTPUT_BUFFER_SIZE_INITIAL),
             output_sent: 0,
+            hold_from: None,
             greeted: false,
             readable: true,
             peer_closed: false,
@@ -173,18 +181,34 @@ impl Connection {
         &mut self.output
     }
 
+    /// Holds the output appended from now on until [`Connection::release`]. Returns true
+    /// if and only if the connection was not held already (the caller lists it then).
+    pub fn hold(&mut self) -> bool {
+        if self.hold_from.is_some() {
+            return false;
+        }
+        self.hold_from = Some(self.output.len());
+        true
+    }
+
+    /// Lets all output be written: the journal covers what it answers.
+    pub fn release(&mut self) {
+        self.hold_from = None;
+    }
+
     /// Bytes queued and not yet written.
     pub fn pending_output(&self) -> usize {
         self.output.len() - self.output_sent
     }
 
-    /// Writes queued output until done or the socket would block. Returns the number of
-    /// `write` calls made.
+    /// Writes queued output, up to a hold if there is one, until done or the socket would
+    /// block. Returns the number of `write` calls made.
     pub fn flush(&mut self) -> io::Result<u64> {
         let mut writes = 0;
-        while self.output_sent < self.output.len() {
+        let limit = self.hold_from.unwrap_or(self.output.len());
+        while self.output_sent < limit {
             writes += 1;
-            match self.stream.write(&self.output[self.output_sent..]) {
+            match self.stream.write(&self.output[self.output_sent..limit]) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                 Ok(size) => self.output_sent += size,
                 // The socket buffer is full: a writable event will come when it drains.
@@ -197,6 +221,8 @@ impl Connection {
         if self.output_sent == self.output.len() {
             self.output.clear();
             self.output_sent = 0;
+            // A hold can only sit at the end here; it now holds from the start.
+            self.hold_from = self.hold_from.map(|_| 0);
         } else if self.output_sent > self.output.capacity() / 2 {
             self.compact();
         }
@@ -208,15 +234,22 @@ impl Connection {
         let boundary = self.frame_boundary_at_or_before(self.output_sent);
         self.output.drain(..boundary);
         self.output_sent -= boundary;
+        // Held bytes are never sent, so a hold is never before the written frames.
+        self.hold_from = self.hold_from.map(|hold| hold - boundary);
     }
 
     /// Drops every frame not yet started, keeping the one partly written: what a GOODBYE
-    /// may follow so that it arrives next.
+    /// may follow so that it arrives next. Held frames are among the dropped ones (none
+    /// of them was started), so the GOODBYE is not held.
     pub fn cut_unstarted(&mut self) {
         let mut boundary = self.frame_boundary_at_or_before(self.output_sent);
         if boundary < self.output_sent {
             boundary += frame_length(&self.output[boundary..]);
         }
+        if let Some(hold) = self.hold_from {
+            assert!(hold >= boundary, "a held frame was started");
+        }
+        self.hold_from = None;
         self.output.truncate(boundary);
     }
 

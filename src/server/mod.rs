@@ -2,7 +2,8 @@
 //! on the shared port (SO_REUSEPORT), its own connections and its own state machine,
 //! joined by a full mesh of bounded single-producer rings.
 //!
-//! [`Server::start`] binds every shard's listener, builds the rings, spawns the shard
+//! [`Server::start`] first opens the data directory when durability is on: every shard
+//! recovers its journal ([`durable`]) before anything listens. It then binds every shard's listener, builds the rings, spawns the shard
 //! threads ([`shard_loop`]) and returns once each is running. Each event is routed to
 //! `shard_for(event.hunt(), shard_count)`: applied at once when the connection's shard
 //! owns the hunt, otherwise handed over a REQUEST ring and answered over the REPLY ring
@@ -10,11 +11,12 @@
 //! frames already read, flush replies, say GOODBYE and exit; [`Server::wait`] joins them.
 //!
 //! Module map: [`connection`] (one socket and its buffers), [`slab`] (connections by
-//! token), [`ring`] (records between shards), [`subscriptions`] (who gets which notice),
+//! token), [`durable`] (the data directory, recovery and the journal writers), [`ring`] (records between shards), [`subscriptions`] (who gets which notice),
 //! [`stats`] (counters, histograms, the STATS document), [`clock`] (time per turn).
 
 pub mod clock;
 pub mod connection;
+pub mod durable;
 pub mod ring;
 pub mod shard_loop;
 pub mod slab;
@@ -23,6 +25,7 @@ pub mod subscriptions;
 
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread::JoinHandle;
@@ -32,8 +35,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::constants::{
     CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, LISTEN_BACKLOG, OUTPUT_BUFFER_BYTES_HIGH,
-    RING_SIZE_BYTES, SHARDS_MAX, SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
+    RING_SIZE_BYTES, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
 };
+use crate::journal::Durability;
 
 use self::clock::Epoch;
 use self::ring::{ring, RingConsumer, RingProducer};
@@ -64,6 +68,14 @@ pub struct Config {
     pub ring_size_bytes: usize,
     /// Pin each shard thread to one core, when there are enough cores.
     pub pin_threads: bool,
+    /// What a reply to a mutating event promises: nothing beyond memory (`None`), written
+    /// to the journal (`Os`), or written and fdatasync'ed (`Fsync`).
+    pub durability: Durability,
+    /// Where the journals live (shard k in `DIR/shard-k/`); required unless `durability`
+    /// is `None`, and refused with it.
+    pub data_dir: Option<PathBuf>,
+    /// Journaled events between two snapshots of a shard.
+    pub snapshot_interval_events: u64,
 }
 
 impl Default for Config {
@@ -79,6 +91,9 @@ impl Default for Config {
             inflight_requests_per_connection_max: INFLIGHT_REQUESTS_PER_CONNECTION_MAX,
             ring_size_bytes: RING_SIZE_BYTES,
             pin_threads: false,
+            durability: Durability::None,
+            data_dir: None,
+            snapshot_interval_events: SNAPSHOT_INTERVAL_EVENTS,
         }
     }
 }
@@ -117,6 +132,18 @@ impl Config {
                 2 * ring::record_size(ring::PAYLOAD_SIZE_MAX)
             ));
         }
+        match (self.durability, &self.data_dir) {
+            (Durability::None, Some(dir)) => {
+                return invalid(format!("a data directory ({}) needs durability os or fsync", dir.display()))
+            }
+            (Durability::Os | Durability::Fsync, None) => {
+                return invalid(format!("durability {} needs a data directory to keep the journal in", self.durability))
+            }
+            _ => {}
+        }
+        if self.snapshot_interval_events == 0 {
+            return invalid("the snapshot interval must be at least one event".to_owned());
+        }
         Ok(())
     }
 }
@@ -132,6 +159,17 @@ pub(crate) struct Shared {
     pub(crate) snapshots: Vec<Mutex<Snapshot>>,
 }
 
+impl Shared {
+    /// Asks every shard to stop gracefully and wakes them to notice.
+    pub(crate) fn request_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Release);
+        for waker in &self.wakers {
+            // A shard that has already exited has dropped its poll; nothing to wake.
+            let _ = waker.wake();
+        }
+    }
+}
+
 /// Asks a running server to stop gracefully. Cheap to clone and send to other threads.
 #[derive(Clone)]
 pub struct ShutdownHandle {
@@ -142,11 +180,7 @@ impl ShutdownHandle {
     /// Requests a graceful stop: stop accepting, finish the frames already read, flush
     /// replies, say GOODBYE, close. Returns at once; [`Server::wait`] waits.
     pub fn shutdown(&self) {
-        self.shared.shutdown.store(true, Ordering::Release);
-        for waker in &self.shared.wakers {
-            // A shard that has already exited has dropped its poll; nothing to wake.
-            let _ = waker.wake();
-        }
+        self.shared.request_shutdown();
     }
 }
 
@@ -158,11 +192,14 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds every shard's listener, spawns the shard threads and returns once every
-    /// shard is running its loop.
+    /// Recovers every shard's journal (with durability on), binds every shard's
+    /// listener, spawns the shard threads and returns once every shard is running its
+    /// loop. A journal that cannot be recovered fails the start with a message naming
+    /// the file (and offset), before anything listens.
     pub fn start(config: Config) -> io::Result<Server> {
         config.validate()?;
         let shard_count = config.shards;
+        let mut opened = durable::open_shards(&config)?;
         let first = bind(config.listen)?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
@@ -190,6 +227,7 @@ impl Server {
         let mut threads = Vec::with_capacity(shard_count);
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate().rev() {
             let shard_rings = rings.pop().expect("one set of rings per shard");
+            let durable::Opened { engine, writer } = opened.pop().expect("one opened shard per shard");
             let shared = Arc::clone(&shared);
             let ready = ready_sender.clone();
             let core = if cores.len() >= shard_count { cores.get(index).copied() } else { None };
@@ -199,7 +237,7 @@ impl Server {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                let mut shard = ShardLoop::new(index, shared, poll, listener, shard_rings);
+                let mut shard = ShardLoop::new(index, shared, poll, listener, shard_rings, engine, writer);
                 // The receiver outlives every shard's start; a send cannot fail here.
                 let _ = ready.send(index);
                 shard.run()

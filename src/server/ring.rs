@@ -28,6 +28,11 @@
 //! reported ([`Full`]) before anything is written: the caller leaves the request in the
 //! connection's read buffer and TCP pushes back. Nothing is ever dropped here. The
 //! consumer takes a record only once all of it is visible.
+//!
+//! Replies and pushes can also be [`Staged`]: encoded into a buffer beside the ring and
+//! pushed in one piece later. The shard loop stages what it sends back during a turn and
+//! pushes it only after the turn's journal commit, so another shard can never pass on a
+//! reply to an event that is not yet durable; batching the ring writes is a side benefit.
 
 use crate::constants::{FRAME_SIZE_MAX, RING_RECORD_HEADER_SIZE};
 
@@ -173,6 +178,20 @@ impl RingProducer {
         self.producer.slots() >= record_size(payload_size)
     }
 
+    /// Returns true if and only if a record with a payload of `payload_size` bytes fits
+    /// after everything in `staged` is pushed.
+    pub fn has_room_after(&self, staged: &Staged, payload_size: usize) -> bool {
+        self.producer.slots() >= staged.bytes.len() + record_size(payload_size)
+    }
+
+    /// Pushes every staged record, in order, and empties `staged`. The caller staged a
+    /// record only after [`RingProducer::has_room_after`] said it fits, and only the
+    /// consumer frees room, so the whole batch fits.
+    pub fn push_staged(&mut self, staged: &mut Staged) {
+        self.producer.push_entire_slice(&staged.bytes).expect("room for staged records was checked when staging");
+        staged.bytes.clear();
+    }
+
     /// Writes one record, or nothing if it does not fit.
     pub fn try_push(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<(), Full> {
         assert!(payload.len() <= PAYLOAD_SIZE_MAX, "a {}-byte ring payload", payload.len());
@@ -185,6 +204,33 @@ impl RingProducer {
         self.producer.push_entire_slice(&header_bytes).expect("room was checked");
         self.producer.push_entire_slice(payload).expect("room was checked");
         Ok(())
+    }
+}
+
+/// Records encoded for one ring and not pushed yet (see the module doc).
+pub struct Staged {
+    bytes: Vec<u8>,
+}
+
+impl Staged {
+    /// An empty staging buffer for a ring of `ring_size_bytes`: it never holds more than
+    /// the ring has room for, so it never grows (allocated once, at start).
+    pub fn new(ring_size_bytes: usize) -> Staged {
+        Staged { bytes: Vec::with_capacity(ring_size_bytes) }
+    }
+
+    /// Returns true if and only if nothing is staged.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    /// Encodes one record after the staged ones. The caller checked
+    /// [`RingProducer::has_room_after`].
+    pub fn stage(&mut self, header: &RecordHeader, payload: &[u8]) {
+        assert!(payload.len() <= PAYLOAD_SIZE_MAX, "a {}-byte ring payload", payload.len());
+        assert!(self.bytes.len() + record_size(payload.len()) <= self.bytes.capacity(), "staged past the ring size");
+        self.bytes.extend_from_slice(&header.encode(payload.len()));
+        self.bytes.extend_from_slice(payload);
     }
 }
 
@@ -304,6 +350,29 @@ mod tests {
         for expected in 1..=accepted {
             assert_eq!(consumer.pop(&mut payload).map(|header| header.request_id), Some(expected));
             assert_eq!(payload, big);
+        }
+        assert_eq!(consumer.pop(&mut payload), None);
+    }
+
+    #[test]
+    fn staged_records_arrive_in_order_once_pushed() {
+        let size = record_size(PAYLOAD_SIZE_MAX) * 2;
+        let (mut producer, mut consumer) = ring(size);
+        let mut staged = Staged::new(size);
+        let mut payload = Vec::with_capacity(PAYLOAD_SIZE_MAX);
+        let mut count = 0u32;
+        while producer.has_room_after(&staged, payload_of(count).len()) {
+            staged.stage(&header(count), &payload_of(count));
+            count += 1;
+        }
+        assert!(count > 100);
+        // Nothing is visible until the push.
+        assert_eq!(consumer.pop(&mut payload), None);
+        producer.push_staged(&mut staged);
+        assert!(staged.is_empty());
+        for expected in 0..count {
+            assert_eq!(consumer.pop(&mut payload), Some(header(expected)));
+            assert_eq!(payload, payload_of(expected));
         }
         assert_eq!(consumer.pop(&mut payload), None);
     }

@@ -5,10 +5,21 @@
 //! blocked by anything); drains the REQUEST rings (events for hunts this shard owns,
 //! taken only while the reply ring back has room for the largest reply); decodes the
 //! ready connections within the turn's budgets, applying local events at once and
-//! handing remote ones to the owner's ring; writes pending output; and wakes each shard
-//! it handed work to, once. A full ring, a full output buffer or too many requests in
+//! handing remote ones to the owner's ring; commits the journal; writes pending output;
+//! and wakes each shard it handed work to, once. A full ring, a full output buffer or too many requests in
 //! flight stop decoding one connection (its bytes wait, TCP pushes back); nothing is
 //! dropped except pushes to subscribers that do not read, which are owed as GAPs.
+//!
+//! Durability: every mutating event that reaches `Shard::apply` is appended to the
+//! shard's journal (rejected ones too, since applying can move a hunt's phase and its
+//! notice sequences before a rule refuses). Nothing that depends on the turn's events
+//! leaves the shard before the turn's one commit: local replies and pushes wait in the
+//! connections' output buffers, which are written after the commit, and replies and
+//! pushes for other shards are staged and pushed onto their rings after it. Queries wait
+//! for the commit too: their answers may show the turn's uncommitted events, and a
+//! commit costs one write (and one fdatasync) per turn, not per event. A full disk keeps
+//! the uncommitted replies held (`Connection::hold`) and refuses new mutations with
+//! `disk_full` until a retried commit succeeds; any other journal error stops the server.
 //!
 //! Nothing on this path allocates in steady state: buffers belong to connections
 //! (allocated on accept), rings and scratch buffers are allocated at start, histograms
@@ -24,11 +35,12 @@ use mio::{Events, Interest as Readiness, Poll, Token};
 
 use crate::alloc;
 use crate::constants::{
-    ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, FRAMES_PER_CONNECTION_PER_TURN_MAX, NOTICES_PER_EVENT_MAX,
-    POLL_EVENTS_MAX, RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US, STATS_SNAPSHOT_INTERVAL_US,
-    SUBSCRIPTIONS_PER_CONNECTION_MAX,
+    ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, DISK_FULL_RETRY_INTERVAL_US, FRAMES_PER_CONNECTION_PER_TURN_MAX,
+    NOTICES_PER_EVENT_MAX, POLL_EVENTS_MAX, RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US,
+    STATS_SNAPSHOT_INTERVAL_US, SUBSCRIPTIONS_PER_CONNECTION_MAX,
 };
 use crate::event::{Event, EventKind, HuntId};
+use crate::journal::{FileStorage, JournalError, Writer};
 use crate::outcome::{Notice, Outcome, Rejection, Topic};
 use crate::protocol::{
     decode_request, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome, encode_pong,
@@ -39,7 +51,7 @@ use crate::shard::{shard_for, Shard};
 
 use super::clock::ShardClock;
 use super::connection::{Blocked, Connection};
-use super::ring::{record_size, RecordHeader, RecordKind, RingConsumer, RingProducer, PAYLOAD_SIZE_MAX};
+use super::ring::{record_size, RecordHeader, RecordKind, RingConsumer, RingProducer, Staged, PAYLOAD_SIZE_MAX};
 use super::slab::Slab;
 use super::stats::{self, ShardStats};
 use super::subscriptions::{Interest, LocalSubscribers, Subscribed, Subscriber};
@@ -117,8 +129,19 @@ pub struct ShardLoop {
     poll: Poll,
     listener: Option<TcpListener>,
     engine: Shard,
+    /// The journal; `None` with durability `none`.
+    writer: Option<Writer<FileStorage>>,
+    /// The last commit failed for a full disk: records are pending, their replies held,
+    /// and new mutations are refused until a retried commit succeeds.
+    disk_full: bool,
+    /// The journal sequence number at or after which the next snapshot is written.
+    snapshot_due_seq: u64,
+    /// Connections with held output, released by the next successful commit.
+    held: Vec<u32>,
     connections: Slab<Connection>,
     rings: ShardRings,
+    /// Replies and pushes for each other shard, pushed after the turn's commit.
+    staged: Vec<Staged>,
     clock: ShardClock,
     stats: ShardStats,
     allocations: alloc::Scope,
@@ -143,24 +166,37 @@ pub struct ShardLoop {
 }
 
 impl ShardLoop {
-    /// A shard's loop, ready to run (allocates everything the steady state uses).
+    /// A shard's loop, ready to run (allocates everything the steady state uses), over
+    /// `engine` (recovered or empty) and its journal `writer` (none without durability).
     pub(crate) fn new(
         index: usize,
         shared: Arc<Shared>,
         poll: Poll,
         listener: TcpListener,
         rings: ShardRings,
+        engine: Shard,
+        writer: Option<Writer<FileStorage>>,
     ) -> ShardLoop {
         let shard_count = shared.config.shards;
         let connections_max = shared.config.connections_per_shard_max;
+        let ring_size_bytes = shared.config.ring_size_bytes;
+        let snapshot_due_seq =
+            writer.as_ref().map_or(0, |writer| writer.snapshot_seq()) + shared.config.snapshot_interval_events;
         ShardLoop {
+            staged: (0..shard_count)
+                .map(|target| Staged::new(if target == index { 0 } else { ring_size_bytes }))
+                .collect(),
+            writer,
+            disk_full: false,
+            snapshot_due_seq,
+            held: Vec::with_capacity(connections_max),
             index,
             shard_count,
             clock: ShardClock::new(shared.epoch),
             shared,
             poll,
             listener: Some(listener),
-            engine: Shard::new(),
+            engine,
             connections: Slab::new(connections_max),
             rings,
             stats: ShardStats::default(),
@@ -205,7 +241,7 @@ impl ShardLoop {
             }
         }
         self.snapshot();
-        Ok(())
+        self.snapshot_journal(true)
     }
 
     fn poll_timeout(&self) -> Option<Duration> {
@@ -214,6 +250,9 @@ impl ShardLoop {
         }
         if self.phase != Phase::Serving {
             return Some(DRAIN_POLL);
+        }
+        if self.disk_full {
+            return Some(Duration::from_micros(DISK_FULL_RETRY_INTERVAL_US));
         }
         let next_snapshot = self.last_snapshot_us + STATS_SNAPSHOT_INTERVAL_US;
         Some(Duration::from_micros(next_snapshot.saturating_sub(self.clock.read()).max(1)))
@@ -249,6 +288,9 @@ impl ShardLoop {
         self.drain_replies();
         self.drain_requests();
         self.decode_ready();
+        // Local latency includes the commit, as a remote reply's does (its owner
+        // committed before pushing it).
+        self.commit()?;
         self.record_local_latency();
         self.flush_dirty();
         for (target, wake) in self.wake.iter_mut().enumerate() {
@@ -483,6 +525,11 @@ impl ShardLoop {
             Request::Event(event) => {
                 let owner = shard_for(event.hunt(), self.shard_count);
                 if owner == self.index {
+                    if event.is_mutation() && !journal_has_room(&self.writer) {
+                        // The commit buffer is full for this turn; the frame waits for
+                        // the next one rather than growing the buffer.
+                        return Step::Stall;
+                    }
                     connection.consume(size);
                     return Step::Apply { request_id, flags: header.flags, event };
                 }
@@ -664,11 +711,22 @@ impl ShardLoop {
 
     fn apply_local(&mut self, index: u32, request_id: u32, flags: u8, event: &Event) {
         let kind = event.kind();
-        let outcome = self.engine.apply(event, self.clock.event_us());
+        if self.disk_full && event.is_mutation() {
+            self.stats.counters.disk_full_refusals += 1;
+            return self.fail(index, request_id, ErrorCode::DiskFull);
+        }
+        let time = self.clock.event_us();
+        let outcome = self.engine.apply(event, time);
         count_outcome(&mut self.stats, kind, &outcome);
         self.local_events[kind as usize] += 1;
+        let connection = self.connections.get_mut(index).expect("served connections exist");
+        if let Some(writer) = self.writer.as_mut().filter(|_| event.is_mutation()) {
+            writer.append(event, time);
+            if connection.hold() {
+                self.held.push(index);
+            }
+        }
         if reply_wanted(flags, &outcome) {
-            let connection = self.connections.get_mut(index).expect("served connections exist");
             encode_outcome(request_id, kind, &outcome, connection.output());
         }
         self.after_apply();
@@ -686,14 +744,16 @@ impl ShardLoop {
             self.push.clear();
             encode_notice(notice, &mut self.push);
             let topic = notice.kind.topic();
-            self.fan_out(notice.hunt, topic, notice.seq);
+            // Pushes of a journaled event wait for its commit, like its reply.
+            self.fan_out(notice.hunt, topic, notice.seq, self.writer.is_some());
             self.forward_notice(notice.hunt, topic, notice.seq);
         }
         self.notices = notices;
     }
 
-    /// Sends the push in `self.push` to this shard's subscribers of `hunt` and `topic`.
-    fn fan_out(&mut self, hunt: HuntId, topic: Topic, seq: u64) {
+    /// Sends the push in `self.push` to this shard's subscribers of `hunt` and `topic`,
+    /// held until the next commit if `hold`.
+    fn fan_out(&mut self, hunt: HuntId, topic: Topic, seq: u64, hold: bool) {
         let soft = self.shared.config.subscriber_buffer_bytes_soft;
         let max = self.shared.config.subscriber_buffer_bytes_max;
         self.slow.clear();
@@ -707,6 +767,9 @@ impl ShardLoop {
                 .expect("subscribers are unsubscribed when they close");
             if connection.closing {
                 continue;
+            }
+            if hold && connection.hold() {
+                self.held.push(subscriber.token);
             }
             let fits = deliver(connection, &mut self.stats, &self.push, hunt, topic, seq, soft, max);
             if !fits {
@@ -729,16 +792,15 @@ impl ShardLoop {
             if count == 0 {
                 continue;
             }
-            let ring = self.rings.reply_out[target].as_mut().expect("interest only from other shards");
+            let ring = self.rings.reply_out[target].as_ref().expect("interest only from other shards");
             // Keep room for one largest reply, which a request already taken may need.
-            if !ring.has_room(self.push.len() + record_size(PAYLOAD_SIZE_MAX)) {
+            if !ring.has_room_after(&self.staged[target], self.push.len() + record_size(PAYLOAD_SIZE_MAX)) {
                 self.stats.counters.ring_pushes_dropped += 1;
                 continue;
             }
             let record =
                 RecordHeader { topics: topic.bit(), hunt, enqueue_us: seq, ..RecordHeader::new(RecordKind::Notice) };
-            ring.try_push(&record, &self.push).expect("room was checked");
-            self.wake[target] = true;
+            self.staged[target].stage(&record, &self.push);
         }
     }
 
@@ -753,7 +815,10 @@ impl ShardLoop {
             }
             for _ in 0..RECORDS_PER_RING_PER_TURN_MAX {
                 let reply_ring = self.rings.reply_out[source].as_ref().expect("a ring to every other shard");
-                if !reply_ring.has_room(PAYLOAD_SIZE_MAX) {
+                // Replies staged this turn take ring room too once pushed after the commit;
+                // and a request may need a journal record.
+                if !reply_ring.has_room_after(&self.staged[source], PAYLOAD_SIZE_MAX) || !journal_has_room(&self.writer)
+                {
                     self.more_work = true;
                     break;
                 }
@@ -773,9 +838,20 @@ impl ShardLoop {
                 let (header, request) = decode_request(&payload).expect("the sending shard decoded this frame");
                 let Request::Event(event) = request else { unreachable!("only events travel as requests") };
                 let kind = event.kind();
-                let outcome = self.engine.apply(&event, self.clock.event_us());
-                count_outcome(&mut self.stats, kind, &outcome);
                 self.reply.clear();
+                if self.disk_full && event.is_mutation() {
+                    self.stats.counters.disk_full_refusals += 1;
+                    let code = ErrorCode::DiskFull;
+                    encode_error(header.request_id, code.to_u16(), &code, &mut self.reply);
+                    self.payload = payload;
+                    return self.send_reply(source, RecordKind::Reply, record);
+                }
+                let time = self.clock.event_us();
+                let outcome = self.engine.apply(&event, time);
+                count_outcome(&mut self.stats, kind, &outcome);
+                if let Some(writer) = self.writer.as_mut().filter(|_| event.is_mutation()) {
+                    writer.append(&event, time);
+                }
                 if reply_wanted(header.flags, &outcome) {
                     encode_outcome(header.request_id, kind, &outcome, &mut self.reply);
                 }
@@ -805,11 +881,100 @@ impl ShardLoop {
         }
     }
 
+    /// Stages the reply in `self.reply`; it goes onto the ring after the turn's commit.
+    /// Room for a largest reply was checked before taking the request.
     fn send_reply(&mut self, target: usize, kind: RecordKind, request: &RecordHeader) {
         let record = RecordHeader { kind, ..*request };
-        let ring = self.rings.reply_out[target].as_mut().expect("a ring to every other shard");
-        ring.try_push(&record, &self.reply).expect("room for a largest reply was checked before taking the request");
-        self.wake[target] = true;
+        self.staged[target].stage(&record, &self.reply);
+    }
+
+    /// Pushes every staged reply and push onto its ring (after the turn's commit).
+    fn push_staged(&mut self) {
+        for (target, staged) in self.staged.iter_mut().enumerate() {
+            if staged.is_empty() {
+                continue;
+            }
+            let ring = self.rings.reply_out[target].as_mut().expect("only other shards have staged records");
+            ring.push_staged(staged);
+            self.wake[target] = true;
+        }
+    }
+
+    // -----------------------------------------------------------------------------------
+    // The journal.
+
+    /// The turn's group commit: one write (and, in `fsync` mode, one fdatasync) for
+    /// every event the turn journaled; then the held replies go. A full disk keeps them
+    /// held (retried next turn); any other error stops the server.
+    fn commit(&mut self) -> io::Result<()> {
+        let Some(writer) = self.writer.as_mut() else {
+            self.push_staged();
+            return Ok(());
+        };
+        let covered_seq = match writer.commit() {
+            Ok(covered_seq) => covered_seq,
+            Err(error) if error.is_recoverable() => {
+                if !self.disk_full {
+                    eprintln!("cairn: shard {}: {error}; queries are still answered", self.index);
+                    self.disk_full = true;
+                }
+                return Ok(());
+            }
+            Err(error) => return Err(self.fatal(error)),
+        };
+        if self.disk_full {
+            eprintln!("cairn: shard {}: the journal is written again; mutating events are accepted", self.index);
+            self.disk_full = false;
+        }
+        for &index in &self.held {
+            // A connection closed since it was held has nothing left to release.
+            if let Some(connection) = self.connections.get_mut(index) {
+                connection.release();
+                if connection.pending_output() > 0 {
+                    mark_dirty(&mut self.dirty, connection, index);
+                }
+            }
+        }
+        self.held.clear();
+        self.push_staged();
+        if covered_seq >= self.snapshot_due_seq {
+            self.snapshot_journal(false)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a snapshot of the shard (every `snapshot_interval_events`, and at a
+    /// graceful stop). A slow path: its allocations are kept out of the per-event count.
+    /// A full disk only postpones it; any other error stops the server.
+    fn snapshot_journal(&mut self, stopping: bool) -> io::Result<()> {
+        let Some(writer) = self.writer.as_mut() else { return Ok(()) };
+        let before = self.allocations.allocations();
+        let result = writer.snapshot(&self.engine);
+        self.snapshot_due_seq = writer.last_seq() + self.shared.config.snapshot_interval_events;
+        self.stats.allocations_excluded += self.allocations.allocations() - before;
+        match result {
+            Ok(_) => Ok(()),
+            Err(error) if error.is_recoverable() => {
+                let when = if stopping { "at shutdown" } else { "postponed" };
+                eprintln!("cairn: shard {}: snapshot {when}: {error}", self.index);
+                Ok(())
+            }
+            Err(error) => Err(self.fatal(error)),
+        }
+    }
+
+    /// A journal error that leaves nothing safe to do: say so, ask every shard to stop,
+    /// and give up this one at once, without writing the turn's replies.
+    fn fatal(&mut self, error: JournalError) -> io::Error {
+        let message = format!("shard {}: {error}", self.index);
+        eprintln!("cairn: {message}; stopping the server");
+        // The other shards wait for this one to drain; it never will, so count it done
+        // (unless it already counted itself).
+        if !matches!(self.phase, Phase::Draining { quiet: true, .. }) {
+            self.shared.shards_quiet.fetch_add(1, Ordering::AcqRel);
+        }
+        self.shared.request_shutdown();
+        io::Error::other(message)
     }
 
     /// Takes every reply and push other shards sent this shard's connections.
@@ -863,7 +1028,8 @@ impl ShardLoop {
             RecordKind::Notice => {
                 let topic = topic_of_bit(record.topics);
                 std::mem::swap(&mut self.push, &mut self.payload);
-                self.fan_out(record.hunt, topic, record.enqueue_us);
+                // The owner committed the event before it pushed the notice.
+                self.fan_out(record.hunt, topic, record.enqueue_us, false);
                 std::mem::swap(&mut self.push, &mut self.payload);
             }
             kind => panic!("a {kind:?} record on a reply ring"),
@@ -991,6 +1157,12 @@ impl ShardLoop {
         }
         true
     }
+}
+
+/// Returns true if and only if the turn may journal one more event: always without a
+/// journal, else while the commit buffer has room for a record.
+fn journal_has_room(writer: &Option<Writer<FileStorage>>) -> bool {
+    writer.as_ref().is_none_or(|writer| writer.has_room())
 }
 
 /// Counts an applied event and its rejection, if any.

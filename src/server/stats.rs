@@ -69,6 +69,8 @@ pub struct Counters {
     pub ring_full_stalls: u64,
     /// Replies dropped because their connection had closed.
     pub stale_replies: u64,
+    /// Mutating events refused with `disk_full` because the journal could not be written.
+    pub disk_full_refusals: u64,
     /// `read` calls that returned bytes.
     pub read_syscalls: u64,
     /// Request frames decoded.
@@ -107,6 +109,7 @@ impl Counters {
         self.subscribers_disconnected += other.subscribers_disconnected;
         self.ring_full_stalls += other.ring_full_stalls;
         self.stale_replies += other.stale_replies;
+        self.disk_full_refusals += other.disk_full_refusals;
         self.read_syscalls += other.read_syscalls;
         self.frames_read += other.frames_read;
         self.write_syscalls += other.write_syscalls;
@@ -301,6 +304,7 @@ pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -
         "subscribers_disconnected": total.subscribers_disconnected,
         "ring_full_stalls": total.ring_full_stalls,
         "stale_replies": total.stale_replies,
+        "disk_full_refusals": total.disk_full_refusals,
         "reads": {
             "syscalls": total.read_syscalls,
             "frames": total.frames_read,

@@ -1,0 +1,170 @@
+//! Opening the server's data directory before it listens: the shard-count file, then
+//! each shard's recovery and journal writer.
+//!
+//! A data directory holds one journal directory per shard (`DIR/shard-k/`, the layout
+//! `cairn journal verify` expects) and a file `DIR/shards` with the shard count. Hunts
+//! are assigned to shards by `shard_for(hunt, shard_count)`, so a journal only makes
+//! sense under the shard count that wrote it: a restart with another count is refused
+//! with a message rather than replaying hunts into shards that do not own them.
+//!
+//! Recovery runs for all shards at once, one thread each (the shards are independent),
+//! through `journal::recover` with `Repair::Truncate`: a torn tail is cut and logged, a
+//! damaged record in the middle refuses the start with the file and offset. What each
+//! shard recovered becomes its loop's engine, and its [`Writer`] continues the journal.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use crate::journal::{recover, FileStorage, Repair, Writer, SHARD_DIR_PREFIX};
+use crate::shard::Shard;
+
+use super::Config;
+
+/// The name of the file holding the shard count, in the data directory.
+pub const SHARD_COUNT_FILE: &str = "shards";
+
+/// One shard's starting state.
+pub(crate) struct Opened {
+    /// The state machine: empty, or what recovery rebuilt.
+    pub(crate) engine: Shard,
+    /// The journal to append to; `None` with durability `none`.
+    pub(crate) writer: Option<Writer<FileStorage>>,
+}
+
+/// Opens every shard: empty shards without a data directory, recovered ones with it.
+/// Recovery's findings go to stderr; any error names the file it concerns.
+pub(crate) fn open_shards(config: &Config) -> io::Result<Vec<Opened>> {
+    let Some(dir) = &config.data_dir else {
+        return Ok((0..config.shards).map(|_| Opened { engine: Shard::new(), writer: None }).collect());
+    };
+    check_shard_count(dir, config.shards)?;
+    let opened: Vec<Result<Opened, String>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..config.shards)
+            .map(|index| {
+                let shard_dir = shard_dir(dir, index);
+                scope.spawn(move || open_shard(index, &shard_dir, config))
+            })
+            .collect();
+        threads.into_iter().map(|thread| thread.join().expect("recovery does not panic")).collect()
+    });
+    opened.into_iter().map(|result| result.map_err(io::Error::other)).collect()
+}
+
+/// `DIR/shard-k`.
+pub fn shard_dir(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("{SHARD_DIR_PREFIX}{index}"))
+}
+
+fn open_shard(index: usize, dir: &Path, config: &Config) -> Result<Opened, String> {
+    let describe = |error: &dyn std::fmt::Display| format!("shard {index} ({}): {error}", dir.display());
+    let mut storage = FileStorage::open(dir).map_err(|error| describe(&error))?;
+    let recovered = recover(&mut storage, Repair::Truncate).map_err(|error| describe(&error))?;
+    for note in &recovered.notes {
+        eprintln!("cairn: shard {index}: {note}");
+    }
+    if let Some(cut) = &recovered.truncation {
+        eprintln!(
+            "cairn: shard {index}: cut a torn tail off {} at byte offset {} ({} bytes dropped: {}); \
+             nothing in it was acknowledged",
+            cut.file, cut.offset, cut.dropped_bytes, cut.reason
+        );
+    }
+    if recovered.last_seq > 0 {
+        eprintln!(
+            "cairn: shard {index}: recovered up to event {} (snapshot at {}, {} replayed)",
+            recovered.last_seq, recovered.snapshot_seq, recovered.replayed
+        );
+    }
+    let writer = Writer::open(storage, config.durability, &recovered).map_err(|error| describe(&error))?;
+    Ok(Opened { engine: recovered.shard, writer: Some(writer) })
+}
+
+/// Checks `DIR/shards` against `shard_count`, or writes it (durably) on first use.
+fn check_shard_count(dir: &Path, shard_count: usize) -> io::Result<()> {
+    let context = |what: &str, path: &Path| {
+        let path = path.display().to_string();
+        let what = what.to_owned();
+        move |error: io::Error| io::Error::new(error.kind(), format!("cannot {what} {path}: {error}"))
+    };
+    fs::create_dir_all(dir).map_err(context("create the data directory", dir))?;
+    let path = dir.join(SHARD_COUNT_FILE);
+    match fs::read_to_string(&path) {
+        Ok(text) => {
+            let Ok(written) = text.trim().parse::<usize>() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{} should hold the shard count, not {:?}", path.display(), text.trim()),
+                ));
+            };
+            if written != shard_count {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "the data directory {} was written by a server with {written} shards, and this one \
+                         has {shard_count}: hunts belong to shards by shard_for(hunt, shard count), so its \
+                         journals only replay correctly with --shards {written}",
+                        dir.display()
+                    ),
+                ));
+            }
+            Ok(())
+        }
+        // First use of the directory, unless shard journals are already there.
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            if (0..crate::constants::SHARDS_MAX).any(|index| shard_dir(dir, index).exists()) {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{} holds shard journals but no {SHARD_COUNT_FILE} file; refusing to guess the shard \
+                         count they were written with (write it into {} to start)",
+                        dir.display(),
+                        path.display()
+                    ),
+                ));
+            }
+            write_durably(dir, &path, format!("{shard_count}\n").as_bytes())
+        }
+        Err(error) => Err(context("read", &path)(error)),
+    }
+}
+
+/// Writes a small file so that it survives a power loss: temporary file, sync, rename,
+/// sync the directory (the order the journal's snapshots use too).
+fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let temporary = path.with_extension("tmp");
+    let write = || -> io::Result<()> {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)?;
+        fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|error| io::Error::new(error.kind(), format!("cannot write {}: {error}", path.display())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temporary_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("cairn-durable-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn the_shard_count_is_written_once_and_a_different_one_is_refused() {
+        let dir = temporary_dir("count");
+        check_shard_count(&dir, 3).unwrap();
+        assert_eq!(fs::read_to_string(dir.join(SHARD_COUNT_FILE)).unwrap(), "3\n");
+        check_shard_count(&dir, 3).unwrap();
+        let message = check_shard_count(&dir, 2).unwrap_err().to_string();
+        assert!(message.contains("3 shards") && message.contains("--shards 3"), "{message}");
+        fs::remove_file(dir.join(SHARD_COUNT_FILE)).unwrap();
+        fs::create_dir_all(shard_dir(&dir, 0)).unwrap();
+        let message = check_shard_count(&dir, 3).unwrap_err().to_string();
+        assert!(message.contains("refusing to guess"), "{message}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+}
