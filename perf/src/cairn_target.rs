@@ -17,7 +17,7 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use cairn::event::Event;
 use cairn::protocol::{
-    decode_response, encode_request, next_frame, PushBody, ReplyBody, Request, Response, TOPICS_ALL,
+    decode_response, encode_request, next_frame, PushBody, ReplyBody, Request, Response, FLAG_MARK, TOPICS_ALL,
 };
 use cairn::protocol::{FrameHeader, REPLY_BIT};
 
@@ -122,12 +122,17 @@ impl Blocking {
 
     /// Sends `requests` and returns their responses in request order (pushes skipped).
     pub fn exchange(&mut self, requests: &[Request]) -> Result<Vec<Response>> {
+        self.exchange_with_flags(requests, 0)
+    }
+
+    /// As [`Self::exchange`], with `flags` on every request.
+    fn exchange_with_flags(&mut self, requests: &[Request], flags: u8) -> Result<Vec<Response>> {
         let mut responses = Vec::with_capacity(requests.len());
         for batch in requests.chunks(BATCH_SIZE) {
             let first = self.next_id;
             let mut out = Vec::with_capacity(batch.len() * 40);
             for request in batch {
-                encode_request(self.next_id, 0, request, &mut out).map_err(|error| anyhow!("{error}"))?;
+                encode_request(self.next_id, flags, request, &mut out).map_err(|error| anyhow!("{error}"))?;
                 self.next_id += 1;
             }
             self.stream.write_all(&out).context("cannot write to cairn")?;
@@ -167,9 +172,10 @@ impl Blocking {
         }
     }
 
-    /// The STATS document.
+    /// The STATS document, and a new allocation mark (the MARK flag), so the next call
+    /// reports allocations per event over exactly the stretch between the two.
     pub fn stats(&mut self) -> Result<serde_json::Value> {
-        match self.exchange(&[Request::Stats])?.pop() {
+        match self.exchange_with_flags(&[Request::Stats], FLAG_MARK)?.pop() {
             Some(Response::Reply { body: ReplyBody::Stats { json }, .. }) => {
                 serde_json::from_str(&json).context("STATS is not JSON")
             }
