@@ -173,7 +173,7 @@ impl<const N: usize> Columns<N> {
 /// free-list link. The layout is fixed so the length shares a cache line with the first
 /// scores a search reads; a cold leaf then costs one round trip to memory, not two.
 #[derive(Clone)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct Leaf<const L: usize> {
     len: u32,
     next: u32,
@@ -200,6 +200,26 @@ impl<const L: usize> Leaf<L> {
         self.keys.shift(index..len, index + 1);
         self.keys.set(index, key);
         self.len += 1;
+    }
+
+    /// Replaces the key at `position` by `key`, which must belong in this leaf and be
+    /// absent, shifting the keys between; returns the index `key` lands at. No count above
+    /// the leaf changes.
+    fn move_within(&mut self, position: usize, key: Packed) -> usize {
+        let len = self.len as usize;
+        assert!(position < len);
+        let (target, present) = self.find(&key);
+        assert!(!present, "Leaderboard::update: new key already present: {:?}", key.key());
+        let position_after = if target > position {
+            self.keys.shift(position + 1..target, position);
+            target - 1
+        } else {
+            self.keys.shift(target..position, target + 1);
+            target
+        };
+        assert!(position_after < len);
+        self.keys.set(position_after, key);
+        position_after
     }
 
     fn remove(&mut self, index: usize) -> Packed {
@@ -238,6 +258,15 @@ impl<const F: usize> Branch<F> {
         self.separators.count_before(1, self.len as usize, key, true)
     }
 
+    /// Returns true if and only if `key` lies in the range of the child at `slot`: two
+    /// comparisons, where [`Branch::slot_for`] reads the whole separator column.
+    #[inline]
+    fn slot_holds(&self, slot: usize, key: &Packed) -> bool {
+        let above_lower = slot == 0 || *key >= self.separators.get(slot);
+        let below_upper = slot + 1 >= self.len as usize || *key < self.separators.get(slot + 1);
+        above_lower && below_upper
+    }
+
     fn count_total(&self) -> u32 {
         self.counts[..self.len as usize].iter().sum()
     }
@@ -265,6 +294,31 @@ impl<const F: usize> Branch<F> {
         self.len -= 1;
         removed
     }
+}
+
+/// Bytes of a cache line, the unit [`prefetch_leaf`] steps by.
+const CACHE_LINE_BYTES: usize = 64;
+
+/// Asks the processor to start loading the part of `leaf` a search reads (its length and
+/// its score column), so that the misses on two leaves overlap rather than queue. A hint
+/// only: it changes no result, and on other targets it does nothing.
+#[inline(always)]
+fn prefetch_leaf<const L: usize>(leaf: &Leaf<L>) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = (leaf as *const Leaf<L>).cast::<i8>();
+        let bytes = std::mem::offset_of!(Leaf<L>, keys) + std::mem::size_of::<[u64; L]>();
+        let mut offset = 0;
+        while offset < bytes {
+            // SAFETY: a prefetch never faults and reads nothing the program sees; the
+            // address lies inside `leaf`, so computing it stays within one allocation.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(offset)) };
+            offset += CACHE_LINE_BYTES;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = leaf;
 }
 
 /// The branches a descent passed through, root first, and the child slot taken in each.
@@ -663,6 +717,120 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         true
     }
 
+    /// Moves the present key `old` to the absent key `new` and returns both ranks.
+    ///
+    /// One descent serves both keys: it follows `old` and, while `new` lies in the same
+    /// child, shares its path; from the level where the two part it follows both. A
+    /// realistic update (a score grows by a little) lands in the same or a neighbouring
+    /// leaf, so the descents part at the lowest branch, if at all, and the second one
+    /// costs a few comparisons in a branch already in cache. Both leaves are then
+    /// prefetched together, so their cache misses overlap instead of following each
+    /// other, and both ranks come from the prefix sums of the one descent.
+    fn update(&mut self, old: &Packed, new: Packed) -> (u32, u32) {
+        let mut path_old = Path::new();
+        let mut path_new = Path::new();
+        let (leaf_old, before_old, leaf_new, before_new) = self.descend_pair(old, &new, &mut path_old, &mut path_new);
+        prefetch_leaf(&self.leaves[leaf_old as usize]);
+        if leaf_new != leaf_old {
+            prefetch_leaf(&self.leaves[leaf_new as usize]);
+        }
+        let (position, present) = self.leaves[leaf_old as usize].find(old);
+        assert!(present, "Leaderboard::update: key absent: {:?}", old.key());
+        let rank_before = before_old + position as u32 + 1;
+        if new == *old {
+            return (rank_before, rank_before);
+        }
+        if leaf_new == leaf_old {
+            let position_after = self.leaves[leaf_old as usize].move_within(position, new);
+            return (rank_before, before_old + position_after as u32 + 1);
+        }
+        let (target, present) = self.leaves[leaf_new as usize].find(&new);
+        assert!(!present, "Leaderboard::update: new key already present: {:?}", new.key());
+        // The counts of the descent still include `old`, which lies before `new` if and
+        // only if its leaf does.
+        let rank_after = before_new + target as u32 + 1 - u32::from(*old < new);
+        let leaf_old_len = self.leaves[leaf_old as usize].len as usize;
+        let leaf_new_len = self.leaves[leaf_new as usize].len as usize;
+        if leaf_old_len > Self::LEAF_KEYS_MIN {
+            // The removal cannot rebalance, so it leaves the new path valid for the insert,
+            // which may split.
+            self.remove_at(&path_old, leaf_old, position);
+            self.insert_at(&path_new, leaf_new, target, new);
+        } else if leaf_new_len < L {
+            // The insert cannot split, so it leaves the old path valid for the removal,
+            // which may rebalance.
+            self.insert_at(&path_new, leaf_new, target, new);
+            self.remove_at(&path_old, leaf_old, position);
+        } else {
+            // Both would change the tree's shape (rare: the old leaf at its minimum and the
+            // new one full); the removal may move the new key's leaf, so descend again.
+            self.remove_at(&path_old, leaf_old, position);
+            let mut path = Path::new();
+            let (leaf, _) = self.descend(&new, &mut path);
+            let (target, _) = self.leaves[leaf as usize].find(&new);
+            self.insert_at(&path, leaf, target, new);
+        }
+        self.len += 1;
+        (rank_before, rank_after)
+    }
+
+    /// Descends for `a` and `b` at once, recording both paths (which share the nodes above
+    /// the level where the keys part). Returns each key's leaf and the number of keys in
+    /// the leaves to its left: `(leaf_a, before_a, leaf_b, before_b)`.
+    #[inline]
+    fn descend_pair(&self, a: &Packed, b: &Packed, path_a: &mut Path, path_b: &mut Path) -> (u32, u32, u32, u32) {
+        let height = self.height as usize;
+        assert!(height <= PATH_DEPTH_MAX);
+        let (mut node_a, mut node_b) = (self.root, self.root);
+        let (mut before_a, mut before_b) = (0, 0);
+        for level in 0..height {
+            let branch_a = &self.branches[node_a as usize];
+            let slot_a = branch_a.slot_for(a);
+            let slot_b = if node_b != node_a {
+                self.branches[node_b as usize].slot_for(b)
+            } else if branch_a.slot_holds(slot_a, b) {
+                slot_a
+            } else {
+                branch_a.slot_for(b)
+            };
+            let branch_b = &self.branches[node_b as usize];
+            before_a += branch_a.counts[..slot_a].iter().sum::<u32>();
+            before_b += branch_b.counts[..slot_b].iter().sum::<u32>();
+            path_a.nodes[level] = node_a;
+            path_a.slots[level] = slot_a as u32;
+            path_b.nodes[level] = node_b;
+            path_b.slots[level] = slot_b as u32;
+            node_a = branch_a.children[slot_a];
+            node_b = branch_b.children[slot_b];
+        }
+        path_a.depth = height;
+        path_b.depth = height;
+        (node_a, before_a, node_b, before_b)
+    }
+
+    fn for_each_from(&self, first: u32, count: u32, mut f: impl FnMut(u32, &Key)) {
+        assert!(first >= 1, "ranks are 1-based");
+        if first > self.len || count == 0 {
+            return;
+        }
+        let (mut leaf, mut position) = self.descend_index(first - 1);
+        let rank_end = first.saturating_add(count).min(self.len + 1);
+        let mut rank = first;
+        while rank < rank_end {
+            assert!(leaf != NODE_NONE);
+            let node = &self.leaves[leaf as usize];
+            let take = (node.len as usize - position).min((rank_end - rank) as usize);
+            for index in position..position + take {
+                f(rank, &node.keys.get(index).key());
+                rank += 1;
+            }
+            leaf = node.next;
+            position = 0;
+        }
+    }
+}
+
+impl<const L: usize, const F: usize> Tree<L, F> {
     /// Returns true if and only if a descent for `key` would reach the leaf at the end of
     /// `path`: `key` lies within every separator interval along it.
     #[inline]
@@ -680,7 +848,7 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         true
     }
 
-    fn update(&mut self, old: &Packed, new: Packed) -> (u32, u32) {
+    fn update_reference(&mut self, old: &Packed, new: Packed) -> (u32, u32) {
         let mut path = Path::new();
         let (leaf, keys_before) = self.descend(old, &mut path);
         let (position, present) = self.leaves[leaf as usize].find(old);
@@ -709,27 +877,6 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         assert!(position_after < len);
         leaf.keys.set(position_after, new);
         (rank_before, keys_before + position_after as u32 + 1)
-    }
-
-    fn for_each_from(&self, first: u32, count: u32, mut f: impl FnMut(u32, &Key)) {
-        assert!(first >= 1, "ranks are 1-based");
-        if first > self.len || count == 0 {
-            return;
-        }
-        let (mut leaf, mut position) = self.descend_index(first - 1);
-        let rank_end = first.saturating_add(count).min(self.len + 1);
-        let mut rank = first;
-        while rank < rank_end {
-            assert!(leaf != NODE_NONE);
-            let node = &self.leaves[leaf as usize];
-            let take = (node.len as usize - position).min((rank_end - rank) as usize);
-            for index in position..position + take {
-                f(rank, &node.keys.get(index).key());
-                rank += 1;
-            }
-            leaf = node.next;
-            position = 0;
-        }
     }
 }
 
@@ -890,6 +1037,11 @@ impl Leaderboard {
     #[inline]
     pub fn update(&mut self, old: &Key, new: Key) -> (u32, u32) {
         self.tree.update(&Packed::from_key(old), Packed::from_key(&new))
+    }
+
+    #[doc(hidden)]
+    pub fn update_reference(&mut self, old: &Key, new: Key) -> (u32, u32) {
+        self.tree.update_reference(&Packed::from_key(old), Packed::from_key(&new))
     }
 
     /// 1-based rank of a key, or `None` if absent.
