@@ -16,7 +16,11 @@
 //! `u64`, so a key compares as a plain `(u64, u64, u32)` tuple with no sign or direction
 //! logic in the search loops. The hot path is [`Leaderboard::update`]: a score grows by a
 //! small amount, and when the new key still belongs in the same leaf it is shifted in place
-//! without touching any branch, since no subtree count changes.
+//! without touching any branch, since no subtree count changes. Otherwise one descent
+//! follows both the old and the new key (they part low in the tree, usually at the last
+//! branch), both leaves are prefetched together so their cache misses overlap, and both
+//! ranks come from that descent's prefix sums; the key then moves between the two leaves
+//! with counts adjusted along the two paths, and no second descent from the root.
 //!
 //! **Invariant**: the keys are unique; every count equals the keys below its child; every
 //! non-root leaf holds at least half its capacity and every non-root branch at least half
@@ -25,17 +29,19 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::mem::size_of;
 use std::ops::Range;
 
 use crate::event::{Micros, PlayerId};
 
-/// Keys one leaf holds, at most. Measured with `benches/leaderboard.rs` and a CPU-time
-/// probe at a million keys: leaves of 32, 64 and 128 keys with branches of 16, 32 and 64
-/// children all updated within the machine's noise of each other (1.5 to 2.1 us of CPU
-/// per update), because the cost is the cache misses on the old and the new leaf, not the
-/// node size. 64 keys keep a leaf's score column to 8 cache lines, fetched in parallel,
-/// and an in-leaf shift short.
-const LEAF_KEYS_MAX: usize = 64;
+/// Keys one leaf holds, at most. An update at a million keys costs the cache misses on
+/// the old and the new leaf, which it prefetches whole and together (see `Tree::update`),
+/// so a smaller leaf fetches fewer lines; a larger one keeps more updates inside one leaf
+/// and the branches smaller. With `benches/leaderboard.rs` (CPU time, one run each on a
+/// loaded machine), at a million keys leaves of 32, 48 and 64 keys updated at about 1.6,
+/// 1.6 and 1.4-1.5 M/s; at 1k and 100k keys 48 beat 32 by 8% and 27%. 48 keys keep a
+/// leaf to 16 cache lines.
+const LEAF_KEYS_MAX: usize = 48;
 
 /// Children one branch holds, at most. Chosen with `LEAF_KEYS_MAX` (see there): with 32,
 /// a branch is about 1 KiB and the branches over a million keys (about 1 MiB) fit in L2.
@@ -235,18 +241,25 @@ impl<const L: usize> Leaf<L> {
 /// A branch: `children[i]` holds `counts[i]` keys, all at least `separators[i]` and below
 /// `separators[i + 1]`. `separators[0]` is not consulted by searches (the branch's own
 /// lower bound lives in its parent) but carries the bound when a split pushes it up. A
-/// free branch uses `children[0]` as the free-list link. The layout is fixed in the order
-/// a descent reads the fields, so the lines it touches are contiguous.
+/// free branch uses `children[0]` as the free-list link.
+///
+/// The layout is fixed so that the fields a descent reads (the length, the counts, the
+/// children and the separators' score column) come first and are contiguous, in
+/// [`Branch::DESCENT_BYTES`]; the time and player columns, read only when scores tie,
+/// follow. A descent can then prefetch exactly the lines it will touch.
 #[derive(Clone)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct Branch<const F: usize> {
     len: u32,
-    separators: Columns<F>,
     counts: [u32; F],
     children: [u32; F],
+    separators: Columns<F>,
 }
 
 impl<const F: usize> Branch<F> {
+    /// Bytes from the start of a branch that a descent without score ties reads.
+    const DESCENT_BYTES: usize = std::mem::offset_of!(Branch<F>, separators) + std::mem::size_of::<[u64; F]>();
+
     fn empty() -> Branch<F> {
         Branch { separators: Columns::zeroed(), counts: [0; F], children: [NODE_NONE; F], len: 0 }
     }
@@ -299,26 +312,27 @@ impl<const F: usize> Branch<F> {
 /// Bytes of a cache line, the unit [`prefetch_leaf`] steps by.
 const CACHE_LINE_BYTES: usize = 64;
 
-/// Asks the processor to start loading the part of `leaf` a search reads (its length and
-/// its score column), so that the misses on two leaves overlap rather than queue. A hint
-/// only: it changes no result, and on other targets it does nothing.
+/// Asks the processor to start loading the first `bytes` of `node` (a leaf or a branch),
+/// so that the misses on its cache lines, and on two nodes, overlap rather than queue
+/// behind the loads that need them. A hint only: it changes no result, and on other
+/// targets it does nothing.
 #[inline(always)]
-fn prefetch_leaf<const L: usize>(leaf: &Leaf<L>) {
+fn prefetch<T>(node: &T, bytes: usize) {
+    assert!(bytes <= std::mem::size_of::<T>());
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let start = (leaf as *const Leaf<L>).cast::<i8>();
-        let bytes = std::mem::offset_of!(Leaf<L>, keys) + std::mem::size_of::<[u64; L]>();
+        let start = (node as *const T).cast::<i8>();
         let mut offset = 0;
         while offset < bytes {
             // SAFETY: a prefetch never faults and reads nothing the program sees; the
-            // address lies inside `leaf`, so computing it stays within one allocation.
+            // address lies inside `node`, so computing it stays within one allocation.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(offset)) };
             offset += CACHE_LINE_BYTES;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = leaf;
+    let _ = (node, bytes);
 }
 
 /// The branches a descent passed through, root first, and the child slot taken in each.
@@ -730,9 +744,11 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         let mut path_old = Path::new();
         let mut path_new = Path::new();
         let (leaf_old, before_old, leaf_new, before_new) = self.descend_pair(old, &new, &mut path_old, &mut path_new);
-        prefetch_leaf(&self.leaves[leaf_old as usize]);
+        // An update shifts keys in all three columns of both leaves, so all of each leaf
+        // is fetched; measured faster than fetching only the length and score column.
+        prefetch(&self.leaves[leaf_old as usize], size_of::<Leaf<L>>());
         if leaf_new != leaf_old {
-            prefetch_leaf(&self.leaves[leaf_new as usize]);
+            prefetch(&self.leaves[leaf_new as usize], size_of::<Leaf<L>>());
         }
         let (position, present) = self.leaves[leaf_old as usize].find(old);
         assert!(present, "Leaderboard::update: key absent: {:?}", old.key());
@@ -785,6 +801,10 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         let (mut before_a, mut before_b) = (0, 0);
         for level in 0..height {
             let branch_a = &self.branches[node_a as usize];
+            prefetch(branch_a, Branch::<F>::DESCENT_BYTES);
+            if node_b != node_a {
+                prefetch(&self.branches[node_b as usize], Branch::<F>::DESCENT_BYTES);
+            }
             let slot_a = branch_a.slot_for(a);
             let slot_b = if node_b != node_a {
                 self.branches[node_b as usize].slot_for(b)
