@@ -82,21 +82,6 @@ impl Board for Leaderboard {
     }
 }
 
-/// The leaderboard with its previous update path, for comparison in the same run.
-struct Reference(Leaderboard);
-
-impl Board for Reference {
-    fn update(&mut self, old: &Key, new: Key) -> (u32, u32) {
-        self.0.update_reference(old, new)
-    }
-    fn rank(&self, key: &Key) -> Option<u32> {
-        self.0.rank(key)
-    }
-    fn for_each_from(&self, first: u32, count: u32, f: impl FnMut(u32, &Key)) {
-        self.0.for_each_from(first, count, f);
-    }
-}
-
 /// The naive leaderboard: keys sorted in a `Vec`, found by binary search, moved by
 /// `Vec::remove` and `Vec::insert`.
 struct Naive {
@@ -302,15 +287,6 @@ fn leaderboard(c: &mut Criterion) {
             tree.insert(*key);
         }
         bench_board(&mut group, "tree", &mut tree, &mut workload);
-        drop(tree);
-
-        let mut workload = Workload::new(size);
-        let mut tree = Leaderboard::new();
-        tree.reserve(size as usize);
-        for key in &workload.current {
-            tree.insert(*key);
-        }
-        bench_board(&mut group, "tree_before", &mut Reference(tree), &mut workload);
 
         if size >= NAIVE_SLOW_SIZE_MIN {
             group.sample_size(10);

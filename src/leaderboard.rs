@@ -850,56 +850,6 @@ impl<const L: usize, const F: usize> Tree<L, F> {
     }
 }
 
-impl<const L: usize, const F: usize> Tree<L, F> {
-    /// Returns true if and only if a descent for `key` would reach the leaf at the end of
-    /// `path`: `key` lies within every separator interval along it.
-    #[inline]
-    fn path_holds(&self, path: &Path, key: &Packed) -> bool {
-        for level in 0..path.depth {
-            let branch = &self.branches[path.nodes[level] as usize];
-            let slot = path.slots[level] as usize;
-            if slot > 0 && *key < branch.separators.get(slot) {
-                return false;
-            }
-            if slot + 1 < branch.len as usize && *key >= branch.separators.get(slot + 1) {
-                return false;
-            }
-        }
-        true
-    }
-
-    fn update_reference(&mut self, old: &Packed, new: Packed) -> (u32, u32) {
-        let mut path = Path::new();
-        let (leaf, keys_before) = self.descend(old, &mut path);
-        let (position, present) = self.leaves[leaf as usize].find(old);
-        assert!(present, "Leaderboard::update: key absent: {:?}", old.key());
-        let rank_before = keys_before + position as u32 + 1;
-        if new == *old {
-            return (rank_before, rank_before);
-        }
-        if !self.path_holds(&path, &new) {
-            self.remove_at(&path, leaf, position);
-            return (rank_before, self.insert(new));
-        }
-        // The new key belongs in the same leaf, so no count above it changes: shift the
-        // keys between the old and the new position by one and write the new key.
-        let leaf = &mut self.leaves[leaf as usize];
-        let len = leaf.len as usize;
-        let (target, present) = leaf.find(&new);
-        assert!(!present, "Leaderboard::update: new key already present: {:?}", new.key());
-        let position_after = if target > position {
-            leaf.keys.shift(position + 1..target, position);
-            target - 1
-        } else {
-            leaf.keys.shift(target..position, target + 1);
-            target
-        };
-        assert!(position_after < len);
-        leaf.keys.set(position_after, new);
-        (rank_before, keys_before + position_after as u32 + 1)
-    }
-}
-
 /// The right half of a node that split, for the level above.
 struct Split {
     /// Lower bound of the right half's keys.
@@ -1057,11 +1007,6 @@ impl Leaderboard {
     #[inline]
     pub fn update(&mut self, old: &Key, new: Key) -> (u32, u32) {
         self.tree.update(&Packed::from_key(old), Packed::from_key(&new))
-    }
-
-    #[doc(hidden)]
-    pub fn update_reference(&mut self, old: &Key, new: Key) -> (u32, u32) {
-        self.tree.update_reference(&Packed::from_key(old), Packed::from_key(&new))
     }
 
     /// 1-based rank of a key, or `None` if absent.
