@@ -16,7 +16,11 @@
 //! `u64`, so a key compares as a plain `(u64, u64, u32)` tuple with no sign or direction
 //! logic in the search loops. The hot path is [`Leaderboard::update`]: a score grows by a
 //! small amount, and when the new key still belongs in the same leaf it is shifted in place
-//! without touching any branch, since no subtree count changes.
+//! without touching any branch, since no subtree count changes. Otherwise one descent
+//! follows both the old and the new key (they part low in the tree, usually at the last
+//! branch), both leaves are prefetched together so their cache misses overlap, and both
+//! ranks come from that descent's prefix sums; the key then moves between the two leaves
+//! with counts adjusted along the two paths, and no second descent from the root.
 //!
 //! **Invariant**: the keys are unique; every count equals the keys below its child; every
 //! non-root leaf holds at least half its capacity and every non-root branch at least half
@@ -25,17 +29,19 @@
 
 use std::cmp::Ordering;
 use std::fmt;
+use std::mem::size_of;
 use std::ops::Range;
 
 use crate::event::{Micros, PlayerId};
 
-/// Keys one leaf holds, at most. Measured with `benches/leaderboard.rs` and a CPU-time
-/// probe at a million keys: leaves of 32, 64 and 128 keys with branches of 16, 32 and 64
-/// children all updated within the machine's noise of each other (1.5 to 2.1 us of CPU
-/// per update), because the cost is the cache misses on the old and the new leaf, not the
-/// node size. 64 keys keep a leaf's score column to 8 cache lines, fetched in parallel,
-/// and an in-leaf shift short.
-const LEAF_KEYS_MAX: usize = 64;
+/// Keys one leaf holds, at most. An update at a million keys costs the cache misses on
+/// the old and the new leaf, which it prefetches whole and together (see `Tree::update`),
+/// so a smaller leaf fetches fewer lines; a larger one keeps more updates inside one leaf
+/// and the branches smaller. With `benches/leaderboard.rs` (CPU time, one run each on a
+/// loaded machine), at a million keys leaves of 32, 48 and 64 keys updated at about 1.6,
+/// 1.6 and 1.4-1.5 M/s; at 1k and 100k keys 48 beat 32 by 8% and 27%. 48 keys keep a
+/// leaf to 16 cache lines.
+const LEAF_KEYS_MAX: usize = 48;
 
 /// Children one branch holds, at most. Chosen with `LEAF_KEYS_MAX` (see there): with 32,
 /// a branch is about 1 KiB and the branches over a million keys (about 1 MiB) fit in L2.
@@ -173,7 +179,7 @@ impl<const N: usize> Columns<N> {
 /// free-list link. The layout is fixed so the length shares a cache line with the first
 /// scores a search reads; a cold leaf then costs one round trip to memory, not two.
 #[derive(Clone)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct Leaf<const L: usize> {
     len: u32,
     next: u32,
@@ -202,6 +208,26 @@ impl<const L: usize> Leaf<L> {
         self.len += 1;
     }
 
+    /// Replaces the key at `position` by `key`, which must belong in this leaf and be
+    /// absent, shifting the keys between; returns the index `key` lands at. No count above
+    /// the leaf changes.
+    fn move_within(&mut self, position: usize, key: Packed) -> usize {
+        let len = self.len as usize;
+        assert!(position < len);
+        let (target, present) = self.find(&key);
+        assert!(!present, "Leaderboard::update: new key already present: {:?}", key.key());
+        let position_after = if target > position {
+            self.keys.shift(position + 1..target, position);
+            target - 1
+        } else {
+            self.keys.shift(target..position, target + 1);
+            target
+        };
+        assert!(position_after < len);
+        self.keys.set(position_after, key);
+        position_after
+    }
+
     fn remove(&mut self, index: usize) -> Packed {
         let len = self.len as usize;
         assert!(index < len);
@@ -215,18 +241,25 @@ impl<const L: usize> Leaf<L> {
 /// A branch: `children[i]` holds `counts[i]` keys, all at least `separators[i]` and below
 /// `separators[i + 1]`. `separators[0]` is not consulted by searches (the branch's own
 /// lower bound lives in its parent) but carries the bound when a split pushes it up. A
-/// free branch uses `children[0]` as the free-list link. The layout is fixed in the order
-/// a descent reads the fields, so the lines it touches are contiguous.
+/// free branch uses `children[0]` as the free-list link.
+///
+/// The layout is fixed so that the fields a descent reads (the length, the counts, the
+/// children and the separators' score column) come first and are contiguous, in
+/// [`Branch::DESCENT_BYTES`]; the time and player columns, read only when scores tie,
+/// follow. A descent can then prefetch exactly the lines it will touch.
 #[derive(Clone)]
-#[repr(C)]
+#[repr(C, align(64))]
 struct Branch<const F: usize> {
     len: u32,
-    separators: Columns<F>,
     counts: [u32; F],
     children: [u32; F],
+    separators: Columns<F>,
 }
 
 impl<const F: usize> Branch<F> {
+    /// Bytes from the start of a branch that a descent without score ties reads.
+    const DESCENT_BYTES: usize = std::mem::offset_of!(Branch<F>, separators) + std::mem::size_of::<[u64; F]>();
+
     fn empty() -> Branch<F> {
         Branch { separators: Columns::zeroed(), counts: [0; F], children: [NODE_NONE; F], len: 0 }
     }
@@ -236,6 +269,15 @@ impl<const F: usize> Branch<F> {
     #[inline]
     fn slot_for(&self, key: &Packed) -> usize {
         self.separators.count_before(1, self.len as usize, key, true)
+    }
+
+    /// Returns true if and only if `key` lies in the range of the child at `slot`: two
+    /// comparisons, where [`Branch::slot_for`] reads the whole separator column.
+    #[inline]
+    fn slot_holds(&self, slot: usize, key: &Packed) -> bool {
+        let above_lower = slot == 0 || *key >= self.separators.get(slot);
+        let below_upper = slot + 1 >= self.len as usize || *key < self.separators.get(slot + 1);
+        above_lower && below_upper
     }
 
     fn count_total(&self) -> u32 {
@@ -265,6 +307,32 @@ impl<const F: usize> Branch<F> {
         self.len -= 1;
         removed
     }
+}
+
+/// Bytes of a cache line, the unit [`prefetch_leaf`] steps by.
+const CACHE_LINE_BYTES: usize = 64;
+
+/// Asks the processor to start loading the first `bytes` of `node` (a leaf or a branch),
+/// so that the misses on its cache lines, and on two nodes, overlap rather than queue
+/// behind the loads that need them. A hint only: it changes no result, and on other
+/// targets it does nothing.
+#[inline(always)]
+fn prefetch<T>(node: &T, bytes: usize) {
+    assert!(bytes <= std::mem::size_of::<T>());
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let start = (node as *const T).cast::<i8>();
+        let mut offset = 0;
+        while offset < bytes {
+            // SAFETY: a prefetch never faults and reads nothing the program sees; the
+            // address lies inside `node`, so computing it stays within one allocation.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(start.add(offset)) };
+            offset += CACHE_LINE_BYTES;
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (node, bytes);
 }
 
 /// The branches a descent passed through, root first, and the child slot taken in each.
@@ -663,52 +731,101 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         true
     }
 
-    /// Returns true if and only if a descent for `key` would reach the leaf at the end of
-    /// `path`: `key` lies within every separator interval along it.
-    #[inline]
-    fn path_holds(&self, path: &Path, key: &Packed) -> bool {
-        for level in 0..path.depth {
-            let branch = &self.branches[path.nodes[level] as usize];
-            let slot = path.slots[level] as usize;
-            if slot > 0 && *key < branch.separators.get(slot) {
-                return false;
-            }
-            if slot + 1 < branch.len as usize && *key >= branch.separators.get(slot + 1) {
-                return false;
-            }
-        }
-        true
-    }
-
+    /// Moves the present key `old` to the absent key `new` and returns both ranks.
+    ///
+    /// One descent serves both keys: it follows `old` and, while `new` lies in the same
+    /// child, shares its path; from the level where the two part it follows both. A
+    /// realistic update (a score grows by a little) lands in the same or a neighbouring
+    /// leaf, so the descents part at the lowest branch, if at all, and the second one
+    /// costs a few comparisons in a branch already in cache. Both leaves are then
+    /// prefetched together, so their cache misses overlap instead of following each
+    /// other, and both ranks come from the prefix sums of the one descent.
     fn update(&mut self, old: &Packed, new: Packed) -> (u32, u32) {
-        let mut path = Path::new();
-        let (leaf, keys_before) = self.descend(old, &mut path);
-        let (position, present) = self.leaves[leaf as usize].find(old);
+        let mut path_old = Path::new();
+        let mut path_new = Path::new();
+        let (leaf_old, before_old, leaf_new, before_new) = self.descend_pair(old, &new, &mut path_old, &mut path_new);
+        // An update shifts keys in all three columns of both leaves, so all of each leaf
+        // is fetched; measured faster than fetching only the length and score column.
+        prefetch(&self.leaves[leaf_old as usize], size_of::<Leaf<L>>());
+        if leaf_new != leaf_old {
+            prefetch(&self.leaves[leaf_new as usize], size_of::<Leaf<L>>());
+        }
+        let (position, present) = self.leaves[leaf_old as usize].find(old);
         assert!(present, "Leaderboard::update: key absent: {:?}", old.key());
-        let rank_before = keys_before + position as u32 + 1;
+        let rank_before = before_old + position as u32 + 1;
         if new == *old {
             return (rank_before, rank_before);
         }
-        if !self.path_holds(&path, &new) {
-            self.remove_at(&path, leaf, position);
-            return (rank_before, self.insert(new));
+        if leaf_new == leaf_old {
+            let position_after = self.leaves[leaf_old as usize].move_within(position, new);
+            return (rank_before, before_old + position_after as u32 + 1);
         }
-        // The new key belongs in the same leaf, so no count above it changes: shift the
-        // keys between the old and the new position by one and write the new key.
-        let leaf = &mut self.leaves[leaf as usize];
-        let len = leaf.len as usize;
-        let (target, present) = leaf.find(&new);
+        let (target, present) = self.leaves[leaf_new as usize].find(&new);
         assert!(!present, "Leaderboard::update: new key already present: {:?}", new.key());
-        let position_after = if target > position {
-            leaf.keys.shift(position + 1..target, position);
-            target - 1
+        // The counts of the descent still include `old`, which lies before `new` if and
+        // only if its leaf does.
+        let rank_after = before_new + target as u32 + 1 - u32::from(*old < new);
+        let leaf_old_len = self.leaves[leaf_old as usize].len as usize;
+        let leaf_new_len = self.leaves[leaf_new as usize].len as usize;
+        if leaf_old_len > Self::LEAF_KEYS_MIN {
+            // The removal cannot rebalance, so it leaves the new path valid for the insert,
+            // which may split.
+            self.remove_at(&path_old, leaf_old, position);
+            self.insert_at(&path_new, leaf_new, target, new);
+        } else if leaf_new_len < L {
+            // The insert cannot split, so it leaves the old path valid for the removal,
+            // which may rebalance.
+            self.insert_at(&path_new, leaf_new, target, new);
+            self.remove_at(&path_old, leaf_old, position);
         } else {
-            leaf.keys.shift(target..position, target + 1);
-            target
-        };
-        assert!(position_after < len);
-        leaf.keys.set(position_after, new);
-        (rank_before, keys_before + position_after as u32 + 1)
+            // Both would change the tree's shape (rare: the old leaf at its minimum and the
+            // new one full); the removal may move the new key's leaf, so descend again.
+            self.remove_at(&path_old, leaf_old, position);
+            let mut path = Path::new();
+            let (leaf, _) = self.descend(&new, &mut path);
+            let (target, _) = self.leaves[leaf as usize].find(&new);
+            self.insert_at(&path, leaf, target, new);
+        }
+        self.len += 1;
+        (rank_before, rank_after)
+    }
+
+    /// Descends for `a` and `b` at once, recording both paths (which share the nodes above
+    /// the level where the keys part). Returns each key's leaf and the number of keys in
+    /// the leaves to its left: `(leaf_a, before_a, leaf_b, before_b)`.
+    #[inline]
+    fn descend_pair(&self, a: &Packed, b: &Packed, path_a: &mut Path, path_b: &mut Path) -> (u32, u32, u32, u32) {
+        let height = self.height as usize;
+        assert!(height <= PATH_DEPTH_MAX);
+        let (mut node_a, mut node_b) = (self.root, self.root);
+        let (mut before_a, mut before_b) = (0, 0);
+        for level in 0..height {
+            let branch_a = &self.branches[node_a as usize];
+            prefetch(branch_a, Branch::<F>::DESCENT_BYTES);
+            if node_b != node_a {
+                prefetch(&self.branches[node_b as usize], Branch::<F>::DESCENT_BYTES);
+            }
+            let slot_a = branch_a.slot_for(a);
+            let slot_b = if node_b != node_a {
+                self.branches[node_b as usize].slot_for(b)
+            } else if branch_a.slot_holds(slot_a, b) {
+                slot_a
+            } else {
+                branch_a.slot_for(b)
+            };
+            let branch_b = &self.branches[node_b as usize];
+            before_a += branch_a.counts[..slot_a].iter().sum::<u32>();
+            before_b += branch_b.counts[..slot_b].iter().sum::<u32>();
+            path_a.nodes[level] = node_a;
+            path_a.slots[level] = slot_a as u32;
+            path_b.nodes[level] = node_b;
+            path_b.slots[level] = slot_b as u32;
+            node_a = branch_a.children[slot_a];
+            node_b = branch_b.children[slot_b];
+        }
+        path_a.depth = height;
+        path_b.depth = height;
+        (node_a, before_a, node_b, before_b)
     }
 
     fn for_each_from(&self, first: u32, count: u32, mut f: impl FnMut(u32, &Key)) {
