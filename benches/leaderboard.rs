@@ -27,6 +27,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use cairn::leaderboard::{Key, Leaderboard};
+use cairn::rng::Rng;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
 
 /// Initial scores are drawn below this, in points. At a million players the scores are
@@ -45,23 +46,6 @@ const NAIVE_SLOW_SIZE_MIN: u32 = 100_000;
 
 /// Updates generated per chunk, outside the timer (64 Ki updates of 48 bytes: 3 MiB).
 const CHUNK_UPDATES: usize = 1 << 16;
-
-/// A tiny deterministic generator (splitmix64), so every run replays the same workload.
-struct SplitMix(u64);
-
-impl SplitMix {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        self.next() % bound
-    }
-}
 
 /// The operations benchmarked, so both structures run the same code around them.
 trait Board {
@@ -111,13 +95,13 @@ impl Board for Naive {
 /// Every player's current key, and the generator and clock that drive updates.
 struct Workload {
     current: Vec<Key>,
-    random: SplitMix,
+    random: Rng,
     now_us: u64,
 }
 
 impl Workload {
     fn new(players: u32) -> Workload {
-        let mut random = SplitMix(0x5EED ^ u64::from(players));
+        let mut random = Rng::new(0x5EED ^ u64::from(players));
         let current = (0..players)
             .map(|player| Key {
                 score: random.below(SCORE_INITIAL_MAX) as i64,

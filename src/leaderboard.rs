@@ -1047,22 +1047,7 @@ mod tests {
         Key { score, reached_at, player }
     }
 
-    /// A tiny deterministic generator (splitmix64), so the large tests replay exactly.
-    struct SplitMix(u64);
-
-    impl SplitMix {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        fn below(&mut self, bound: u64) -> u64 {
-            self.next() % bound
-        }
-    }
+    use crate::rng::Rng;
 
     /// Inserts `keys` (score, reached_at, player) and checks that the players come out in
     /// the `expect` order, and that `rank`, `get` and `for_each_from` agree on it.
@@ -1290,7 +1275,7 @@ mod tests {
     fn small_nodes_grow_and_shrink_through_many_levels() {
         let mut tree = SmallTree::new();
         let mut model = BTreeSet::new();
-        let mut random = SplitMix(7);
+        let mut random = Rng::new(7);
         for player in 0..3000u32 {
             let key = key(random.below(500) as i64, random.below(4), player);
             apply(&mut tree, &mut model, &Op::Insert(key));
@@ -1298,7 +1283,7 @@ mod tests {
         assert!(tree.height >= 4, "height {}", tree.height);
         tree.check_invariants();
         while !model.is_empty() {
-            let pick = random.next() as usize;
+            let pick = random.next_u64() as usize;
             apply(&mut tree, &mut model, &Op::Remove { pick });
             if model.len() % 97 == 0 {
                 tree.check_invariants();
@@ -1314,7 +1299,7 @@ mod tests {
     fn production_nodes_agree_with_model() {
         let mut board = Leaderboard::new();
         let mut model = BTreeSet::new();
-        let mut random = SplitMix(11);
+        let mut random = Rng::new(11);
         let mut current = Vec::new();
         for player in 0..40_000u32 {
             let key = key(random.below(100_000) as i64, 0, player);
@@ -1368,7 +1353,7 @@ mod tests {
             current.push(key);
         }
         assert_eq!((tree.leaves.capacity(), tree.branches.capacity()), capacity);
-        let mut random = SplitMix(3);
+        let mut random = Rng::new(3);
         for time_us in 1..=u64::from(updates) {
             let index = random.below(current.len() as u64) as usize;
             let old = current[index];
