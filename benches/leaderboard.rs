@@ -24,11 +24,15 @@
 #![allow(missing_docs)]
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use cairn::leaderboard::{Key, Leaderboard};
 use cairn::rng::Rng;
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, BenchmarkId, Criterion, Throughput};
+
+#[path = "common/clock.rs"]
+mod clock;
+use clock::Clock;
 
 /// Initial scores are drawn below this, in points. At a million players the scores are
 /// about one point apart, so an update usually moves a player past tens of others.
@@ -128,61 +132,6 @@ impl Workload {
     }
 }
 
-/// What the timed loops read; see the module documentation.
-#[derive(Clone, Copy, Debug)]
-enum Clock {
-    /// CPU time of the calling thread.
-    ThreadCpu,
-    /// Wall-clock time.
-    Wall(Instant),
-}
-
-impl Clock {
-    fn from_environment() -> Clock {
-        match std::env::var("CAIRN_BENCH_CLOCK").as_deref() {
-            Ok("wall") => Clock::Wall(Instant::now()),
-            Ok("cpu") | Err(_) if cfg!(target_os = "linux") => Clock::ThreadCpu,
-            Ok("cpu") | Err(_) => Clock::Wall(Instant::now()),
-            Ok(other) => panic!("CAIRN_BENCH_CLOCK must be cpu or wall, not {other:?}"),
-        }
-    }
-
-    /// Time since an arbitrary origin fixed for this clock.
-    fn now(self) -> Duration {
-        match self {
-            Clock::ThreadCpu => thread_cpu_time(),
-            Clock::Wall(origin) => origin.elapsed(),
-        }
-    }
-}
-
-#[cfg(target_os = "linux")]
-fn thread_cpu_time() -> Duration {
-    /// `struct timespec` of 64-bit Linux.
-    #[repr(C)]
-    struct Timespec {
-        seconds: i64,
-        nanoseconds: i64,
-    }
-    /// `CLOCK_THREAD_CPUTIME_ID` from `<time.h>`.
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    extern "C" {
-        fn clock_gettime(clock: i32, time: *mut Timespec) -> i32;
-    }
-    // The standard library offers no CPU-time clock and the crate has no `libc`
-    // dependency; the C library that `std` links provides `clock_gettime`.
-    let mut time = Timespec { seconds: 0, nanoseconds: 0 };
-    // SAFETY: `time` is a valid, writable `struct timespec`, and the clock id is valid.
-    let result = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut time) };
-    assert_eq!(result, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID) failed");
-    Duration::new(time.seconds as u64, time.nanoseconds as u32)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn thread_cpu_time() -> Duration {
-    unreachable!("the thread CPU-time clock is only chosen on Linux")
-}
-
 /// Times `iters` calls of `operation` on `clock`.
 fn time_each<T>(clock: Clock, iters: u64, mut operation: impl FnMut() -> T) -> Duration {
     let start = clock.now();
@@ -260,6 +209,7 @@ fn bench_board<B: Board>(
 }
 
 fn leaderboard(c: &mut Criterion) {
+    println!("leaderboard benches: timed with {}", Clock::from_environment().name());
     for &size in &SIZES {
         let mut group = c.benchmark_group(format!("leaderboard/{size}"));
         group.throughput(Throughput::Elements(1));
