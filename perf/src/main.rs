@@ -90,10 +90,9 @@ pub struct Common {
     idle: driver::Idle,
 }
 
+/// Which server a run or sweep drives, and how it is reached.
 #[derive(Args, Debug)]
-struct RunArgs {
-    #[command(flatten)]
-    common: Common,
+struct ServerArgs {
     /// Which server to drive.
     #[arg(long, value_enum, default_value_t = TargetKind::Cairn)]
     target: TargetKind,
@@ -103,6 +102,14 @@ struct RunArgs {
     /// Start the server for the run and stop it after.
     #[arg(long)]
     spawn: bool,
+}
+
+#[derive(Args, Debug)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    server: ServerArgs,
     /// Open loop at this many events per second in total.
     #[arg(long, conflicts_with = "max")]
     rate: Option<u64>,
@@ -115,15 +122,8 @@ struct RunArgs {
 struct SweepArgs {
     #[command(flatten)]
     common: Common,
-    /// Which server to drive.
-    #[arg(long, value_enum, default_value_t = TargetKind::Cairn)]
-    target: TargetKind,
-    /// Address of a running server (127.0.0.1 only).
-    #[arg(long)]
-    addr: Option<String>,
-    /// Start the server and stop it after.
-    #[arg(long)]
-    spawn: bool,
+    #[command(flatten)]
+    server: ServerArgs,
     /// The latency bound of the knee, in microseconds of p99.
     #[arg(long, default_value_t = 1_000.0)]
     p99_bound_us: f64,
@@ -267,7 +267,7 @@ fn run(args: RunArgs) -> Result<()> {
         (None, true) => Mode::Closed { pipeline: settings.pipeline },
         _ => bail!("give --rate EVENTS_PER_S (open loop) or --max (closed loop)"),
     };
-    let endpoint = endpoint(args.target, args.addr, args.spawn, settings.shards)?;
+    let endpoint = endpoint(args.server.target, args.server.addr, args.server.spawn, settings.shards)?;
     let world = World::new(&settings.scenario);
     let mut session = Session::open(&world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
@@ -278,7 +278,7 @@ fn run(args: RunArgs) -> Result<()> {
     let result = session.phase(mode, settings.duration, true, "measure")?;
     let validation = session.validate()?;
     let summary = report::Summary::new(&session, &settings, &result, validation);
-    let out = settings.out_dir(&format!("{}-{}", settings.scenario.name, args.target.name()));
+    let out = settings.out_dir(&format!("{}-{}", settings.scenario.name, args.server.target.name()));
     report::write_run(&out, &summary, &result)?;
     report::print_summary(&summary);
     println!("outputs in {}", out.display());
@@ -287,7 +287,7 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn sweep(args: SweepArgs) -> Result<()> {
     let settings = Settings::new(args.common)?;
-    let endpoint = endpoint(args.target, args.addr, args.spawn, settings.shards)?;
+    let endpoint = endpoint(args.server.target, args.server.addr, args.server.spawn, settings.shards)?;
     let world = World::new(&settings.scenario);
     let mut session = Session::open(&world, &endpoint, settings.threads)?;
     session.progress = settings.progress;

@@ -715,16 +715,11 @@ impl ShardLoop {
             self.stats.counters.disk_full_refusals += 1;
             return self.fail(index, request_id, ErrorCode::DiskFull);
         }
-        let time = self.clock.event_us();
-        let outcome = self.engine.apply(event, time);
-        count_outcome(&mut self.stats, kind, &outcome);
+        let outcome = apply_counted(&mut self.engine, &mut self.stats, &mut self.writer, event, self.clock.event_us());
         self.local_events[kind as usize] += 1;
         let connection = self.connections.get_mut(index).expect("served connections exist");
-        if let Some(writer) = self.writer.as_mut().filter(|_| event.is_mutation()) {
-            writer.append(event, time);
-            if connection.hold() {
-                self.held.push(index);
-            }
+        if self.writer.is_some() && event.is_mutation() && connection.hold() {
+            self.held.push(index);
         }
         if reply_wanted(flags, &outcome) {
             encode_outcome(request_id, kind, &outcome, connection.output());
@@ -847,11 +842,7 @@ impl ShardLoop {
                     return self.send_reply(source, RecordKind::Reply, record);
                 }
                 let time = self.clock.event_us();
-                let outcome = self.engine.apply(&event, time);
-                count_outcome(&mut self.stats, kind, &outcome);
-                if let Some(writer) = self.writer.as_mut().filter(|_| event.is_mutation()) {
-                    writer.append(&event, time);
-                }
+                let outcome = apply_counted(&mut self.engine, &mut self.stats, &mut self.writer, &event, time);
                 if reply_wanted(header.flags, &outcome) {
                     encode_outcome(header.request_id, kind, &outcome, &mut self.reply);
                 }
@@ -1166,11 +1157,27 @@ fn journal_has_room(writer: &Option<Writer<FileStorage>>) -> bool {
 }
 
 /// Counts an applied event and its rejection, if any.
-fn count_outcome(stats: &mut ShardStats, kind: EventKind, outcome: &Outcome) {
+/// Applies one event at `time`, counts it, and journals it if it is a mutation: every
+/// mutation that reaches `apply`, refused or not, since even a refused one announces the
+/// lifecycle stages its time reached and replay must do the same. The one path both
+/// local and cross-shard events take.
+fn apply_counted<'a>(
+    engine: &'a mut Shard,
+    stats: &mut ShardStats,
+    writer: &mut Option<Writer<FileStorage>>,
+    event: &Event,
+    time: u64,
+) -> Outcome<'a> {
+    let outcome = engine.apply(event, time);
+    let kind = event.kind();
     stats.counters.events[kind as usize] += 1;
-    if let Outcome::Rejected(rejection) = outcome {
+    if let Outcome::Rejected(rejection) = &outcome {
         stats.counters.reject(rejection);
     }
+    if let Some(writer) = writer.as_mut().filter(|_| event.is_mutation()) {
+        writer.append(event, time);
+    }
+    outcome
 }
 
 /// Appends a push to a subscriber, or drops it and remembers the gap if the subscriber's
