@@ -264,10 +264,11 @@ fn a_bit_flip_anywhere_gives_an_exact_prefix_or_a_refusal_naming_the_offset() {
 fn a_bit_flip_anywhere_in_a_snapshot_is_refused() {
     let (storage, events) = small_journal(10);
     let recovered = recover(&mut storage.clone(), Repair::ReadOnly).unwrap();
-    let bytes = encode_snapshot(&recovered.shard, events.len() as u64);
-    let (seq, rebuilt) = decode_snapshot(&bytes).expect("a clean snapshot decodes");
-    assert_eq!(seq, events.len() as u64);
-    assert_eq!(rebuilt.digest(), recovered.shard.digest());
+    let bytes = encode_snapshot(&recovered.shard, events.len() as u64, recovered.last_time);
+    let snapshot = decode_snapshot(&bytes).expect("a clean snapshot decodes");
+    assert_eq!(snapshot.seq, events.len() as u64);
+    assert_eq!(snapshot.time, events.last().unwrap().1);
+    assert_eq!(snapshot.shard.digest(), recovered.shard.digest());
     for bit in 0..bytes.len() * 8 {
         let mut flipped = bytes.clone();
         flipped[bit / 8] ^= 1 << (bit % 8);

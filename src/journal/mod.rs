@@ -40,7 +40,7 @@ use std::str::FromStr;
 pub use inspect::{dump, shard_dirs, verify, VerifyReport, SHARD_DIR_PREFIX};
 pub use record::{encode_record, parse_record, Parsed, Record};
 pub use recovery::{read_journal, recover, JournalSummary, Recovered, Repair, Truncation};
-pub use snapshot::{decode_snapshot, encode_snapshot, SNAPSHOT_HEADER_SIZE};
+pub use snapshot::{decode_snapshot, encode_snapshot, Snapshot, SNAPSHOT_HEADER_SIZE};
 pub use storage::{Crash, FileStorage, SimCounters, SimStorage, Storage};
 pub use writer::Writer;
 

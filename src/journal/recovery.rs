@@ -19,10 +19,11 @@
 //! A damaged record is never applied: its CRC is checked before its event is decoded, and
 //! the decoder accepts only encodings this build writes.
 
+use crate::event::Micros;
 use crate::shard::Shard;
 
 use super::record::{parse_record, Parsed, Record};
-use super::snapshot::decode_snapshot;
+use super::snapshot::{decode_snapshot, Snapshot};
 use super::storage::Storage;
 use super::{io_error, parse_segment_name, parse_snapshot_name, JournalError, TEMPORARY_SUFFIX};
 
@@ -77,6 +78,9 @@ pub struct Recovered {
     pub last_seq: u64,
     /// Records replayed after the snapshot.
     pub replayed: u64,
+    /// The latest event time in the state: the snapshot's, or a replayed record's
+    /// (0 for an empty journal). A restarted server's event clock starts from it.
+    pub last_time: Micros,
     /// Where the writer continues appending (see [`JournalSummary::tail`]).
     pub tail: Option<(String, u64)>,
     /// A torn tail that was cut off (or, read-only, found).
@@ -98,21 +102,24 @@ pub fn recover<S: Storage>(storage: &mut S, repair: Repair) -> Result<Recovered,
     let mut snapshots: Vec<u64> = names.iter().filter_map(|name| parse_snapshot_name(name)).collect();
     snapshots.sort_unstable_by(|a, b| b.cmp(a));
     let newest_snapshot = snapshots.first().copied().unwrap_or(0);
-    let (mut snapshot_seq, mut shard) = (0, Shard::new());
+    let (mut snapshot_seq, mut shard, mut last_time) = (0, Shard::new(), 0);
     for seq in snapshots {
         let name = super::snapshot_name(seq);
         let bytes = storage.read(&name).map_err(io_error("read", storage.describe(&name)))?;
         match decode_snapshot(&bytes) {
-            Ok((covered, state)) if covered == seq => {
-                (snapshot_seq, shard) = (seq, state);
+            Ok(snapshot) if snapshot.seq == seq => {
+                (snapshot_seq, shard, last_time) = (seq, snapshot.shard, snapshot.time);
                 break;
             }
-            Ok((covered, _)) => notes.push(format!("skipped {}: it says it covers {covered}", storage.describe(&name))),
+            Ok(Snapshot { seq: covered, .. }) => {
+                notes.push(format!("skipped {}: it says it covers {covered}", storage.describe(&name)))
+            }
             Err(reason) => notes.push(format!("skipped {}: {reason}", storage.describe(&name))),
         }
     }
     let summary = read_journal(storage, snapshot_seq, repair, |record| {
         shard.apply(&record.event, record.time);
+        last_time = last_time.max(record.time);
     })?;
     let last_seq = summary.last_seq.max(snapshot_seq);
     if last_seq < newest_snapshot {
@@ -128,6 +135,7 @@ pub fn recover<S: Storage>(storage: &mut S, repair: Repair) -> Result<Recovered,
         snapshot_seq,
         last_seq,
         replayed: summary.visited,
+        last_time,
         tail: summary.tail,
         truncation: summary.truncation,
         notes,

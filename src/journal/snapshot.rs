@@ -6,13 +6,15 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic        "CAIRNSNP"
-//!      8     4  version      u32 = 1
-//!     12     4  header_crc   u32  CRC32C of bytes 0..12, then of bytes 16..40
+//!      8     4  version      u32 = 2
+//!     12     4  header_crc   u32  CRC32C of bytes 0..12, then of bytes 16..48
 //!     16     8  seq          u64  the last journal sequence number the state includes
 //!     24     8  body_size    u64  bytes after the header
 //!     32     4  body_crc     u32  CRC32C of the body
 //!     36     4  hunt_count   u32
-//!     40        body: hunt_count hunts, by ascending id
+//!     40     8  time         u64  the event time of the last event the state includes
+//!                                 (a restarted server's clock never goes below it)
+//!     48        body: hunt_count hunts, by ascending id
 //! ```
 //!
 //! A hunt is written as its id and spec (the 43-byte spec encoding of `record.rs`), its
@@ -42,7 +44,7 @@
 use hashbrown::HashMap;
 
 use crate::constants::SNAPSHOT_SIZE_MAX;
-use crate::event::HuntId;
+use crate::event::{HuntId, Micros};
 use crate::event::{Position, TreasureSpec};
 use crate::geo::Point;
 use crate::hunt::{Hunt, Phase, Player, Treasure};
@@ -55,7 +57,7 @@ use super::storage::Storage;
 use super::{io_error, snapshot_name, JournalError, TEMPORARY_SUFFIX};
 
 const MAGIC: [u8; 8] = *b"CAIRNSNP";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 
 const MAGIC_OFFSET: usize = 0;
 const VERSION_OFFSET: usize = MAGIC_OFFSET + MAGIC.len();
@@ -64,18 +66,30 @@ const SEQ_OFFSET: usize = HEADER_CRC_OFFSET + size_of::<u32>();
 const BODY_SIZE_OFFSET: usize = SEQ_OFFSET + size_of::<u64>();
 const BODY_CRC_OFFSET: usize = BODY_SIZE_OFFSET + size_of::<u64>();
 const HUNT_COUNT_OFFSET: usize = BODY_CRC_OFFSET + size_of::<u32>();
+const TIME_OFFSET: usize = HUNT_COUNT_OFFSET + size_of::<u32>();
 /// Bytes of a snapshot's header.
-pub const SNAPSHOT_HEADER_SIZE: usize = HUNT_COUNT_OFFSET + size_of::<u32>();
+pub const SNAPSHOT_HEADER_SIZE: usize = TIME_OFFSET + size_of::<u64>();
 
-const _: () = assert!(SNAPSHOT_HEADER_SIZE == 40);
+const _: () = assert!(SNAPSHOT_HEADER_SIZE == 48);
+
+/// A decoded snapshot.
+pub struct Snapshot {
+    /// The last journal sequence number the state includes.
+    pub seq: u64,
+    /// The event time of the last event the state includes (0: none).
+    pub time: Micros,
+    /// The rebuilt state.
+    pub shard: Shard,
+}
 
 fn header_crc(header: &[u8]) -> u32 {
     let crc = crc32c::crc32c(&header[MAGIC_OFFSET..HEADER_CRC_OFFSET]);
     crc32c::crc32c_append(crc, &header[SEQ_OFFSET..SNAPSHOT_HEADER_SIZE])
 }
 
-/// Encodes `shard`, whose state includes exactly the journal records up to `seq`.
-pub fn encode_snapshot(shard: &Shard, seq: u64) -> Vec<u8> {
+/// Encodes `shard`, whose state includes exactly the journal records up to `seq`, the
+/// last of them at event time `time`.
+pub fn encode_snapshot(shard: &Shard, seq: u64, time: Micros) -> Vec<u8> {
     let mut out = vec![0u8; SNAPSHOT_HEADER_SIZE];
     let mut ids: Vec<HuntId> = shard.hunts.keys().copied().collect();
     ids.sort_unstable();
@@ -89,7 +103,8 @@ pub fn encode_snapshot(shard: &Shard, seq: u64) -> Vec<u8> {
     out[SEQ_OFFSET..BODY_SIZE_OFFSET].copy_from_slice(&seq.to_le_bytes());
     out[BODY_SIZE_OFFSET..BODY_CRC_OFFSET].copy_from_slice(&body_size.to_le_bytes());
     out[BODY_CRC_OFFSET..HUNT_COUNT_OFFSET].copy_from_slice(&body_crc.to_le_bytes());
-    out[HUNT_COUNT_OFFSET..SNAPSHOT_HEADER_SIZE].copy_from_slice(&(ids.len() as u32).to_le_bytes());
+    out[HUNT_COUNT_OFFSET..TIME_OFFSET].copy_from_slice(&(ids.len() as u32).to_le_bytes());
+    out[TIME_OFFSET..SNAPSHOT_HEADER_SIZE].copy_from_slice(&time.to_le_bytes());
     let crc = header_crc(&out[..SNAPSHOT_HEADER_SIZE]);
     out[HEADER_CRC_OFFSET..SEQ_OFFSET].copy_from_slice(&crc.to_le_bytes());
     out
@@ -199,8 +214,9 @@ impl Cursor<'_> {
     }
 }
 
-/// Decodes a snapshot file: the sequence number it covers and the rebuilt shard.
-pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Shard), String> {
+/// Decodes a snapshot file: the sequence number it covers, its last event time and the
+/// rebuilt shard.
+pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
     if bytes.len() < SNAPSHOT_HEADER_SIZE {
         return Err(format!("{} bytes, shorter than the {SNAPSHOT_HEADER_SIZE}-byte header", bytes.len()));
     }
@@ -220,7 +236,8 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Shard), String> {
     let seq = u64::from_le_bytes(field(SEQ_OFFSET, BODY_SIZE_OFFSET).try_into().expect("8 bytes"));
     let body_size = u64::from_le_bytes(field(BODY_SIZE_OFFSET, BODY_CRC_OFFSET).try_into().expect("8 bytes"));
     let body_crc = u32::from_le_bytes(field(BODY_CRC_OFFSET, HUNT_COUNT_OFFSET).try_into().expect("4 bytes"));
-    let hunt_count = u32::from_le_bytes(field(HUNT_COUNT_OFFSET, SNAPSHOT_HEADER_SIZE).try_into().expect("4 bytes"));
+    let hunt_count = u32::from_le_bytes(field(HUNT_COUNT_OFFSET, TIME_OFFSET).try_into().expect("4 bytes"));
+    let time = u64::from_le_bytes(field(TIME_OFFSET, SNAPSHOT_HEADER_SIZE).try_into().expect("8 bytes"));
     let body = &bytes[SNAPSHOT_HEADER_SIZE..];
     if body_size > SNAPSHOT_SIZE_MAX || body_size != body.len() as u64 {
         return Err(format!("body of {} bytes where the header says {body_size}", body.len()));
@@ -239,7 +256,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<(u64, Shard), String> {
     if cursor.at != body.len() {
         return Err(format!("{} bytes left after the last hunt", body.len() - cursor.at));
     }
-    Ok((seq, shard))
+    Ok(Snapshot { seq, time, shard })
 }
 
 fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
@@ -356,8 +373,13 @@ fn decode_claims(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
 /// Writes the snapshot of `shard` at `seq` by the safe protocol: temporary file,
 /// fdatasync, rename, directory sync. A failed sync is fatal ([`JournalError::SyncFailed`]);
 /// a full disk removes the temporary file and reports [`JournalError::DiskFull`].
-pub(crate) fn write_snapshot<S: Storage>(storage: &mut S, shard: &Shard, seq: u64) -> Result<(), JournalError> {
-    let bytes = encode_snapshot(shard, seq);
+pub(crate) fn write_snapshot<S: Storage>(
+    storage: &mut S,
+    shard: &Shard,
+    seq: u64,
+    time: Micros,
+) -> Result<(), JournalError> {
+    let bytes = encode_snapshot(shard, seq, time);
     let name = snapshot_name(seq);
     let temporary = format!("{name}{TEMPORARY_SUFFIX}");
     storage.create(&temporary).map_err(io_error("create", storage.describe(&temporary)))?;

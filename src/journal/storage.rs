@@ -83,6 +83,12 @@ impl FileStorage {
         &self.dir
     }
 
+    /// A second handle to a file (a duplicated descriptor), which another thread may
+    /// sync while this storage goes on appending through its own.
+    pub fn clone_handle(&mut self, name: &str) -> io::Result<File> {
+        self.handle(name)?.try_clone()
+    }
+
     fn handle(&mut self, name: &str) -> io::Result<&mut File> {
         if !self.open.contains_key(name) {
             let file = OpenOptions::new().append(true).open(self.dir.join(name))?;

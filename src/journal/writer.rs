@@ -14,6 +14,13 @@
 //! mutations meanwhile. A failed fdatasync or any other I/O error stops the writer for
 //! good; every later call returns [`JournalError::Stopped`].
 //!
+//! The server does not block its loop on the fdatasync: in `fsync` mode it calls
+//! [`Writer::write_pending`] (the one write, no sync), hands the sync to a thread of its
+//! own through [`Writer::sync_handle`], goes on applying and appending the next events
+//! meanwhile, and reports the sync's end with [`Writer::mark_synced`] (or its failure
+//! with [`Writer::stop`]). At most one such sync is outstanding: the next write waits
+//! for it, so a write never lands in a segment the running sync does not cover.
+//!
 //! Segments roll when they reach `JOURNAL_SEGMENT_SIZE_MAX` and at every snapshot, so a
 //! snapshot at sequence `s` always finds the records up to `s` in older segments than the
 //! one it starts, and can delete them whole.
@@ -42,6 +49,13 @@ pub struct Writer<S: Storage> {
     next_seq: u64,
     /// The highest sequence number written (and, in `fsync` mode, synced).
     covered_seq: u64,
+    /// The highest sequence number written (synced or not).
+    written_seq: u64,
+    /// The event time of the last record appended (or recovered): snapshots store it so
+    /// a restarted server never stamps an earlier time.
+    last_time: Micros,
+    /// The segment whose handle [`Writer::sync_handle`] gave out last.
+    sync_segment: Option<String>,
     /// The sequence number of the last snapshot written (0: none).
     snapshot_seq: u64,
     /// Set after a fatal error, with its message.
@@ -72,6 +86,9 @@ impl<S: Storage> Writer<S> {
             buffer: Vec::with_capacity(JOURNAL_COMMIT_BUFFER_SIZE),
             next_seq,
             covered_seq: recovered.last_seq,
+            written_seq: recovered.last_seq,
+            last_time: recovered.last_time,
+            sync_segment: None,
             snapshot_seq: recovered.snapshot_seq,
             stopped: None,
         })
@@ -83,6 +100,7 @@ impl<S: Storage> Writer<S> {
         let seq = self.next_seq;
         encode_record(seq, time, event, &mut self.buffer);
         self.next_seq += 1;
+        self.last_time = self.last_time.max(time);
         seq
     }
 
@@ -108,9 +126,25 @@ impl<S: Storage> Writer<S> {
         self.covered_seq
     }
 
+    /// The highest sequence number written by [`Writer::write_pending`] or a commit,
+    /// synced or not.
+    pub fn written_seq(&self) -> u64 {
+        self.written_seq
+    }
+
+    /// The latest event time appended or recovered.
+    pub fn last_time(&self) -> Micros {
+        self.last_time
+    }
+
     /// The highest sequence number appended (covered or not).
     pub fn last_seq(&self) -> u64 {
         self.next_seq - 1
+    }
+
+    /// The segment being appended to, as a path for messages.
+    pub fn segment_path(&self) -> String {
+        self.storage.describe(&self.segment)
     }
 
     /// The storage (for tests that inspect it).
@@ -124,10 +158,14 @@ impl<S: Storage> Writer<S> {
         if let Some(message) = &self.stopped {
             return Err(JournalError::Stopped(message.clone()));
         }
+        assert_eq!(self.written_seq, self.covered_seq, "a commit waits for the outstanding sync");
         if self.buffer.is_empty() {
             return Ok(self.covered_seq);
         }
-        let result = self.write_buffer();
+        let result = self.write_buffer(self.sync).map(|_| {
+            self.covered_seq = self.written_seq;
+            self.covered_seq
+        });
         if let Err(error) = &result {
             if !error.is_recoverable() {
                 self.stopped = Some(error.to_string());
@@ -136,7 +174,44 @@ impl<S: Storage> Writer<S> {
         result
     }
 
-    fn write_buffer(&mut self) -> Result<u64, JournalError> {
+    /// Writes everything appended since the last write in one append, without syncing,
+    /// and returns the highest sequence number written. In `os` mode that covers it; in
+    /// `fsync` mode the caller syncs the handle from [`Writer::sync_handle`] and then
+    /// calls [`Writer::mark_synced`]. Must not be called while such a sync is
+    /// outstanding (`written_seq() > covered_seq()`). A full disk keeps the records
+    /// pending, as in [`Writer::commit`].
+    pub fn write_pending(&mut self) -> Result<u64, JournalError> {
+        if let Some(message) = &self.stopped {
+            return Err(JournalError::Stopped(message.clone()));
+        }
+        assert_eq!(self.written_seq, self.covered_seq, "one outstanding sync at a time");
+        if self.buffer.is_empty() {
+            return Ok(self.written_seq);
+        }
+        let result = self.write_buffer(false);
+        match &result {
+            Ok(_) if !self.sync => self.covered_seq = self.written_seq,
+            Ok(_) => {}
+            Err(error) if !error.is_recoverable() => self.stopped = Some(error.to_string()),
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Records that a sync started after [`Writer::write_pending`] returned `seq` has
+    /// completed: everything up to `seq` is covered.
+    pub fn mark_synced(&mut self, seq: u64) {
+        assert!(seq <= self.written_seq, "synced {seq} past what was written ({})", self.written_seq);
+        self.covered_seq = self.covered_seq.max(seq);
+    }
+
+    /// Stops the writer for good (a sync run elsewhere failed): every later call returns
+    /// [`JournalError::Stopped`] with `message`. A failed fdatasync is never retried.
+    pub fn stop(&mut self, message: String) {
+        self.stopped.get_or_insert(message);
+    }
+
+    fn write_buffer(&mut self, sync: bool) -> Result<u64, JournalError> {
         if self.segment_size >= JOURNAL_SEGMENT_SIZE_MAX {
             self.roll()?;
         }
@@ -150,15 +225,15 @@ impl<S: Storage> Writer<S> {
             self.storage.truncate(&self.segment, self.segment_size).map_err(io_error("truncate", file.clone()))?;
             return Err(JournalError::DiskFull { file });
         }
-        if self.sync {
+        self.segment_size += self.buffer.len() as u64;
+        self.buffer.clear();
+        self.written_seq = self.next_seq - 1;
+        if sync {
             self.storage
                 .sync(&self.segment)
                 .map_err(|source| JournalError::SyncFailed { file: self.storage.describe(&self.segment), source })?;
         }
-        self.segment_size += self.buffer.len() as u64;
-        self.buffer.clear();
-        self.covered_seq = self.next_seq - 1;
-        Ok(self.covered_seq)
+        Ok(self.written_seq)
     }
 
     /// Starts a new segment whose first record will be the next one appended. The old
@@ -188,7 +263,8 @@ impl<S: Storage> Writer<S> {
         if seq == self.snapshot_seq {
             return Ok(seq);
         }
-        let result = self.roll().and_then(|()| write_snapshot(&mut self.storage, shard, seq));
+        let time = self.last_time;
+        let result = self.roll().and_then(|()| write_snapshot(&mut self.storage, shard, seq, time));
         match result {
             Ok(()) => {}
             Err(error) => {
@@ -221,6 +297,21 @@ impl<S: Storage> Writer<S> {
             }
         }
         Ok(())
+    }
+}
+
+impl Writer<super::FileStorage> {
+    /// A handle to the segment the last [`Writer::write_pending`] wrote to, if it is
+    /// another segment than the one handed out last (a sync thread keeps the handle and
+    /// syncs it until it gets a new one).
+    pub fn sync_handle(&mut self) -> Result<Option<std::fs::File>, JournalError> {
+        if self.sync_segment.as_deref() == Some(self.segment.as_str()) {
+            return Ok(None);
+        }
+        let file =
+            self.storage.clone_handle(&self.segment).map_err(io_error("open", self.storage.describe(&self.segment)))?;
+        self.sync_segment = Some(self.segment.clone());
+        Ok(Some(file))
     }
 }
 

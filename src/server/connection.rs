@@ -9,9 +9,12 @@
 //! can cut everything not yet started when it must say GOODBYE to a slow reader.
 //!
 //! With durability on, output can be held: [`Connection::hold`] marks where the replies
-//! to events not yet covered by the journal begin, and `flush` writes only up to that
-//! mark until [`Connection::release`]. Normally the shard commits before it flushes and
-//! releases every hold each turn; holds only outlive a turn while the disk is full.
+//! to events of one commit group not yet covered by the journal begin, and `flush`
+//! writes only up to the oldest mark until [`Connection::release`] lets its group go.
+//! Two groups can be held at once: the one whose fdatasync is running, and the one the
+//! shard is filling meanwhile (durability `fsync`). In `os` mode the shard commits
+//! before it flushes and releases every hold each turn; holds outlive a turn only while
+//! a sync runs or the disk is full.
 
 use std::io::{self, Read, Write};
 
@@ -48,6 +51,13 @@ pub struct Filled {
 /// Reads `discard_unread_input` makes at most before closing anyway.
 const DISCARD_READS_MAX: usize = 16;
 
+/// Where one commit group's held output begins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Hold {
+    group: u64,
+    from: usize,
+}
+
 /// A client connection.
 pub struct Connection {
     /// The socket.
@@ -59,8 +69,11 @@ pub struct Connection {
     read_end: usize,
     output: Vec<u8>,
     output_sent: usize,
-    /// Output from this offset on waits for a journal commit (see the module doc).
-    hold_from: Option<usize>,
+    /// Output from this offset on waits for the commit of the group tagged (see the
+    /// module doc).
+    hold_from: Option<Hold>,
+    /// Output from this offset on belongs to a later group than `hold_from`'s.
+    hold_next: Option<Hold>,
     /// HELLO was exchanged.
     pub greeted: bool,
     /// The socket may have more bytes: no read has returned `WouldBlock` since the last
@@ -96,6 +109,7 @@ impl Connection {
             output: Vec::with_capacity(OUTPUT_BUFFER_SIZE_INITIAL),
             output_sent: 0,
             hold_from: None,
+            hold_next: None,
             greeted: false,
             readable: true,
             peer_closed: false,
@@ -181,19 +195,34 @@ impl Connection {
         &mut self.output
     }
 
-    /// Holds the output appended from now on until [`Connection::release`]. Returns true
-    /// if and only if the connection was not held already (the caller lists it then).
-    pub fn hold(&mut self) -> bool {
-        if self.hold_from.is_some() {
-            return false;
+    /// Holds the output appended from now on, as part of commit group `group`, until
+    /// [`Connection::release`] lets that group go. Returns true if and only if the
+    /// connection was not held for `group` already (the caller lists it then).
+    pub fn hold(&mut self, group: u64) -> bool {
+        let newest = self.hold_next.or(self.hold_from);
+        if let Some(newest) = newest {
+            assert!(newest.group <= group, "group {group} held after group {}", newest.group);
+            if newest.group == group {
+                return false;
+            }
         }
-        self.hold_from = Some(self.output.len());
+        let hold = Some(Hold { group, from: self.output.len() });
+        match self.hold_from {
+            None => self.hold_from = hold,
+            Some(_) => {
+                assert!(self.hold_next.is_none(), "at most two commit groups are held at once");
+                self.hold_next = hold;
+            }
+        }
         true
     }
 
-    /// Lets all output be written: the journal covers what it answers.
-    pub fn release(&mut self) {
-        self.hold_from = None;
+    /// Lets the output of every group up to `group` be written: the journal covers what
+    /// it answers.
+    pub fn release(&mut self, group: u64) {
+        while self.hold_from.is_some_and(|hold| hold.group <= group) {
+            self.hold_from = self.hold_next.take();
+        }
     }
 
     /// Bytes queued and not yet written.
@@ -205,7 +234,7 @@ impl Connection {
     /// block. Returns the number of `write` calls made.
     pub fn flush(&mut self) -> io::Result<u64> {
         let mut writes = 0;
-        let limit = self.hold_from.unwrap_or(self.output.len());
+        let limit = self.hold_from.map_or(self.output.len(), |hold| hold.from);
         while self.output_sent < limit {
             writes += 1;
             match self.stream.write(&self.output[self.output_sent..limit]) {
@@ -221,8 +250,9 @@ impl Connection {
         if self.output_sent == self.output.len() {
             self.output.clear();
             self.output_sent = 0;
-            // A hold can only sit at the end here; it now holds from the start.
-            self.hold_from = self.hold_from.map(|_| 0);
+            // Holds can only sit at the end here; they now hold from the start.
+            self.hold_from = self.hold_from.map(|hold| Hold { from: 0, ..hold });
+            self.hold_next = self.hold_next.map(|hold| Hold { from: 0, ..hold });
         } else if self.output_sent > self.output.capacity() / 2 {
             self.compact();
         }
@@ -235,7 +265,8 @@ impl Connection {
         self.output.drain(..boundary);
         self.output_sent -= boundary;
         // Held bytes are never sent, so a hold is never before the written frames.
-        self.hold_from = self.hold_from.map(|hold| hold - boundary);
+        self.hold_from = self.hold_from.map(|hold| Hold { from: hold.from - boundary, ..hold });
+        self.hold_next = self.hold_next.map(|hold| Hold { from: hold.from - boundary, ..hold });
     }
 
     /// Drops every frame not yet started, keeping the one partly written: what a GOODBYE
@@ -247,9 +278,10 @@ impl Connection {
             boundary += frame_length(&self.output[boundary..]);
         }
         if let Some(hold) = self.hold_from {
-            assert!(hold >= boundary, "a held frame was started");
+            assert!(hold.from >= boundary, "a held frame was started");
         }
         self.hold_from = None;
+        self.hold_next = None;
         self.output.truncate(boundary);
     }
 

@@ -11,10 +11,23 @@
 //! through `journal::recover` with `Repair::Truncate`: a torn tail is cut and logged, a
 //! damaged record in the middle refuses the start with the file and offset. What each
 //! shard recovered becomes its loop's engine, and its [`Writer`] continues the journal.
+//!
+//! With durability `fsync` each shard also gets a [`SyncThread`]: the loop writes a
+//! commit's records itself (one `write`, cheap) and hands the fdatasync to that thread,
+//! then goes on reading, applying and appending the next events while the disk works.
+//! The thread wakes the loop through its mio `Waker` when the sync is done, and only
+//! then does the loop release the replies the sync covers. One sync runs at a time; the
+//! records of the turns it overlapped go to disk together in the next one, so a slow
+//! disk makes commits larger rather than the loop idle. A failed fdatasync is reported
+//! once and never retried: the loop stops the server.
 
-use std::fs;
+use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+
+use mio::Waker;
 
 use crate::journal::{recover, FileStorage, Repair, Writer, SHARD_DIR_PREFIX};
 use crate::shard::Shard;
@@ -78,6 +91,107 @@ fn open_shard(index: usize, dir: &Path, config: &Config) -> Result<Opened, Strin
     }
     let writer = Writer::open(storage, config.durability, &recovered).map_err(|error| describe(&error))?;
     Ok(Opened { engine: recovered.shard, writer: Some(writer) })
+}
+
+/// A shard's fdatasync thread (durability `fsync`).
+pub(crate) struct SyncThread {
+    state: Arc<(Mutex<SyncState>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// A sync to run: a new segment's handle, if the segment changed since the last one.
+    request: Option<Option<File>>,
+    /// The last sync's result, until the loop takes it.
+    done: Option<io::Result<()>>,
+    /// The loop is gone: the thread ends.
+    stop: bool,
+}
+
+impl SyncThread {
+    /// Starts shard `index`'s sync thread, which wakes the shard through `waker`.
+    pub(crate) fn start(index: usize, waker: Arc<Waker>) -> io::Result<SyncThread> {
+        let state = Arc::new((Mutex::new(SyncState::default()), Condvar::new()));
+        let thread_state = Arc::clone(&state);
+        let thread = std::thread::Builder::new()
+            .name(format!("cairn-sync-{index}"))
+            .spawn(move || sync_loop(&thread_state, &waker))?;
+        Ok(SyncThread { state, thread: Some(thread) })
+    }
+
+    /// Asks for an fdatasync of the journal segment (of `file`, from now on, if given).
+    /// The caller waits for [`SyncThread::poll`] to report before asking again.
+    pub(crate) fn request(&self, file: Option<File>) {
+        let (lock, wake) = &*self.state;
+        let mut state = lock.lock().expect("the sync thread does not panic holding its lock");
+        assert!(state.request.is_none() && state.done.is_none(), "one sync at a time");
+        state.request = Some(file);
+        wake.notify_one();
+    }
+
+    /// The result of the requested sync, once it has finished (`None`: still running).
+    pub(crate) fn poll(&self) -> Option<io::Result<()>> {
+        let (lock, _) = &*self.state;
+        lock.lock().expect("the sync thread does not panic holding its lock").done.take()
+    }
+
+    /// Waits for the requested sync to finish and returns its result.
+    pub(crate) fn wait(&self) -> io::Result<()> {
+        let (lock, wake) = &*self.state;
+        let mut state = lock.lock().expect("the sync thread does not panic holding its lock");
+        loop {
+            if let Some(result) = state.done.take() {
+                return result;
+            }
+            state = wake.wait(state).expect("the sync thread does not panic holding its lock");
+        }
+    }
+}
+
+impl Drop for SyncThread {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.state;
+        if let Ok(mut state) = lock.lock() {
+            state.stop = true;
+        }
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The sync thread's life: wait for a request, fdatasync, report, wake the loop.
+fn sync_loop(state: &(Mutex<SyncState>, Condvar), waker: &Waker) {
+    let (lock, wake) = state;
+    let mut file: Option<File> = None;
+    loop {
+        let request = {
+            let mut state = lock.lock().expect("the loop does not panic holding the sync lock");
+            loop {
+                if state.stop {
+                    return;
+                }
+                if let Some(request) = state.request.take() {
+                    break request;
+                }
+                state = wake.wait(state).expect("the loop does not panic holding the sync lock");
+            }
+        };
+        if let Some(new) = request {
+            file = Some(new);
+        }
+        let result = file.as_ref().map_or_else(
+            || Err(io::Error::other("no journal segment was handed to the sync thread")),
+            |file| file.sync_data(),
+        );
+        lock.lock().expect("the loop does not panic holding the sync lock").done = Some(result);
+        // `wait` may be blocked on the condition variable rather than in the poll.
+        wake.notify_all();
+        // A loop that has exited has nothing left to be woken for.
+        let _ = waker.wake();
+    }
 }
 
 /// Checks `DIR/shards` against `shard_count`, or writes it (durably) on first use.

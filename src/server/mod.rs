@@ -228,6 +228,10 @@ impl Server {
         for (index, (poll, listener)) in polls.into_iter().zip(listeners).enumerate().rev() {
             let shard_rings = rings.pop().expect("one set of rings per shard");
             let durable::Opened { engine, writer } = opened.pop().expect("one opened shard per shard");
+            let syncer = match config.durability {
+                Durability::Fsync => Some(durable::SyncThread::start(index, Arc::clone(&shared.wakers[index]))?),
+                Durability::None | Durability::Os => None,
+            };
             let shared = Arc::clone(&shared);
             let ready = ready_sender.clone();
             let core = if cores.len() >= shard_count { cores.get(index).copied() } else { None };
@@ -237,7 +241,7 @@ impl Server {
                 if let Some(core) = core {
                     core_affinity::set_for_current(core);
                 }
-                let mut shard = ShardLoop::new(index, shared, poll, listener, shard_rings, engine, writer);
+                let mut shard = ShardLoop::new(index, shared, poll, listener, shard_rings, engine, writer, syncer);
                 // The receiver outlives every shard's start; a send cannot fail here.
                 let _ = ready.send(index);
                 shard.run()

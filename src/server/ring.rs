@@ -224,6 +224,11 @@ impl Staged {
         self.bytes.is_empty()
     }
 
+    /// Bytes staged.
+    pub fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
     /// Encodes one record after the staged ones. The caller checked
     /// [`RingProducer::has_room_after`].
     pub fn stage(&mut self, header: &RecordHeader, payload: &[u8]) {

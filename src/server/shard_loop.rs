@@ -17,9 +17,14 @@
 //! connections' output buffers, which are written after the commit, and replies and
 //! pushes for other shards are staged and pushed onto their rings after it. Queries wait
 //! for the commit too: their answers may show the turn's uncommitted events, and a
-//! commit costs one write (and one fdatasync) per turn, not per event. A full disk keeps
-//! the uncommitted replies held (`Connection::hold`) and refuses new mutations with
-//! `disk_full` until a retried commit succeeds; any other journal error stops the server.
+//! commit costs one write (and one fdatasync) per turn, not per event. In `fsync` mode
+//! the fdatasync runs on the shard's sync thread (`durable::SyncThread`) while the loop
+//! goes on: the events of the turns it overlaps form the next commit group, whose output
+//! is held (and whose ring records are staged) apart from the syncing group's, and each
+//! group is let go when the sync covering it reports. A full disk keeps the uncommitted
+//! replies held (`Connection::hold`) and refuses new mutations with `disk_full` until a
+//! retried commit succeeds; any other journal error, and any failed fdatasync, stops the
+//! server.
 //!
 //! Nothing on this path allocates in steady state: buffers belong to connections
 //! (allocated on accept), rings and scratch buffers are allocated at start, histograms
@@ -51,6 +56,7 @@ use crate::shard::{shard_for, Shard};
 
 use super::clock::ShardClock;
 use super::connection::{Blocked, Connection};
+use super::durable::SyncThread;
 use super::ring::{record_size, RecordHeader, RecordKind, RingConsumer, RingProducer, Staged, PAYLOAD_SIZE_MAX};
 use super::slab::Slab;
 use super::stats::{self, ShardStats};
@@ -136,8 +142,18 @@ pub struct ShardLoop {
     disk_full: bool,
     /// The journal sequence number at or after which the next snapshot is written.
     snapshot_due_seq: u64,
-    /// Connections with held output, released by the next successful commit.
+    /// Connections with output held in the current commit group.
     held: Vec<u32>,
+    /// The commit group output produced now belongs to.
+    hold_group: u64,
+    /// `fsync` mode: the thread running each commit's fdatasync.
+    syncer: Option<SyncThread>,
+    /// The running sync: the sequence number and the group it covers once done.
+    syncing: Option<(u64, u64)>,
+    /// Connections with output held in the syncing group.
+    held_syncing: Vec<u32>,
+    /// Replies and pushes for each other shard in the syncing group.
+    staged_syncing: Vec<Staged>,
     connections: Slab<Connection>,
     rings: ShardRings,
     /// Replies and pushes for each other shard, pushed after the turn's commit.
@@ -176,23 +192,38 @@ impl ShardLoop {
         rings: ShardRings,
         engine: Shard,
         writer: Option<Writer<FileStorage>>,
+        syncer: Option<SyncThread>,
     ) -> ShardLoop {
         let shard_count = shared.config.shards;
         let connections_max = shared.config.connections_per_shard_max;
         let ring_size_bytes = shared.config.ring_size_bytes;
         let snapshot_due_seq =
             writer.as_ref().map_or(0, |writer| writer.snapshot_seq()) + shared.config.snapshot_interval_events;
+        let clock = ShardClock::new(shared.epoch, writer.as_ref().map_or(0, |writer| writer.last_time()));
+        if clock.ahead_of_wall_clock_us() > 0 {
+            eprintln!(
+                "cairn: shard {index}: the journal's last event time is {} us ahead of the clock; event time \
+                 stays there until the clock catches up, so it never goes backwards",
+                clock.ahead_of_wall_clock_us()
+            );
+        }
+        let staged = || -> Vec<Staged> {
+            (0..shard_count).map(|target| Staged::new(if target == index { 0 } else { ring_size_bytes })).collect()
+        };
         ShardLoop {
-            staged: (0..shard_count)
-                .map(|target| Staged::new(if target == index { 0 } else { ring_size_bytes }))
-                .collect(),
+            staged: staged(),
+            staged_syncing: staged(),
+            syncer,
+            syncing: None,
+            hold_group: 1,
+            held_syncing: Vec::with_capacity(connections_max),
             writer,
             disk_full: false,
             snapshot_due_seq,
             held: Vec::with_capacity(connections_max),
             index,
             shard_count,
-            clock: ShardClock::new(shared.epoch),
+            clock,
             shared,
             poll,
             listener: Some(listener),
@@ -241,6 +272,7 @@ impl ShardLoop {
             }
         }
         self.snapshot();
+        self.finish_sync()?;
         self.snapshot_journal(true)
     }
 
@@ -718,7 +750,10 @@ impl ShardLoop {
         let outcome = apply_counted(&mut self.engine, &mut self.stats, &mut self.writer, event, self.clock.event_us());
         self.local_events[kind as usize] += 1;
         let connection = self.connections.get_mut(index).expect("served connections exist");
-        if self.writer.is_some() && event.is_mutation() && connection.hold() {
+        // A query waits too while the journal holds uncovered events: its answer may
+        // show them.
+        let uncovered = self.writer.as_ref().is_some_and(|writer| writer.last_seq() > writer.covered_seq());
+        if (self.writer.is_some() && event.is_mutation() || uncovered) && connection.hold(self.hold_group) {
             self.held.push(index);
         }
         if reply_wanted(flags, &outcome) {
@@ -763,7 +798,7 @@ impl ShardLoop {
             if connection.closing {
                 continue;
             }
-            if hold && connection.hold() {
+            if hold && connection.hold(self.hold_group) {
                 self.held.push(subscriber.token);
             }
             let fits = deliver(connection, &mut self.stats, &self.push, hunt, topic, seq, soft, max);
@@ -789,7 +824,8 @@ impl ShardLoop {
             }
             let ring = self.rings.reply_out[target].as_ref().expect("interest only from other shards");
             // Keep room for one largest reply, which a request already taken may need.
-            if !ring.has_room_after(&self.staged[target], self.push.len() + record_size(PAYLOAD_SIZE_MAX)) {
+            let syncing = self.staged_syncing[target].len();
+            if !ring.has_room_after(&self.staged[target], syncing + self.push.len() + record_size(PAYLOAD_SIZE_MAX)) {
                 self.stats.counters.ring_pushes_dropped += 1;
                 continue;
             }
@@ -812,7 +848,9 @@ impl ShardLoop {
                 let reply_ring = self.rings.reply_out[source].as_ref().expect("a ring to every other shard");
                 // Replies staged this turn take ring room too once pushed after the commit;
                 // and a request may need a journal record.
-                if !reply_ring.has_room_after(&self.staged[source], PAYLOAD_SIZE_MAX) || !journal_has_room(&self.writer)
+                let syncing = self.staged_syncing[source].len();
+                if !reply_ring.has_room_after(&self.staged[source], syncing + PAYLOAD_SIZE_MAX)
+                    || !journal_has_room(&self.writer)
                 {
                     self.more_work = true;
                     break;
@@ -881,29 +919,37 @@ impl ShardLoop {
 
     /// Pushes every staged reply and push onto its ring (after the turn's commit).
     fn push_staged(&mut self) {
-        for (target, staged) in self.staged.iter_mut().enumerate() {
-            if staged.is_empty() {
-                continue;
-            }
-            let ring = self.rings.reply_out[target].as_mut().expect("only other shards have staged records");
-            ring.push_staged(staged);
-            self.wake[target] = true;
-        }
+        push_staged(&mut self.staged, &mut self.rings, &mut self.wake);
     }
 
     // -----------------------------------------------------------------------------------
     // The journal.
 
     /// The turn's group commit: one write (and, in `fsync` mode, one fdatasync) for
-    /// every event the turn journaled; then the held replies go. A full disk keeps them
-    /// held (retried next turn); any other error stops the server.
+    /// every event journaled since the last one; then the held replies go. In `fsync`
+    /// mode the sync runs on the sync thread: a finished one releases its group, and the
+    /// next starts as soon as the last has finished. A full disk keeps replies held
+    /// (retried next turn); any other error stops the server.
     fn commit(&mut self) -> io::Result<()> {
-        let Some(writer) = self.writer.as_mut() else {
+        if self.writer.is_none() {
             self.push_staged();
             return Ok(());
-        };
-        let covered_seq = match writer.commit() {
-            Ok(covered_seq) => covered_seq,
+        }
+        if let Some((seq, group)) = self.syncing {
+            let syncer = self.syncer.as_ref().expect("a sync runs only in fsync mode");
+            match syncer.poll() {
+                None => return Ok(()),
+                Some(result) => self.synced(seq, group, result)?,
+            }
+        }
+        let writer = self.writer.as_mut().expect("checked above");
+        if writer.covered_seq() >= self.snapshot_due_seq {
+            // Commits what is pending, synchronously: a slow path every so many events.
+            self.snapshot_journal(false)?;
+        }
+        let writer = self.writer.as_mut().expect("checked above");
+        let written_seq = match writer.write_pending() {
+            Ok(written_seq) => written_seq,
             Err(error) if error.is_recoverable() => {
                 if !self.disk_full {
                     eprintln!("cairn: shard {}: {error}; queries are still answered", self.index);
@@ -917,21 +963,50 @@ impl ShardLoop {
             eprintln!("cairn: shard {}: the journal is written again; mutating events are accepted", self.index);
             self.disk_full = false;
         }
-        for &index in &self.held {
-            // A connection closed since it was held has nothing left to release.
-            if let Some(connection) = self.connections.get_mut(index) {
-                connection.release();
-                if connection.pending_output() > 0 {
-                    mark_dirty(&mut self.dirty, connection, index);
-                }
-            }
+        let writer = self.writer.as_mut().expect("checked above");
+        if written_seq > writer.covered_seq() {
+            // `fsync` mode: the current group becomes the syncing one, and the loop goes
+            // on filling a new group while the thread syncs.
+            let file = match writer.sync_handle() {
+                Ok(file) => file,
+                Err(error) => return Err(self.fatal(error)),
+            };
+            self.syncer.as_ref().expect("fsync mode has a sync thread").request(file);
+            self.syncing = Some((written_seq, self.hold_group));
+            std::mem::swap(&mut self.held, &mut self.held_syncing);
+            std::mem::swap(&mut self.staged, &mut self.staged_syncing);
+            self.hold_group += 1;
+            return Ok(());
         }
-        self.held.clear();
+        // Everything appended is covered (`os` mode, or nothing new).
+        release(&mut self.held, &mut self.connections, &mut self.dirty, self.hold_group);
         self.push_staged();
-        if covered_seq >= self.snapshot_due_seq {
-            self.snapshot_journal(false)?;
-        }
+        self.hold_group += 1;
         Ok(())
+    }
+
+    /// The sync of `group`, up to `seq`, finished: release its replies, or stop the
+    /// server if it failed (a failed fdatasync is never retried: the kernel may have
+    /// dropped the pages it could not write, and a second try could report success).
+    fn synced(&mut self, seq: u64, group: u64, result: io::Result<()>) -> io::Result<()> {
+        self.syncing = None;
+        let writer = self.writer.as_mut().expect("a sync runs only with a journal");
+        if let Err(source) = result {
+            let error = JournalError::SyncFailed { file: writer.segment_path(), source };
+            writer.stop(error.to_string());
+            return Err(self.fatal(error));
+        }
+        writer.mark_synced(seq);
+        release(&mut self.held_syncing, &mut self.connections, &mut self.dirty, group);
+        push_staged(&mut self.staged_syncing, &mut self.rings, &mut self.wake);
+        Ok(())
+    }
+
+    /// Waits for a running sync (at the end of the loop, before the last snapshot).
+    fn finish_sync(&mut self) -> io::Result<()> {
+        let Some((seq, group)) = self.syncing else { return Ok(()) };
+        let result = self.syncer.as_ref().expect("a sync runs only in fsync mode").wait();
+        self.synced(seq, group, result)
     }
 
     /// Writes a snapshot of the shard (every `snapshot_interval_events`, and at a
@@ -944,7 +1019,13 @@ impl ShardLoop {
         self.snapshot_due_seq = writer.last_seq() + self.shared.config.snapshot_interval_events;
         self.stats.allocations_excluded += self.allocations.allocations() - before;
         match result {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                // The snapshot committed everything appended: the current group is covered.
+                release(&mut self.held, &mut self.connections, &mut self.dirty, self.hold_group);
+                self.push_staged();
+                self.hold_group += 1;
+                Ok(())
+            }
             Err(error) if error.is_recoverable() => {
                 let when = if stopping { "at shutdown" } else { "postponed" };
                 eprintln!("cairn: shard {}: snapshot {when}: {error}", self.index);
@@ -1147,6 +1228,32 @@ impl ShardLoop {
             }
         }
         true
+    }
+}
+
+/// Lets the held output of `group` (and older) go on every connection in `held`.
+fn release(held: &mut Vec<u32>, connections: &mut Slab<Connection>, dirty: &mut Vec<u32>, group: u64) {
+    for &index in held.iter() {
+        // A connection closed since it was held has nothing left to release.
+        if let Some(connection) = connections.get_mut(index) {
+            connection.release(group);
+            if connection.pending_output() > 0 {
+                mark_dirty(dirty, connection, index);
+            }
+        }
+    }
+    held.clear();
+}
+
+/// Pushes every staged reply and push onto its ring, and notes the shards to wake.
+fn push_staged(staged: &mut [Staged], rings: &mut ShardRings, wake: &mut [bool]) {
+    for (target, staged) in staged.iter_mut().enumerate() {
+        if staged.is_empty() {
+            continue;
+        }
+        let ring = rings.reply_out[target].as_mut().expect("only other shards have staged records");
+        ring.push_staged(staged);
+        wake[target] = true;
     }
 }
 
