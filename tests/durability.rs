@@ -564,6 +564,23 @@ mod process {
             self.stderr.lock().unwrap().clone()
         }
 
+        /// Waits for the server to exit on its own; its exit status and stderr.
+        pub fn wait_for_exit(mut self) -> (std::process::ExitStatus, String) {
+            let deadline = Instant::now() + WAIT;
+            loop {
+                if let Some(status) = self.child.try_wait().unwrap() {
+                    // Let the stderr reader catch the last lines.
+                    thread::sleep(Duration::from_millis(100));
+                    return (status, self.stderr());
+                }
+                if Instant::now() > deadline {
+                    self.child.kill().ok();
+                    panic!("the server did not stop within {WAIT:?}: {}", self.stderr());
+                }
+                thread::sleep(Duration::from_millis(10));
+            }
+        }
+
         /// SIGKILL: the process gets no chance to do anything.
         pub fn kill(mut self) {
             self.child.kill().expect("SIGKILL is delivered");
@@ -600,7 +617,7 @@ mod process {
         (0..SHARDS).map(|shard| (1..).find(|&hunt| shard_for(hunt, SHARDS) == shard).unwrap()).collect()
     }
 
-    fn spec() -> HuntSpec {
+    pub fn spec() -> HuntSpec {
         HuntSpec {
             coordinates: Coordinates::Planar,
             min: Position::new(0, 0),
@@ -908,5 +925,291 @@ fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
     assert_eq!(process::visible_state(&mut client, 1), before);
     drop(client);
     server.shutdown().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// Real full disks and real failed fdatasyncs, under a real server process.
+
+mod mounts {
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    /// A filesystem mounted for one test: unmounted (and its loop device detached) when
+    /// dropped, even if the test fails.
+    pub struct Mount {
+        pub point: PathBuf,
+        loop_device: Option<String>,
+    }
+
+    fn run(program: &str, args: &[&str]) -> Result<String, String> {
+        let output = Command::new(program).args(args).output().map_err(|error| format!("{program}: {error}"))?;
+        if !output.status.success() {
+            return Err(format!("{program} {args:?}: {}", String::from_utf8_lossy(&output.stderr).trim()));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// A tmpfs of `size_bytes` at `point`: a disk that really fills up.
+    pub fn tmpfs(point: &Path, size_bytes: u64) -> Result<Mount, String> {
+        std::fs::create_dir_all(point).map_err(|error| error.to_string())?;
+        let point_text = point.to_str().unwrap();
+        run("mount", &["-t", "tmpfs", "-o", &format!("size={size_bytes}"), "tmpfs", point_text])?;
+        Ok(Mount { point: point.to_path_buf(), loop_device: None })
+    }
+
+    /// An ext4 file system at `point` on a loop device whose backing file is a sparse
+    /// 64 MiB image on `under` (a small tmpfs): once `under` is full, ext4 still accepts
+    /// writes into its page cache, and fdatasync fails when writeback cannot reach the
+    /// image. A real failed fdatasync, not a simulated one.
+    pub fn ext4_on(under: &Mount, point: &Path) -> Result<Mount, String> {
+        let image = under.point.join("ext4.img");
+        let image_text = image.to_str().unwrap();
+        run("truncate", &["-s", "64M", image_text])?;
+        run("mkfs.ext4", &["-q", "-F", image_text])?;
+        let device = run("losetup", &["-f", "--show", image_text])?;
+        std::fs::create_dir_all(point).map_err(|error| error.to_string())?;
+        if let Err(error) = run("mount", &[&device, point.to_str().unwrap()]) {
+            let _ = run("losetup", &["-d", &device]);
+            return Err(error);
+        }
+        Ok(Mount { point: point.to_path_buf(), loop_device: Some(device) })
+    }
+
+    impl Drop for Mount {
+        fn drop(&mut self) {
+            // Lazy: a server that is still shutting down does not keep it mounted.
+            let _ = run("umount", &["-l", self.point.to_str().unwrap()]);
+            if let Some(device) = &self.loop_device {
+                let _ = run("losetup", &["-d", device]);
+            }
+            let _ = std::fs::remove_dir_all(&self.point);
+        }
+    }
+
+    /// Fills the file system holding `dir` with a file `dir/filler` until it refuses
+    /// more; returns the file's path.
+    pub fn fill(dir: &Path) -> PathBuf {
+        use std::io::Write;
+        let path = dir.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0xA5u8; 64 << 10];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::StorageFull => break,
+                Err(error) => panic!("filling {}: {error}", path.display()),
+            }
+        }
+        // Whatever fits of a smaller write too, down to a byte.
+        for size in [4096, 512, 64, 1] {
+            while file.write(&chunk[..size]).is_ok_and(|written| written > 0) {}
+        }
+        path
+    }
+
+    /// Says loudly why a test that needs mounts did not run.
+    pub fn skipped(test: &str, why: &str) {
+        eprintln!(
+            "\n*** SKIPPED {test}: cannot mount a test file system ({why}); it needs root and mount \
+                   permission. The storage-level tests of the same paths still ran. ***\n"
+        );
+    }
+}
+
+#[test]
+fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resumes_when_space_returns() {
+    use cairn::client::ClientError;
+    use process::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let root = temporary_dir("disk-full");
+    let disk = match mounts::tmpfs(&root.join("disk"), 4 << 20) {
+        Ok(disk) => disk,
+        Err(why) => return mounts::skipped("the full-disk server test", &why),
+    };
+    let dir = disk.point.join("data");
+    let server = Process::start(&dir, "fsync");
+    let mut setup = server.connect();
+    let hunt = hunts()[0];
+    let other_hunt = hunts()[1];
+    for hunt in hunts() {
+        setup.create_hunt(hunt, &spec()).unwrap();
+        for player in 0..3 {
+            setup.join(hunt, player, 1, Position::new(500, 500)).unwrap();
+        }
+    }
+    let filler = mounts::fill(&disk.point);
+
+    // Player 1's adjustments, one at a time, acknowledged or refused; counted.
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut steady = server.connect();
+    let writer = {
+        let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut seq = 10;
+            let mut refused = 0u64;
+            while !stop.load(Ordering::Acquire) {
+                seq += 1;
+                match steady.adjust_score(hunt, 1, seq, 1) {
+                    Ok(_) => {
+                        acknowledged.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(ClientError::Rejected { code: 12, .. }) => refused += 1,
+                    Err(other) => panic!("adjustment {seq}: {other}"),
+                }
+            }
+            refused
+        })
+    };
+
+    // The steady writer's commit meets the full disk: its reply is held (the event is
+    // not written), and the server says so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.stderr().contains("queries are still answered") {
+        assert!(Instant::now() < deadline, "the disk never filled; stderr: {}", server.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // From now on every mutation is refused with disk_full (code 12), saying so...
+    let mut probe = server.connect();
+    let mut probe_seq = 10;
+    let probe_acknowledged = 0;
+    for _ in 0..5 {
+        probe_seq += 1;
+        match probe.adjust_score(hunt, 2, probe_seq, 1) {
+            Err(ClientError::Rejected { code: 12, message }) => assert!(message.contains("disk"), "{message}"),
+            other => panic!("adjustment {probe_seq} on a full disk: {other:?}"),
+        }
+    }
+    // ...nothing is acknowledged, and queries are still answered.
+    let frozen = acknowledged.load(Ordering::Acquire);
+    for _ in 0..20 {
+        let standing = probe.rank(hunt, 1).unwrap();
+        assert!(standing.score >= frozen as i64);
+        assert_eq!(probe.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
+        probe.top(other_hunt, 10).unwrap();
+        probe.ping().unwrap();
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(acknowledged.load(Ordering::Acquire), frozen, "acknowledged while the disk was full");
+
+    // Space returns: the held adjustment is acknowledged and new ones are accepted.
+    std::fs::remove_file(&filler).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert!(Instant::now() < deadline, "mutations still refused after space returned: {}", server.stderr());
+        probe_seq += 1;
+        match probe.adjust_score(hunt, 0, probe_seq, 1) {
+            Ok(_) => break,
+            Err(ClientError::Rejected { code: 12, .. }) => std::thread::sleep(Duration::from_millis(20)),
+            Err(other) => panic!("{other}"),
+        }
+    }
+    let resumed = Instant::now();
+    while acknowledged.load(Ordering::Acquire) < frozen + 10 {
+        assert!(resumed.elapsed() < Duration::from_secs(20), "the writer made no progress after space returned");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Release);
+    let refused = writer.join().unwrap();
+    assert!(server.stderr().contains("mutating events are accepted"), "{}", server.stderr());
+
+    // Restart after kill -9: exactly what was acknowledged, nothing that was refused.
+    let player_1 = acknowledged.load(Ordering::Acquire) as i64;
+    let player_0 = 1;
+    server.kill();
+    let server = Process::start(&dir, "fsync");
+    let mut client = server.connect();
+    assert_eq!(client.rank(hunt, 1).unwrap().score, player_1, "player 1 ({refused} refused)");
+    assert_eq!(client.rank(hunt, 0).unwrap().score, player_0);
+    assert_eq!(client.rank(hunt, 2).unwrap().score, probe_acknowledged, "a refused adjustment was applied");
+    server.terminate();
+    drop(disk);
+}
+
+#[test]
+fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit() {
+    use process::*;
+
+    let root = temporary_dir("sync-fails");
+    let backing = match mounts::tmpfs(&root.join("backing"), 16 << 20) {
+        Ok(backing) => backing,
+        Err(why) => return mounts::skipped("the failed-fdatasync server test", &why),
+    };
+    let disk = match mounts::ext4_on(&backing, &root.join("ext4")) {
+        Ok(disk) => disk,
+        Err(why) => return mounts::skipped("the failed-fdatasync server test", &why),
+    };
+    let dir = disk.point.join("data");
+    let server = Process::start(&dir, "fsync");
+    let mut client = server.connect();
+    let hunt = hunts()[0];
+    client.create_hunt(hunt, &spec()).unwrap();
+    client.join(hunt, 1, 1, Position::new(500, 500)).unwrap();
+    // The image can no longer grow: ext4 takes writes into its cache, writeback fails.
+    mounts::fill(&backing.point);
+    let mut refused = None;
+    for seq in 2..2_000 {
+        // Each adjustment lands in new journal blocks soon enough.
+        match client.adjust_score(hunt, 1, seq, 1) {
+            Ok(_) => {}
+            Err(error) => {
+                refused = Some(error);
+                break;
+            }
+        }
+    }
+    let error = refused.expect("adjustments were acknowledged although no sync could succeed");
+    assert!(!matches!(error, cairn::client::ClientError::Rejected { .. }), "{error}");
+    let (status, stderr) = server.wait_for_exit();
+    assert!(!status.success(), "the server exited with {status} after a failed fdatasync; stderr: {stderr}");
+    assert!(stderr.contains("fdatasync of") && stderr.contains("failed"), "{stderr}");
+    assert!(stderr.contains("stopping the server"), "{stderr}");
+    assert!(stderr.contains("cannot be retried"), "{stderr}");
+    drop(disk);
+    drop(backing);
+}
+
+#[test]
+fn event_time_never_goes_back_across_a_restart_even_when_the_clock_is_behind_the_journal() {
+    use cairn::journal::SHARD_DIR_PREFIX;
+    use process::*;
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    let dir = temporary_dir("clock-floor");
+    let hunts = hunts();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("shards"), format!("{}\n", hunts.len())).unwrap();
+    // A journal written an hour "in the future": as if the clock was stepped back an
+    // hour since (or the data directory moved to a machine whose clock is behind).
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as Micros;
+    let future = now + 3_600_000_000;
+    let hunt = hunts[0];
+    let mut storage = FileStorage::open(&dir.join(format!("{SHARD_DIR_PREFIX}0"))).unwrap();
+    let recovered = recover(&mut storage, Repair::Truncate).unwrap();
+    let mut writer = Writer::open(storage, Durability::Os, &recovered).unwrap();
+    writer.append(&Event::CreateHunt { hunt, spec: spec() }, future - 2);
+    writer.append(&Event::Join { hunt, player: 1, seq: 1, position: Position::new(500, 500) }, future - 1);
+    writer.append(&Event::AdjustScore { hunt, player: 1, seq: 2, delta: 10 }, future);
+    writer.commit().unwrap();
+    drop(writer);
+
+    // Restarted from the journal, then (after a graceful stop) from the snapshot alone.
+    for (life, player) in [(0, 2), (1, 3)] {
+        let server = Process::start(&dir, "os");
+        let mut client = server.connect();
+        client.join(hunt, player, 1, Position::new(500, 500)).unwrap();
+        client.adjust_score(hunt, player, 2, 10).unwrap();
+        let (_, top) = client.top(hunt, 10).unwrap();
+        let reached_at = top.iter().find(|ranked| ranked.player == player).unwrap().reached_at;
+        assert!(reached_at >= future, "life {life}: an event was stamped {reached_at}, before {future}");
+        assert_eq!(top[0].player, 1, "life {life}: a later score ranks ahead of an earlier equal one: {top:?}");
+        assert!(server.stderr().contains("ahead of the clock"), "life {life}: {}", server.stderr());
+        server.terminate();
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -217,10 +217,14 @@ impl Connection {
         true
     }
 
-    /// Lets the output of every group up to `group` be written: the journal covers what
-    /// it answers.
+    /// Lets the output of `group` go: the journal covers what it answers. Output of a
+    /// newer group released before an older one stays behind the older group's hold,
+    /// so replies still leave in order.
     pub fn release(&mut self, group: u64) {
-        while self.hold_from.is_some_and(|hold| hold.group <= group) {
+        if self.hold_next.is_some_and(|hold| hold.group == group) {
+            self.hold_next = None;
+        }
+        if self.hold_from.is_some_and(|hold| hold.group == group) {
             self.hold_from = self.hold_next.take();
         }
     }

@@ -150,6 +150,10 @@ pub struct ShardLoop {
     syncer: Option<SyncThread>,
     /// The running sync: the sequence number and the group it covers once done.
     syncing: Option<(u64, u64)>,
+    /// The group whose records met a full disk: it waits in the syncing slots (free,
+    /// since nothing syncs while records wait to be written) until a retried write
+    /// succeeds, while refusals and query answers of later turns go out each turn.
+    stuck_group: Option<u64>,
     /// Connections with output held in the syncing group.
     held_syncing: Vec<u32>,
     /// Replies and pushes for each other shard in the syncing group.
@@ -215,6 +219,7 @@ impl ShardLoop {
             staged_syncing: staged(),
             syncer,
             syncing: None,
+            stuck_group: None,
             hold_group: 1,
             held_syncing: Vec::with_capacity(connections_max),
             writer,
@@ -954,7 +959,15 @@ impl ShardLoop {
                 if !self.disk_full {
                     eprintln!("cairn: shard {}: {error}; queries are still answered", self.index);
                     self.disk_full = true;
+                    std::mem::swap(&mut self.held, &mut self.held_syncing);
+                    std::mem::swap(&mut self.staged, &mut self.staged_syncing);
+                    self.stuck_group = Some(self.hold_group);
+                } else {
+                    // No mutation was applied since: only refusals and query answers.
+                    release(&mut self.held, &mut self.connections, &mut self.dirty, self.hold_group);
+                    self.push_staged();
                 }
+                self.hold_group += 1;
                 return Ok(());
             }
             Err(error) => return Err(self.fatal(error)),
@@ -962,6 +975,22 @@ impl ShardLoop {
         if self.disk_full {
             eprintln!("cairn: shard {}: the journal is written again; mutating events are accepted", self.index);
             self.disk_full = false;
+        }
+        let writer = self.writer.as_mut().expect("checked above");
+        if let Some(group) = self.stuck_group.take() {
+            if written_seq > writer.covered_seq() {
+                // The stuck group is written; its sync covers the current one's queries too
+                // (they are released by the next commit, which finds nothing new).
+                let file = match writer.sync_handle() {
+                    Ok(file) => file,
+                    Err(error) => return Err(self.fatal(error)),
+                };
+                self.syncer.as_ref().expect("fsync mode has a sync thread").request(file);
+                self.syncing = Some((written_seq, group));
+                return Ok(());
+            }
+            release(&mut self.held_syncing, &mut self.connections, &mut self.dirty, group);
+            push_staged(&mut self.staged_syncing, &mut self.rings, &mut self.wake);
         }
         let writer = self.writer.as_mut().expect("checked above");
         if written_seq > writer.covered_seq() {
@@ -1020,7 +1049,12 @@ impl ShardLoop {
         self.stats.allocations_excluded += self.allocations.allocations() - before;
         match result {
             Ok(_) => {
-                // The snapshot committed everything appended: the current group is covered.
+                // The snapshot committed everything appended: every group is covered.
+                if let Some(group) = self.stuck_group.take() {
+                    self.disk_full = false;
+                    release(&mut self.held_syncing, &mut self.connections, &mut self.dirty, group);
+                    push_staged(&mut self.staged_syncing, &mut self.rings, &mut self.wake);
+                }
                 release(&mut self.held, &mut self.connections, &mut self.dirty, self.hold_group);
                 self.push_staged();
                 self.hold_group += 1;
