@@ -330,3 +330,70 @@ fn topic_from_index(index: u8) -> Topic {
         other => panic!("topic index {other} was never recorded"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connection over a real loopback socket, and the peer's end.
+    fn pair() -> (Connection, std::net::TcpStream) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, _) = listener.accept().unwrap();
+        accepted.set_nonblocking(true).unwrap();
+        (Connection::new(TcpStream::from_std(accepted), 1), peer)
+    }
+
+    /// Appends one empty frame whose request id is `id`.
+    fn frame(connection: &mut Connection, id: u32) {
+        let mut header = [0u8; FRAME_HEADER_SIZE];
+        header[..4].copy_from_slice(&(FRAME_HEADER_SIZE as u32).to_le_bytes());
+        header[FRAME_HEADER_SIZE - 4..].copy_from_slice(&id.to_le_bytes());
+        connection.output().extend_from_slice(&header);
+    }
+
+    /// Reads what the peer received: the ids of whole frames.
+    fn received(peer: &mut std::net::TcpStream) -> Vec<u32> {
+        peer.set_read_timeout(Some(std::time::Duration::from_millis(50))).unwrap();
+        let mut bytes = Vec::new();
+        let mut buffer = [0u8; 1024];
+        while let Ok(size @ 1..) = peer.read(&mut buffer) {
+            bytes.extend_from_slice(&buffer[..size]);
+        }
+        bytes
+            .chunks_exact(FRAME_HEADER_SIZE)
+            .map(|frame| u32::from_le_bytes(frame[8..12].try_into().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn held_groups_leave_in_order_whichever_is_released_first() {
+        let (mut connection, mut peer) = pair();
+        frame(&mut connection, 1);
+        assert!(connection.hold(7));
+        frame(&mut connection, 2);
+        assert!(!connection.hold(7), "already held for group 7");
+        assert!(connection.hold(8));
+        frame(&mut connection, 3);
+        connection.flush().unwrap();
+        assert_eq!(received(&mut peer), [1]);
+        // The newer group covered first: its frame still waits behind the older one.
+        connection.release(8);
+        connection.flush().unwrap();
+        assert_eq!(received(&mut peer), Vec::<u32>::new());
+        connection.release(7);
+        connection.flush().unwrap();
+        assert_eq!(received(&mut peer), [2, 3]);
+        // And in the usual order: the older group first, then the newer.
+        assert!(connection.hold(9));
+        frame(&mut connection, 4);
+        assert!(connection.hold(10));
+        frame(&mut connection, 5);
+        connection.release(9);
+        connection.flush().unwrap();
+        assert_eq!(received(&mut peer), [4]);
+        connection.release(10);
+        connection.flush().unwrap();
+        assert_eq!(received(&mut peer), [5]);
+    }
+}
