@@ -239,7 +239,8 @@ fn token_from(flag: &Option<String>, variable: &str) -> anyhow::Result<Option<St
 /// The secret a flag or variable gives, checked for length.
 fn secret_from(flag: &Option<String>, variable: &str, name: &str) -> anyhow::Result<Option<server::Secret>> {
     let Some(token) = token_from(flag, variable)? else { return Ok(None) };
-    let secret = server::Secret::new(token.into_bytes()).map_err(|why| anyhow::anyhow!("{name} (or {variable}): {why}"))?;
+    let secret =
+        server::Secret::new(token.into_bytes()).map_err(|why| anyhow::anyhow!("{name} (or {variable}): {why}"))?;
     Ok(Some(secret))
 }
 

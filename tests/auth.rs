@@ -121,10 +121,7 @@ fn an_auth_token_keeps_strangers_out_and_lets_its_holders_in() {
     assert_refused(connect(&server, &AUTH_TOKEN[..AUTH_TOKEN.len() - 1]), ErrorCode::Unauthorized);
     let mut changed = AUTH_TOKEN.as_bytes().to_vec();
     changed[0] ^= 1;
-    assert_refused(
-        Client::connect_with_token(server.local_addr(), &options(), &changed),
-        ErrorCode::Unauthorized,
-    );
+    assert_refused(Client::connect_with_token(server.local_addr(), &options(), &changed), ErrorCode::Unauthorized);
 
     // Requests pipelined behind a refused HELLO are never executed: the hunt they would
     // create does not exist afterwards.
@@ -271,7 +268,8 @@ fn run_stats(address: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> (bool,
 
 #[test]
 fn the_binary_takes_tokens_from_flags_and_the_environment() {
-    let (mut child, address) = spawn_serve(&[], &[("CAIRN_AUTH_TOKEN", AUTH_TOKEN), ("CAIRN_ADMIN_TOKEN", ADMIN_TOKEN)]);
+    let (mut child, address) =
+        spawn_serve(&[], &[("CAIRN_AUTH_TOKEN", AUTH_TOKEN), ("CAIRN_ADMIN_TOKEN", ADMIN_TOKEN)]);
     let (ok, text) = run_stats(address, &[], &[]);
     assert!(!ok, "stats without a token must fail: {text}");
     assert!(text.contains("unauthorized"), "{text}");

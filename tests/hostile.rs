@@ -550,12 +550,14 @@ fn garbage_connections_do_not_disturb_well_behaved_clients() {
     }
     assert!(entries.windows(2).all(|pair| pair[0].score >= pair[1].score));
 
-    let document = wait_for_stats(&mut setup, "the garbage connections closed", |document| {
-        document["connections"]["open"] == 1
-    });
+    let document =
+        wait_for_stats(&mut setup, "the garbage connections closed", |document| document["connections"]["open"] == 1);
     let protocol_errors = document["protocol_errors"].as_u64().unwrap();
     let timed_out = document["connections"]["timed_out"].as_u64().unwrap();
-    eprintln!("{} garbage rounds; {protocol_errors} protocol errors, {timed_out} timeouts", rounds.load(Ordering::Relaxed));
+    eprintln!(
+        "{} garbage rounds; {protocol_errors} protocol errors, {timed_out} timeouts",
+        rounds.load(Ordering::Relaxed)
+    );
     assert!(rounds.load(Ordering::Relaxed) >= GARBAGE_CONNECTIONS);
     assert!(protocol_errors > 0, "{document}");
     assert!(timed_out > 0, "{document}");
@@ -675,7 +677,10 @@ fn treasures_fill_a_hunt_to_the_limit_over_sockets_and_one_more_is_refused() {
     client.create_hunt(10, &planar(1_000)).unwrap();
     let full = CLAIMS_PER_HUNT_MAX / TREASURE_CAPACITY_MAX;
     let events: Vec<Event> = (0..full)
-        .map(|id| Event::PlaceTreasure { hunt: 10, treasure: treasure(id, Position::new(1, 1), 1, 1, TREASURE_CAPACITY_MAX) })
+        .map(|id| Event::PlaceTreasure {
+            hunt: 10,
+            treasure: treasure(id, Position::new(1, 1), 1, 1, TREASURE_CAPACITY_MAX),
+        })
         .collect();
     assert!(codes(&mut client, &events).iter().all(|&code| code == 0));
     let error = client.place_treasure(10, &treasure(full, Position::new(1, 1), 1, 1, 1)).unwrap_err();

@@ -309,8 +309,8 @@ fn get_hello(body: &[u8]) -> Result<Request<'_>, ProtocolError> {
     if body.len() < name_end {
         return Err(ProtocolError::BodySize { opcode: Opcode::Hello as u8, size: body.len() });
     }
-    let name = std::str::from_utf8(&body[hello::NAME..name_end])
-        .map_err(|_| ProtocolError::InvalidUtf8 { field: "name" })?;
+    let name =
+        std::str::from_utf8(&body[hello::NAME..name_end]).map_err(|_| ProtocolError::InvalidUtf8 { field: "name" })?;
     let tail = &body[name_end..];
     if tail.is_empty() {
         return Ok(Request::Hello { version_min, version_max, name, token: &[] });

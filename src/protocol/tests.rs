@@ -126,8 +126,11 @@ fn request() -> impl Strategy<Value = OwnedRequest> {
     // 16 characters of at most 4 bytes each stay within CLIENT_NAME_SIZE_MAX.
     // Tokens up to the maximum, and empty (no token) as often as not.
     let token = prop_oneof![Just(Vec::new()), vec(any::<u8>(), 1..=AUTH_TOKEN_SIZE_MAX)];
-    let hello = (any::<u16>(), any::<u16>(), "\\PC{0,16}", token).prop_map(|(a, b, name, token)| {
-        OwnedRequest::Hello { version_min: a.min(b), version_max: a.max(b), name, token }
+    let hello = (any::<u16>(), any::<u16>(), "\\PC{0,16}", token).prop_map(|(a, b, name, token)| OwnedRequest::Hello {
+        version_min: a.min(b),
+        version_max: a.max(b),
+        name,
+        token,
     });
     prop_oneof![
         1 => hello,
@@ -719,8 +722,10 @@ fn zero_reply(opcode: Opcode) -> ReplyBody {
 
 #[test]
 fn the_document_gives_every_frame_size() {
-    let mut request_frames =
-        vec![(Opcode::Hello, OwnedRequest::Hello { version_min: 1, version_max: 1, name: String::new(), token: Vec::new() })];
+    let mut request_frames = vec![(
+        Opcode::Hello,
+        OwnedRequest::Hello { version_min: 1, version_max: 1, name: String::new(), token: Vec::new() },
+    )];
     request_frames.push((Opcode::Ping, OwnedRequest::Ping));
     request_frames.push((Opcode::Stats, OwnedRequest::Stats));
     request_frames.push((Opcode::Subscribe, OwnedRequest::Subscribe { hunt: 0, topics: 1 }));

@@ -140,11 +140,8 @@ impl Config {
         if self.connections_max == 0 || self.connections_max > CONNECTIONS_MAX {
             return invalid(format!("connections must be within 1..={CONNECTIONS_MAX}"));
         }
-        let timeouts = [
-            ("hello", self.hello_timeout_us),
-            ("frame", self.frame_timeout_us),
-            ("write", self.write_timeout_us),
-        ];
+        let timeouts =
+            [("hello", self.hello_timeout_us), ("frame", self.frame_timeout_us), ("write", self.write_timeout_us)];
         for (name, timeout_us) in timeouts {
             if timeout_us == 0 || timeout_us > TIMEOUT_US_MAX {
                 return invalid(format!("the {name} timeout must be within 1..={TIMEOUT_US_MAX} microseconds"));

@@ -117,10 +117,18 @@ enum Step {
 #[derive(Clone, Copy, Debug)]
 enum Control {
     /// `role` is what the HELLO's token earns, `None` if it is refused.
-    Hello { version_min: u16, version_max: u16, role: Option<Role> },
+    Hello {
+        version_min: u16,
+        version_max: u16,
+        role: Option<Role>,
+    },
     Ping,
-    Stats { mark: bool },
-    Unsubscribe { hunt: HuntId },
+    Stats {
+        mark: bool,
+    },
+    Unsubscribe {
+        hunt: HuntId,
+    },
 }
 
 /// One shard thread's whole state.
