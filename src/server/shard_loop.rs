@@ -9,6 +9,8 @@
 //! and wakes each shard it handed work to, once. A full ring, a full output buffer or too many requests in
 //! flight stop decoding one connection (its bytes wait, TCP pushes back); nothing is
 //! dropped except pushes to subscribers that do not read, which are owed as GAPs.
+//! Every `TIMEOUT_SWEEP_INTERVAL_US` a turn also sweeps the connections for timeouts (no
+//! HELLO, a frame that never completes, output nobody reads, idle) and says GOODBYE.
 //!
 //! Durability: every mutating event that reaches `Shard::apply` is appended to the
 //! shard's journal (rejected ones too, since applying can move a hunt's phase and its
@@ -113,22 +115,14 @@ enum Step {
     Apply { request_id: u32, flags: u8, event: Event },
 }
 
-/// A request answered by the connection's own shard, whatever the hunt.
+/// A request answered by the connection's own shard, whatever the hunt. A HELLO's `role`
+/// is what its token earns, `None` if the token is refused.
 #[derive(Clone, Copy, Debug)]
 enum Control {
-    /// `role` is what the HELLO's token earns, `None` if it is refused.
-    Hello {
-        version_min: u16,
-        version_max: u16,
-        role: Option<Role>,
-    },
+    Hello { version_min: u16, version_max: u16, role: Option<Role> },
     Ping,
-    Stats {
-        mark: bool,
-    },
-    Unsubscribe {
-        hunt: HuntId,
-    },
+    Stats { mark: bool },
+    Unsubscribe { hunt: HuntId },
 }
 
 /// One shard thread's whole state.
