@@ -16,6 +16,11 @@
 //! barrier (TOP with count 0 for that hunt) whose reply settles it. Every answer of a
 //! collected batch is therefore definite: a reply, a refusal, or [`Answer::Quiet`].
 //!
+//! A server started with `--auth-token` or `--admin-token` wants a token in HELLO:
+//! [`Client::connect_with_token`] sends it; a missing or wrong one fails the connect with
+//! [`ClientError::ConnectionRefused`] (code 13, `unauthorized`), and an admin operation on
+//! a connection without the admin token is refused with code 14 (`admin_required`).
+//!
 //! Everything is bounded in time: connecting, and each wait for a frame, fail with
 //! [`ClientError::Timeout`] after the client's timeout (a batch fails only if no frame
 //! at all arrives for that long, so large batches are not cut short).

@@ -767,3 +767,20 @@ fn the_document_gives_every_frame_size() {
         assert!(row[2].split(' ').next() == Some(&frame.len().to_string()), "{row:?}: frame is {} bytes", frame.len());
     }
 }
+
+#[test]
+fn the_document_lists_every_protocol_error_code() {
+    const DOC: &str = include_str!("../../docs/protocol.md");
+    for code in ErrorCode::ALL {
+        let start = format!(
+            "| {} | `{}` | {} |",
+            code.to_u16(),
+            code.name(),
+            if code.closes_connection() { "yes" } else { "no" }
+        );
+        assert!(
+            DOC.lines().any(|line| line.starts_with(&start)),
+            "docs/protocol.md section 8.2 has no row starting {start}"
+        );
+    }
+}
