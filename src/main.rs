@@ -291,10 +291,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             config.listen
         ),
         (None, None) => {}
-        (auth, admin) => eprintln!(
-            "cairn: HELLO must carry a token ({}{})",
-            if auth.is_some() { "auth token set" } else { "no auth token: anyone may play" },
-            if admin.is_some() { "; admin operations need the admin token" } else { "" }
+        (Some(_), None) => eprintln!("cairn: every connection must present the auth token in HELLO"),
+        (None, Some(_)) => eprintln!("cairn: anyone may play; admin operations need the admin token in HELLO"),
+        (Some(_), Some(_)) => eprintln!(
+            "cairn: every connection must present the auth token (to play) or the admin token (to administer)"
         ),
     }
     println!("cairn listening on {} with {} shards", server.local_addr(), config.shards);
