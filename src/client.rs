@@ -16,6 +16,11 @@
 //! barrier (TOP with count 0 for that hunt) whose reply settles it. Every answer of a
 //! collected batch is therefore definite: a reply, a refusal, or [`Answer::Quiet`].
 //!
+//! A server started with `--auth-token` or `--admin-token` wants a token in HELLO:
+//! [`Client::connect_with_token`] sends it; a missing or wrong one fails the connect with
+//! [`ClientError::ConnectionRefused`] (code 13, `unauthorized`), and an admin operation on
+//! a connection without the admin token is refused with code 14 (`admin_required`).
+//!
 //! Everything is bounded in time: connecting, and each wait for a frame, fail with
 //! [`ClientError::Timeout`] after the client's timeout (a batch fails only if no frame
 //! at all arrives for that long, so large batches are not cut short).
@@ -230,6 +235,18 @@ impl Client {
         address: impl ToSocketAddrs + std::fmt::Debug,
         options: &Options,
     ) -> Result<Client, ClientError> {
+        Client::connect_with_token(address, options, &[])
+    }
+
+    /// Like [`Client::connect_with`], presenting `token` in HELLO: the shared secret a
+    /// server started with `--auth-token` (or `--admin-token`) requires; see
+    /// `docs/security.md`. An empty token sends none. A wrong or missing token fails with
+    /// [`ClientError::ConnectionRefused`] and code 13 (`unauthorized`).
+    pub fn connect_with_token(
+        address: impl ToSocketAddrs + std::fmt::Debug,
+        options: &Options,
+        token: &[u8],
+    ) -> Result<Client, ClientError> {
         let described = format!("{address:?}");
         let connect_error = |source| ClientError::Connect { address: described.clone(), source };
         let addresses: Vec<SocketAddr> = address.to_socket_addrs().map_err(connect_error)?.collect();
@@ -237,7 +254,7 @@ impl Client {
         for socket_address in addresses {
             match TcpStream::connect_timeout(&socket_address, options.timeout) {
                 Ok(stream) => {
-                    return Client::handshake(stream, options).map_err(|error| match error {
+                    return Client::handshake(stream, options, token).map_err(|error| match error {
                         ClientError::Io { source, .. } => connect_error(source),
                         other => other,
                     })
@@ -251,10 +268,16 @@ impl Client {
     /// Performs the handshake on a stream the caller connected (to choose its socket
     /// options, say); sets TCP_NODELAY and the timeouts like [`Client::connect_with`].
     pub fn from_stream(stream: TcpStream, options: &Options) -> Result<Client, ClientError> {
-        Client::handshake(stream, options)
+        Client::handshake(stream, options, &[])
     }
 
-    fn handshake(stream: TcpStream, options: &Options) -> Result<Client, ClientError> {
+    /// Like [`Client::from_stream`], presenting `token` in HELLO (see
+    /// [`Client::connect_with_token`]).
+    pub fn from_stream_with_token(stream: TcpStream, options: &Options, token: &[u8]) -> Result<Client, ClientError> {
+        Client::handshake(stream, options, token)
+    }
+
+    fn handshake(stream: TcpStream, options: &Options, token: &[u8]) -> Result<Client, ClientError> {
         let io_error = |source| ClientError::Io { context: "setting up the socket", source };
         stream.set_nodelay(true).map_err(io_error)?;
         stream.set_read_timeout(Some(options.timeout)).map_err(io_error)?;
@@ -270,12 +293,17 @@ impl Client {
             closed: false,
             goodbye: None,
         };
-        let hello =
-            Request::Hello { version_min: PROTOCOL_VERSION, version_max: PROTOCOL_VERSION, name: &options.name };
+        let version = PROTOCOL_VERSION;
+        let hello = Request::Hello { version_min: version, version_max: version, name: &options.name, token };
         let mut frame = Vec::new();
         encode_request(HELLO_REQUEST_ID, 0, &hello, &mut frame).map_err(ClientError::InvalidRequest)?;
         client.write(&frame)?;
-        match client.wait_for(HELLO_REQUEST_ID, "waiting for the HELLO reply")? {
+        // A refused HELLO (a wrong token, no common version) refuses the connection.
+        let reply = client.wait_for(HELLO_REQUEST_ID, "waiting for the HELLO reply").map_err(|error| match error {
+            ClientError::Rejected { code, message } => ClientError::ConnectionRefused { code, message },
+            other => other,
+        })?;
+        match reply {
             ReplyBody::Hello(hello) if hello.version == PROTOCOL_VERSION => client.hello = hello,
             ReplyBody::Hello(hello) => return Err(ClientError::Version { version: hello.version }),
             other => return Err(unexpected("HELLO", &other)),
@@ -993,7 +1021,7 @@ mod tests {
                 let (header, request) = crate::protocol::decode_request(&frame).unwrap();
                 let request = match request {
                     Request::Hello { version_min, version_max, .. } => {
-                        Request::Hello { version_min, version_max, name: "" }
+                        Request::Hello { version_min, version_max, name: "", token: &[] }
                     }
                     Request::Ping => Request::Ping,
                     Request::Stats => Request::Stats,

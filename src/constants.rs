@@ -210,8 +210,13 @@ const _: () = assert!(SNAPSHOT_INTERVAL_EVENTS > 0);
 pub const SHARDS_MAX: usize = 64;
 
 /// Connections one shard holds open at once, at most (Redis's `maxclients` default is
-/// 10 000 for the whole server). One more is answered with a busy error and closed.
+/// 10 000 for the whole server). One more is answered with ERROR `too_many_connections`
+/// and closed.
 pub const CONNECTIONS_PER_SHARD_MAX: usize = 10_000;
+
+/// Connections the whole server holds at once, at most: every shard full.
+/// `--max-connections` lowers it to an exact server-wide count.
+pub const CONNECTIONS_MAX: usize = SHARDS_MAX * CONNECTIONS_PER_SHARD_MAX;
 
 /// Size of a connection's read buffer, in bytes (128 KiB): two maximum frames, so one
 /// partial frame at the tail never stops the next read.
@@ -286,6 +291,47 @@ pub const HISTOGRAM_SIGNIFICANT_DIGITS: u8 = 3;
 /// Pending connections the kernel queues per listener.
 pub const LISTEN_BACKLOG: i32 = 1_024;
 
+/// How long a new connection may take to complete HELLO, in microseconds (10 s). A peer
+/// that connects and says nothing, or never finishes its HELLO, is sent GOODBYE
+/// `hello_timeout` and closed, so silent sockets cannot pile up to the connection limit.
+pub const HELLO_TIMEOUT_US: u64 = 10 * MICROS_PER_SECOND;
+
+/// How long one frame may take to arrive once its first byte has, in microseconds (10 s).
+/// A frame of at most 64 KiB takes milliseconds on any working link; a peer that trickles
+/// it a byte at a time is sent GOODBYE `frame_timeout` and closed.
+pub const FRAME_TIMEOUT_US: u64 = 10 * MICROS_PER_SECOND;
+
+/// How long a connection's output may wait without a single byte being written, in
+/// microseconds (30 s). A peer that stops reading its replies is sent GOODBYE
+/// `slow_consumer` and closed once this passes, so its output buffer is freed.
+pub const WRITE_TIMEOUT_US: u64 = 30 * MICROS_PER_SECOND;
+
+/// Longest idle timeout an operator may set, in microseconds (24 h). The idle timeout
+/// itself is off by default (0): a game backend may keep a quiet connection open for
+/// hours, and a subscriber only listens.
+pub const IDLE_TIMEOUT_US_MAX: u64 = 24 * 3_600 * MICROS_PER_SECOND;
+
+/// Longest any of the timeouts above may be set to, in microseconds (24 h).
+pub const TIMEOUT_US_MAX: u64 = 24 * 3_600 * MICROS_PER_SECOND;
+
+/// Interval between two sweeps of a shard's connections for timeouts, in microseconds
+/// (100 ms). A coarse sweep costs one pass over the slab ten times a second (10 000
+/// connections: tens of microseconds) and nothing per event, where a timer per
+/// connection would be touched on every read and write; timeouts are seconds long, so
+/// firing up to one interval late does not matter.
+pub const TIMEOUT_SWEEP_INTERVAL_US: u64 = 100_000;
+
+/// How long a connection told GOODBYE (or refused with a closing error) may take to read
+/// it before it is closed anyway, in microseconds (1 s).
+pub const GOODBYE_LINGER_US: u64 = MICROS_PER_SECOND;
+
+/// Largest shared secret a HELLO may carry, in bytes.
+pub const AUTH_TOKEN_SIZE_MAX: usize = 256;
+
+/// Smallest shared secret `--auth-token` and `--admin-token` accept, in bytes: 16 random
+/// bytes (or a 22-character base64 string) are beyond guessing over a network.
+pub const AUTH_TOKEN_SIZE_MIN: usize = 16;
+
 const _: () = assert!(SHARDS_MAX <= u16::MAX as usize);
 const _: () = assert!(FRAME_SIZE_MAX <= READ_BUFFER_SIZE);
 const _: () = assert!(OUTPUT_BUFFER_BYTES_HIGH < SUBSCRIBER_BUFFER_BYTES_SOFT);
@@ -296,3 +342,16 @@ const _: () = assert!(2 * (RING_RECORD_HEADER_SIZE + FRAME_SIZE_MAX) <= RING_SIZ
 const _: () = assert!(CONNECTIONS_PER_SHARD_MAX < u32::MAX as usize);
 const _: () = assert!(INFLIGHT_REQUESTS_PER_CONNECTION_MAX > 0);
 const _: () = assert!(STATS_SNAPSHOT_INTERVAL_US < SHUTDOWN_DRAIN_US);
+// Timeouts are found by the sweep, so each is at least a few sweeps long.
+const _: () = assert!(TIMEOUT_SWEEP_INTERVAL_US * 4 <= HELLO_TIMEOUT_US);
+const _: () = assert!(TIMEOUT_SWEEP_INTERVAL_US * 4 <= FRAME_TIMEOUT_US);
+const _: () = assert!(TIMEOUT_SWEEP_INTERVAL_US * 4 <= WRITE_TIMEOUT_US);
+const _: () = assert!(GOODBYE_LINGER_US < SHUTDOWN_DRAIN_US);
+const _: () = assert!(IDLE_TIMEOUT_US_MAX <= TIMEOUT_US_MAX);
+const _: () = assert!(HELLO_TIMEOUT_US <= TIMEOUT_US_MAX);
+const _: () = assert!(FRAME_TIMEOUT_US <= TIMEOUT_US_MAX);
+const _: () = assert!(WRITE_TIMEOUT_US <= TIMEOUT_US_MAX);
+const _: () = assert!(AUTH_TOKEN_SIZE_MIN <= AUTH_TOKEN_SIZE_MAX);
+// A HELLO with the longest name and the longest token fits in a frame.
+const _: () = assert!(FRAME_HEADER_SIZE + 8 + CLIENT_NAME_SIZE_MAX + AUTH_TOKEN_SIZE_MAX <= FRAME_SIZE_MAX);
+const _: () = assert!(AUTH_TOKEN_SIZE_MAX <= u16::MAX as usize);

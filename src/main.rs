@@ -17,10 +17,11 @@ use signal_hook::iterator::Signals;
 use clap::{Parser, Subcommand};
 
 use cairn::alloc;
-use cairn::client::Client;
+use cairn::client::{Client, Options};
 use cairn::constants::{
-    CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS,
-    SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
+    CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US, IDLE_TIMEOUT_US_MAX,
+    INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX,
+    SUBSCRIBER_BUFFER_BYTES_SOFT, TIMEOUT_US_MAX, WRITE_TIMEOUT_US,
 };
 use cairn::event::Event;
 use cairn::journal::Durability;
@@ -80,6 +81,32 @@ struct ServeArgs {
     /// Connections per shard, at most.
     #[arg(long, default_value_t = CONNECTIONS_PER_SHARD_MAX)]
     connections_per_shard: usize,
+    /// Connections the whole server holds at once; one more gets ERROR
+    /// too_many_connections and is closed (default: the per-shard limit on every shard).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
+    max_connections: Option<u64>,
+    /// Milliseconds a new connection has to complete HELLO.
+    #[arg(long, default_value_t = HELLO_TIMEOUT_US / 1_000, value_parser = timeout_ms)]
+    hello_timeout_ms: u64,
+    /// Milliseconds a frame has to arrive whole once its first byte has.
+    #[arg(long, default_value_t = FRAME_TIMEOUT_US / 1_000, value_parser = timeout_ms)]
+    frame_timeout_ms: u64,
+    /// Milliseconds pending replies may go without a byte read before the connection is
+    /// told GOODBYE slow_consumer and closed.
+    #[arg(long, default_value_t = WRITE_TIMEOUT_US / 1_000, value_parser = timeout_ms)]
+    write_timeout_ms: u64,
+    /// Milliseconds a connection with no subscription may send nothing before GOODBYE
+    /// idle_timeout; 0 never (the default).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=IDLE_TIMEOUT_US_MAX / 1_000))]
+    idle_timeout_ms: u64,
+    /// Shared secret every connection must present in HELLO (16 to 256 bytes). Prefer the
+    /// CAIRN_AUTH_TOKEN environment variable: a flag shows in the process list.
+    #[arg(long)]
+    auth_token: Option<String>,
+    /// Shared secret that grants admin operations (create/end/delete hunt, place/remove
+    /// treasure, stats); without it a connection may only play. Prefer CAIRN_ADMIN_TOKEN.
+    #[arg(long)]
+    admin_token: Option<String>,
     /// Pending output bytes above which pushes to a subscriber are dropped and owed as a gap.
     #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_SOFT)]
     subscriber_buffer_soft: usize,
@@ -126,6 +153,10 @@ struct StatsArgs {
     /// Address of the server.
     #[arg(long, default_value = "127.0.0.1:7411")]
     addr: SocketAddr,
+    /// Token to present in HELLO: the server's admin token if it has one, else its auth
+    /// token. Default: CAIRN_ADMIN_TOKEN, else CAIRN_AUTH_TOKEN, else none.
+    #[arg(long)]
+    token: Option<String>,
     /// Print the raw JSON document.
     #[arg(long)]
     json: bool,
@@ -177,9 +208,53 @@ fn main() -> ExitCode {
     }
 }
 
+/// Environment variable `serve` reads the auth token from when `--auth-token` is absent.
+const AUTH_TOKEN_VARIABLE: &str = "CAIRN_AUTH_TOKEN";
+
+/// Environment variable `serve` reads the admin token from when `--admin-token` is absent.
+const ADMIN_TOKEN_VARIABLE: &str = "CAIRN_ADMIN_TOKEN";
+
+/// A timeout flag in milliseconds: at least 1, at most `TIMEOUT_US_MAX`.
+fn timeout_ms(text: &str) -> Result<u64, String> {
+    let value: u64 = text.parse().map_err(|error| format!("{error}"))?;
+    let max = TIMEOUT_US_MAX / 1_000;
+    if value == 0 || value > max {
+        return Err(format!("must be within 1..={max} milliseconds"));
+    }
+    Ok(value)
+}
+
+/// The token a flag gives, else the environment variable's (an empty variable is none).
+fn token_from(flag: &Option<String>, variable: &str) -> anyhow::Result<Option<String>> {
+    if let Some(token) = flag {
+        return Ok(Some(token.clone()));
+    }
+    match std::env::var(variable) {
+        Ok(token) if !token.is_empty() => Ok(Some(token)),
+        Ok(_) | Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(_)) => anyhow::bail!("{variable} is not valid UTF-8"),
+    }
+}
+
+/// The secret a flag or variable gives, checked for length.
+fn secret_from(flag: &Option<String>, variable: &str, name: &str) -> anyhow::Result<Option<server::Secret>> {
+    let Some(token) = token_from(flag, variable)? else { return Ok(None) };
+    let secret =
+        server::Secret::new(token.into_bytes()).map_err(|why| anyhow::anyhow!("{name} (or {variable}): {why}"))?;
+    Ok(Some(secret))
+}
+
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let (durability, data_dir) = args.durability()?;
+    let auth_token = secret_from(&args.auth_token, AUTH_TOKEN_VARIABLE, "--auth-token")?;
+    let admin_token = secret_from(&args.admin_token, ADMIN_TOKEN_VARIABLE, "--admin-token")?;
     let mut config = server::Config {
+        auth_token,
+        admin_token,
+        hello_timeout_us: args.hello_timeout_ms * 1_000,
+        frame_timeout_us: args.frame_timeout_ms * 1_000,
+        write_timeout_us: args.write_timeout_ms * 1_000,
+        idle_timeout_us: args.idle_timeout_ms * 1_000,
         durability,
         data_dir,
         snapshot_interval_events: args.snapshot_interval_events,
@@ -194,6 +269,9 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(shards) = args.shards {
         config.shards = shards as usize;
     }
+    if let Some(max_connections) = args.max_connections {
+        config.connections_max = max_connections as usize;
+    }
     let server = server::Server::start(config.clone()).context("cannot start the server")?;
     let handle = server.shutdown_handle();
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
@@ -205,6 +283,20 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(dir) = &config.data_dir {
         eprintln!("cairn: durability {} in {}", config.durability, dir.display());
     }
+    let exposed = !config.listen.ip().is_loopback();
+    match (&config.auth_token, &config.admin_token) {
+        (None, None) if exposed => eprintln!(
+            "cairn: warning: listening on {} with no --auth-token: anyone who reaches this port may \
+             create hunts and send events (see docs/security.md)",
+            config.listen
+        ),
+        (None, None) => {}
+        (Some(_), None) => eprintln!("cairn: every connection must present the auth token in HELLO"),
+        (None, Some(_)) => eprintln!("cairn: anyone may play; admin operations need the admin token in HELLO"),
+        (Some(_), Some(_)) => eprintln!(
+            "cairn: every connection must present the auth token (to play) or the admin token (to administer)"
+        ),
+    }
     println!("cairn listening on {} with {} shards", server.local_addr(), config.shards);
     server.wait().context("a shard failed")?;
     Ok(())
@@ -212,7 +304,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 
 /// Connects, does the handshake and asks for STATS (marking if asked).
 fn stats(args: &StatsArgs) -> anyhow::Result<()> {
-    let mut client = Client::connect(args.addr)?;
+    let token = match token_from(&args.token, ADMIN_TOKEN_VARIABLE)? {
+        Some(token) => Some(token),
+        None => token_from(&None, AUTH_TOKEN_VARIABLE)?,
+    };
+    let token = token.unwrap_or_default();
+    let mut client = Client::connect_with_token(args.addr, &Options::default(), token.as_bytes())?;
     let json = if args.mark { client.stats_and_mark()? } else { client.stats()? };
     if args.json {
         println!("{json}");
@@ -233,11 +330,13 @@ fn print_stats(document: &serde_json::Value) {
     };
     println!("shards {}   uptime {} us", field(&["shards"]), field(&["uptime_us"]));
     println!(
-        "connections: open {}  accepted {}  closed {}  refused {}",
+        "connections: open {}  accepted {}  closed {}  refused {}  timed out {}  unauthorized {}",
         field(&["connections", "open"]),
         field(&["connections", "accepted"]),
         field(&["connections", "closed"]),
-        field(&["connections", "refused"])
+        field(&["connections", "refused"]),
+        field(&["connections", "timed_out"]),
+        field(&["connections", "unauthorized"])
     );
     println!(
         "subscribers {}   pushes sent {}  dropped {}  gaps {}   slow subscribers disconnected {}",

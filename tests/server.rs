@@ -543,7 +543,7 @@ fn frame(request_id: u32, request: &Request) -> Vec<u8> {
 }
 
 fn hello(version_min: u16, version_max: u16) -> Vec<u8> {
-    frame(1, &Request::Hello { version_min, version_max, name: "raw" })
+    frame(1, &Request::Hello { version_min, version_max, name: "raw", token: &[] })
 }
 
 /// How a raw connection ended.

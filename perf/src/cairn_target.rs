@@ -107,7 +107,7 @@ impl Blocking {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(BLOCKING_TIMEOUT))?;
         let mut blocking = Blocking { stream, input: Vec::new(), next_id: 1, shards: 0 };
-        let hello = Request::Hello { version_min: 1, version_max: 1, name: "cairn-perf" };
+        let hello = Request::Hello { version_min: 1, version_max: 1, name: "cairn-perf", token: &[] };
         match blocking.exchange(&[hello])?.pop() {
             Some(Response::Reply { body: ReplyBody::Hello(hello), .. }) => blocking.shards = hello.shard_count,
             other => bail!("HELLO was answered with {other:?}"),

@@ -41,11 +41,27 @@ pub enum ErrorCode {
     /// The server's disk is full: the mutating event was refused (not applied, not
     /// journaled); queries are still answered. Retry once space is freed.
     DiskFull = 12,
+    /// HELLO carried no token, or a wrong one, and the server requires one
+    /// (`--auth-token`, `--admin-token`).
+    Unauthorized = 13,
+    /// The request is an admin operation (CREATE_HUNT, END_HUNT, DELETE_HUNT,
+    /// PLACE_TREASURE, REMOVE_TREASURE, STATS) and the connection did not present the
+    /// admin token.
+    AdminRequired = 14,
+    /// The server already holds its maximum of connections; sent instead of serving a
+    /// new one.
+    TooManyConnections = 15,
+    /// GOODBYE reason: the connection did not complete HELLO in time.
+    HelloTimeout = 16,
+    /// GOODBYE reason: a frame started arriving but was not complete in time.
+    FrameTimeout = 17,
+    /// GOODBYE reason: the connection sent nothing for the idle timeout.
+    IdleTimeout = 18,
 }
 
 impl ErrorCode {
     /// Number of codes.
-    pub const COUNT: usize = 12;
+    pub const COUNT: usize = 18;
 
     /// Every code, in numeric order.
     pub const ALL: [ErrorCode; ErrorCode::COUNT] = [
@@ -61,6 +77,12 @@ impl ErrorCode {
         ErrorCode::ShuttingDown,
         ErrorCode::SlowConsumer,
         ErrorCode::DiskFull,
+        ErrorCode::Unauthorized,
+        ErrorCode::AdminRequired,
+        ErrorCode::TooManyConnections,
+        ErrorCode::HelloTimeout,
+        ErrorCode::FrameTimeout,
+        ErrorCode::IdleTimeout,
     ];
 
     /// The code as sent on the wire.
@@ -88,12 +110,18 @@ impl ErrorCode {
             | ErrorCode::UnsupportedVersion
             | ErrorCode::HelloRequired
             | ErrorCode::ShuttingDown
-            | ErrorCode::SlowConsumer => true,
+            | ErrorCode::SlowConsumer
+            | ErrorCode::Unauthorized
+            | ErrorCode::TooManyConnections
+            | ErrorCode::HelloTimeout
+            | ErrorCode::FrameTimeout
+            | ErrorCode::IdleTimeout => true,
             ErrorCode::ReservedBits
             | ErrorCode::ServerBusy
             | ErrorCode::TooManySubscriptions
             | ErrorCode::UnexpectedHello
-            | ErrorCode::DiskFull => false,
+            | ErrorCode::DiskFull
+            | ErrorCode::AdminRequired => false,
         }
     }
 
@@ -112,6 +140,12 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::SlowConsumer => "slow_consumer",
             ErrorCode::DiskFull => "disk_full",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::AdminRequired => "admin_required",
+            ErrorCode::TooManyConnections => "too_many_connections",
+            ErrorCode::HelloTimeout => "hello_timeout",
+            ErrorCode::FrameTimeout => "frame_timeout",
+            ErrorCode::IdleTimeout => "idle_timeout",
         }
     }
 
@@ -130,6 +164,12 @@ impl ErrorCode {
             ErrorCode::ShuttingDown => "the server is shutting down",
             ErrorCode::SlowConsumer => "the connection reads too slowly; its outgoing buffer stayed full",
             ErrorCode::DiskFull => "the server's disk is full: mutating events are refused until space is freed",
+            ErrorCode::Unauthorized => "HELLO must carry the server's token: missing or wrong token",
+            ErrorCode::AdminRequired => "this operation needs a connection authenticated with the admin token",
+            ErrorCode::TooManyConnections => "the server holds its maximum number of connections; retry later",
+            ErrorCode::HelloTimeout => "HELLO did not arrive in time after connecting",
+            ErrorCode::FrameTimeout => "a frame started but did not arrive whole in time",
+            ErrorCode::IdleTimeout => "the connection sent nothing for the idle timeout",
         }
     }
 }

@@ -9,7 +9,7 @@
 //! exactly one encoding. The decoder does not judge values the state machine judges
 //! (bounds, counts over their limit, radii): those come back as rejections.
 
-use crate::constants::CLIENT_NAME_SIZE_MAX;
+use crate::constants::{AUTH_TOKEN_SIZE_MAX, CLIENT_NAME_SIZE_MAX};
 use crate::event::{Coordinates, Event, EventKind, HuntId, HuntOptions, HuntSpec, PointsRule, TreasureSpec};
 use crate::outcome::Topic;
 
@@ -34,6 +34,9 @@ pub enum Request<'a> {
         version_max: u16,
         /// The client's name, for logs; at most `CLIENT_NAME_SIZE_MAX` bytes.
         name: &'a str,
+        /// The shared secret the server may require (`--auth-token`, `--admin-token`);
+        /// empty when the client sends none. At most `AUTH_TOKEN_SIZE_MAX` bytes.
+        token: &'a [u8],
     },
     /// Liveness probe; answered with PONG.
     Ping,
@@ -118,8 +121,9 @@ pub fn encode_request(request_id: u32, flags: u8, request: &Request, out: &mut V
     }
     let mut body = [0; EVENT_BODY_SIZE_MAX];
     let size = match *request {
-        Request::Hello { version_min, version_max, name } => {
+        Request::Hello { version_min, version_max, name, token } => {
             check_hello(version_min, version_max, name.len())?;
+            check_token_size(token.len())?;
             let start = super::frame::begin_frame(out, opcode as u8, flags, request_id);
             let mut fixed = [0; hello::NAME];
             put_u16(&mut fixed, hello::VERSION_MIN, version_min);
@@ -127,6 +131,12 @@ pub fn encode_request(request_id: u32, flags: u8, request: &Request, out: &mut V
             put_u16(&mut fixed, hello::NAME_LENGTH, name.len() as u16);
             out.extend_from_slice(&fixed);
             out.extend_from_slice(name.as_bytes());
+            if !token.is_empty() {
+                let mut length = [0; U16];
+                put_u16(&mut length, 0, token.len() as u16);
+                out.extend_from_slice(&length);
+                out.extend_from_slice(token);
+            }
             super::frame::finish_frame(out, start);
             return Ok(());
         }
@@ -147,7 +157,11 @@ pub fn encode_request(request_id: u32, flags: u8, request: &Request, out: &mut V
     Ok(())
 }
 
-/// HELLO: `version_min u16, version_max u16, name_length u16, name [u8; name_length]`.
+/// HELLO: `version_min u16, version_max u16, name_length u16, name [u8; name_length]`,
+/// then, only when the client sends a token, `token_length u16, token [u8; token_length]`
+/// with a length of 1 to `AUTH_TOKEN_SIZE_MAX`. A HELLO without a token is byte for byte
+/// the HELLO of clients that predate tokens; an empty token is sent by leaving the tail
+/// out, never as a zero length, so every HELLO has one encoding.
 mod hello {
     use super::*;
     pub(super) const VERSION_MIN: usize = 0;
@@ -269,6 +283,13 @@ fn check_hello(version_min: u16, version_max: u16, name_size: usize) -> Result<(
     Ok(())
 }
 
+fn check_token_size(token_size: usize) -> Result<(), ProtocolError> {
+    if token_size > AUTH_TOKEN_SIZE_MAX {
+        return Err(ProtocolError::InvalidField { field: "token_length", value: token_size as u64 });
+    }
+    Ok(())
+}
+
 fn check_topics(topics: u8) -> Result<(), ProtocolError> {
     if topics == 0 || topics & !TOPICS_ALL != 0 {
         return Err(ProtocolError::InvalidField { field: "topics", value: topics as u64 });
@@ -284,9 +305,27 @@ fn get_hello(body: &[u8]) -> Result<Request<'_>, ProtocolError> {
     let version_max = get_u16(body, hello::VERSION_MAX);
     let name_size = get_u16(body, hello::NAME_LENGTH) as usize;
     check_hello(version_min, version_max, name_size)?;
-    check_size(body, Opcode::Hello as u8, hello::NAME + name_size)?;
-    let name = std::str::from_utf8(&body[hello::NAME..]).map_err(|_| ProtocolError::InvalidUtf8 { field: "name" })?;
-    Ok(Request::Hello { version_min, version_max, name })
+    let name_end = hello::NAME + name_size;
+    if body.len() < name_end {
+        return Err(ProtocolError::BodySize { opcode: Opcode::Hello as u8, size: body.len() });
+    }
+    let name =
+        std::str::from_utf8(&body[hello::NAME..name_end]).map_err(|_| ProtocolError::InvalidUtf8 { field: "name" })?;
+    let tail = &body[name_end..];
+    if tail.is_empty() {
+        return Ok(Request::Hello { version_min, version_max, name, token: &[] });
+    }
+    if tail.len() < U16 {
+        return Err(ProtocolError::BodySize { opcode: Opcode::Hello as u8, size: body.len() });
+    }
+    let token_size = get_u16(tail, 0) as usize;
+    if token_size == 0 {
+        // An empty token is written by leaving the tail out: one encoding per HELLO.
+        return Err(ProtocolError::InvalidField { field: "token_length", value: 0 });
+    }
+    check_token_size(token_size)?;
+    check_size(body, Opcode::Hello as u8, name_end + U16 + token_size)?;
+    Ok(Request::Hello { version_min, version_max, name, token: &tail[U16..] })
 }
 
 fn get_subscribe(body: &[u8]) -> Result<Request<'_>, ProtocolError> {
@@ -484,10 +523,38 @@ mod tests {
 
     #[test]
     fn a_hello_carries_its_name() {
-        let hello = Request::Hello { version_min: 1, version_max: 3, name: "hé" };
+        let hello = Request::Hello { version_min: 1, version_max: 3, name: "hé", token: &[] };
         let frame = encode(1, 0, &hello);
         assert_eq!(frame[12..], [1, 0, 3, 0, 3, 0, b'h', 0xC3, 0xA9]);
         assert_eq!(decode_request(&frame).unwrap().1, hello);
+    }
+
+    #[test]
+    fn a_hello_token_follows_the_name_and_only_when_present() {
+        let hello = Request::Hello { version_min: 1, version_max: 1, name: "g", token: b"s3cret" };
+        let frame = encode(1, 0, &hello);
+        assert_eq!(frame[12..], [1, 0, 1, 0, 1, 0, b'g', 6, 0, b's', b'3', b'c', b'r', b'e', b't']);
+        assert_eq!(decode_request(&frame).unwrap().1, hello);
+        // A zero token length would be a second encoding of "no token".
+        let mut empty = encode(1, 0, &Request::Hello { version_min: 1, version_max: 1, name: "g", token: &[] });
+        empty.extend_from_slice(&[0, 0]);
+        empty[0] += 2;
+        check(&empty, ProtocolError::InvalidField { field: "token_length", value: 0 });
+        // A tail too short for its length field, or longer than its length says.
+        let mut odd = frame.clone();
+        odd.truncate(12 + 8);
+        odd[0] = 20;
+        check(&odd, ProtocolError::BodySize { opcode: 0x01, size: 8 });
+        let mut long = frame.clone();
+        long.push(b'!');
+        long[0] += 1;
+        check(&long, ProtocolError::BodySize { opcode: 0x01, size: 16 });
+        let too_long = [0u8; AUTH_TOKEN_SIZE_MAX + 1];
+        let mut out = Vec::new();
+        let request = Request::Hello { version_min: 1, version_max: 1, name: "g", token: &too_long };
+        let expected = ProtocolError::InvalidField { field: "token_length", value: AUTH_TOKEN_SIZE_MAX as u64 + 1 };
+        assert_eq!(encode_request(1, 0, &request, &mut out), Err(expected));
+        assert!(out.is_empty());
     }
 
     /// A valid frame of `opcode` with `body`, for the decoder checks below.
@@ -583,7 +650,7 @@ mod tests {
             (0, Request::Subscribe { hunt: 1, topics: 0 }, ProtocolError::InvalidField { field: "topics", value: 0 }),
             (
                 0,
-                Request::Hello { version_min: 1, version_max: 1, name: &long },
+                Request::Hello { version_min: 1, version_max: 1, name: &long, token: &[] },
                 ProtocolError::InvalidField { field: "name_length", value: 65 },
             ),
         ];

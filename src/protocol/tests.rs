@@ -11,7 +11,7 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 
-use crate::constants::{CLAIMS_PER_MOVE_MAX, ERROR_MESSAGE_SIZE_MAX, FRAME_HEADER_SIZE};
+use crate::constants::{AUTH_TOKEN_SIZE_MAX, CLAIMS_PER_MOVE_MAX, ERROR_MESSAGE_SIZE_MAX, FRAME_HEADER_SIZE};
 use crate::event::{Coordinates, Event, HuntOptions, HuntSpec, PointsRule, Position, TreasureSpec};
 use crate::outcome::{Claim, Lifecycle, Notice, NoticeKind, Ranked, Rejection, Standing, Topic, TreasureState};
 
@@ -99,7 +99,7 @@ pub(super) fn event() -> impl Strategy<Value = Event> {
 /// A request that owns its text, since `Request` borrows it from a frame.
 #[derive(Clone, Debug)]
 pub(super) enum OwnedRequest {
-    Hello { version_min: u16, version_max: u16, name: String },
+    Hello { version_min: u16, version_max: u16, name: String, token: Vec<u8> },
     Ping,
     Stats,
     Subscribe { hunt: u32, topics: u8 },
@@ -110,8 +110,8 @@ pub(super) enum OwnedRequest {
 impl OwnedRequest {
     pub(super) fn request(&self) -> Request<'_> {
         match *self {
-            OwnedRequest::Hello { version_min, version_max, ref name } => {
-                Request::Hello { version_min, version_max, name }
+            OwnedRequest::Hello { version_min, version_max, ref name, ref token } => {
+                Request::Hello { version_min, version_max, name, token }
             }
             OwnedRequest::Ping => Request::Ping,
             OwnedRequest::Stats => Request::Stats,
@@ -124,10 +124,13 @@ impl OwnedRequest {
 
 fn request() -> impl Strategy<Value = OwnedRequest> {
     // 16 characters of at most 4 bytes each stay within CLIENT_NAME_SIZE_MAX.
-    let hello = (any::<u16>(), any::<u16>(), "\\PC{0,16}").prop_map(|(a, b, name)| OwnedRequest::Hello {
+    // Tokens up to the maximum, and empty (no token) as often as not.
+    let token = prop_oneof![Just(Vec::new()), vec(any::<u8>(), 1..=AUTH_TOKEN_SIZE_MAX)];
+    let hello = (any::<u16>(), any::<u16>(), "\\PC{0,16}", token).prop_map(|(a, b, name, token)| OwnedRequest::Hello {
         version_min: a.min(b),
         version_max: a.max(b),
         name,
+        token,
     });
     prop_oneof![
         1 => hello,
@@ -593,7 +596,7 @@ fn session() -> Vec<(&'static str, Vec<u8>)> {
     let request = |id: u32, flags: u8, request: Request<'static>| {
         move |out: &mut Vec<u8>| encode_request(id, flags, &request, out).unwrap()
     };
-    push("HELLO", &request(1, 0, Request::Hello { version_min: 1, version_max: 1, name: "demo" }));
+    push("HELLO", &request(1, 0, Request::Hello { version_min: 1, version_max: 1, name: "demo", token: &[] }));
     push("HELLO reply", &|out| encode_hello_reply(1, &ServerHello::new(4), out));
     push("CREATE_HUNT", &request(2, 0, Request::Event(Event::CreateHunt { hunt: 7, spec })));
     push("CREATE_HUNT reply", &|out| encode_outcome(2, EventKind::CreateHunt, &Outcome::HuntCreated, out));
@@ -719,8 +722,10 @@ fn zero_reply(opcode: Opcode) -> ReplyBody {
 
 #[test]
 fn the_document_gives_every_frame_size() {
-    let mut request_frames =
-        vec![(Opcode::Hello, OwnedRequest::Hello { version_min: 1, version_max: 1, name: String::new() })];
+    let mut request_frames = vec![(
+        Opcode::Hello,
+        OwnedRequest::Hello { version_min: 1, version_max: 1, name: String::new(), token: Vec::new() },
+    )];
     request_frames.push((Opcode::Ping, OwnedRequest::Ping));
     request_frames.push((Opcode::Stats, OwnedRequest::Stats));
     request_frames.push((Opcode::Subscribe, OwnedRequest::Subscribe { hunt: 0, topics: 1 }));
@@ -760,5 +765,22 @@ fn the_document_gives_every_frame_size() {
     for (opcode, frame) in server_frames {
         let row = table_row(opcode as u8, opcode.name());
         assert!(row[2].split(' ').next() == Some(&frame.len().to_string()), "{row:?}: frame is {} bytes", frame.len());
+    }
+}
+
+#[test]
+fn the_document_lists_every_protocol_error_code() {
+    const DOC: &str = include_str!("../../docs/protocol.md");
+    for code in ErrorCode::ALL {
+        let start = format!(
+            "| {} | `{}` | {} |",
+            code.to_u16(),
+            code.name(),
+            if code.closes_connection() { "yes" } else { "no" }
+        );
+        assert!(
+            DOC.lines().any(|line| line.starts_with(&start)),
+            "docs/protocol.md section 8.2 has no row starting {start}"
+        );
     }
 }

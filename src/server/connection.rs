@@ -24,8 +24,9 @@ use crate::constants::{FRAME_HEADER_SIZE, GAPS_PER_CONNECTION_MAX, OUTPUT_BUFFER
 use crate::event::HuntId;
 
 use crate::outcome::Topic;
-use crate::protocol::{encode_gap, Gap};
+use crate::protocol::{encode_gap, next_frame, Gap};
 
+use super::auth::Role;
 use super::subscriptions::MissedRanges;
 
 /// Why a connection's requests are not being decoded.
@@ -76,6 +77,20 @@ pub struct Connection {
     hold_next: Option<Hold>,
     /// HELLO was exchanged.
     pub greeted: bool,
+    /// What HELLO's token allows (see `auth`); `Role::None` until then.
+    pub role: Role,
+    /// When the connection was accepted (shard monotonic microseconds).
+    pub accepted_us: u64,
+    /// When bytes last arrived.
+    pub last_input_us: u64,
+    /// When the partial frame at the head of the read buffer started waiting for the
+    /// rest of its bytes; `None` when the buffer holds no partial frame at its head.
+    pub frame_started_us: Option<u64>,
+    /// Since when pending output has been waiting without a byte written; `None` when
+    /// nothing can be written (nothing pending, or all of it held).
+    pub write_stalled_since_us: Option<u64>,
+    /// When the timeout sweep first saw the connection closing.
+    pub closing_since_us: Option<u64>,
     /// The socket may have more bytes: no read has returned `WouldBlock` since the last
     /// readable event (mio is edge-triggered).
     pub readable: bool,
@@ -99,7 +114,7 @@ pub struct Connection {
 
 impl Connection {
     /// A new connection (slow path: allocates its buffers).
-    pub fn new(stream: TcpStream, generation: u32) -> Connection {
+    pub fn new(stream: TcpStream, generation: u32, now_us: u64) -> Connection {
         Connection {
             stream,
             generation,
@@ -111,6 +126,12 @@ impl Connection {
             hold_from: None,
             hold_next: None,
             greeted: false,
+            role: Role::None,
+            accepted_us: now_us,
+            last_input_us: now_us,
+            frame_started_us: None,
+            write_stalled_since_us: None,
+            closing_since_us: None,
             readable: true,
             peer_closed: false,
             closing: false,
@@ -183,6 +204,8 @@ impl Connection {
     /// Marks `size` leading unread bytes as consumed.
     pub fn consume(&mut self, size: usize) {
         assert!(size <= self.read_end - self.read_start);
+        // A whole frame left the buffer: a partial one behind it is a new frame.
+        self.frame_started_us = None;
         self.read_start += size;
         if self.read_start == self.read_end {
             self.read_start = 0;
@@ -232,6 +255,33 @@ impl Connection {
     /// Bytes queued and not yet written.
     pub fn pending_output(&self) -> usize {
         self.output.len() - self.output_sent
+    }
+
+    /// Bytes queued that may be written now (not held).
+    pub fn sendable_output(&self) -> usize {
+        self.hold_from.map_or(self.output.len(), |hold| hold.from) - self.output_sent
+    }
+
+    /// Notes what a flush did, given the pending output before it: a write that made
+    /// progress (or output that just started waiting) restarts the stall clock, and
+    /// nothing left to write stops it.
+    pub fn note_flush(&mut self, now_us: u64, pending_before: usize) {
+        if self.sendable_output() == 0 {
+            self.write_stalled_since_us = None;
+        } else if self.pending_output() < pending_before || self.write_stalled_since_us.is_none() {
+            self.write_stalled_since_us = Some(now_us);
+        }
+    }
+
+    /// Notes, after decoding, whether the read buffer starts with a partial frame, and
+    /// since when: the clock runs from the first turn it was seen until a frame is consumed.
+    pub fn note_partial_frame(&mut self, now_us: u64) {
+        let partial = self.read_start < self.read_end && matches!(next_frame(self.unread()), Ok(None));
+        if !partial {
+            self.frame_started_us = None;
+        } else if self.frame_started_us.is_none() {
+            self.frame_started_us = Some(now_us);
+        }
     }
 
     /// Writes queued output, up to a hold if there is one, until done or the socket would
@@ -341,7 +391,7 @@ mod tests {
         let peer = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
         let (accepted, _) = listener.accept().unwrap();
         accepted.set_nonblocking(true).unwrap();
-        (Connection::new(TcpStream::from_std(accepted), 1), peer)
+        (Connection::new(TcpStream::from_std(accepted), 1, 0), peer)
     }
 
     /// Appends one empty frame whose request id is `id`.

@@ -10,10 +10,11 @@
 //! (see [`ring`]). A [`ShutdownHandle`] asks every shard to stop accepting, finish the
 //! frames already read, flush replies, say GOODBYE and exit; [`Server::wait`] joins them.
 //!
-//! Module map: [`connection`] (one socket and its buffers), [`slab`] (connections by
+//! Module map: [`auth`] (tokens and roles), [`connection`] (one socket and its buffers), [`slab`] (connections by
 //! token), [`durable`] (the data directory, recovery and the journal writers), [`ring`] (records between shards), [`subscriptions`] (who gets which notice),
 //! [`stats`] (counters, histograms, the STATS document), [`clock`] (time per turn).
 
+pub mod auth;
 pub mod clock;
 pub mod connection;
 pub mod durable;
@@ -34,11 +35,14 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::constants::{
-    CONNECTIONS_PER_SHARD_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, LISTEN_BACKLOG, OUTPUT_BUFFER_BYTES_HIGH,
-    RING_SIZE_BYTES, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
+    CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US, IDLE_TIMEOUT_US_MAX,
+    INFLIGHT_REQUESTS_PER_CONNECTION_MAX, LISTEN_BACKLOG, OUTPUT_BUFFER_BYTES_HIGH, RING_SIZE_BYTES, SHARDS_MAX,
+    SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT, TIMEOUT_US_MAX,
+    WRITE_TIMEOUT_US,
 };
 use crate::journal::Durability;
 
+pub use self::auth::Secret;
 use self::clock::Epoch;
 use self::ring::{ring, RingConsumer, RingProducer};
 use self::shard_loop::{ShardLoop, ShardRings, LISTENER, WAKER};
@@ -54,8 +58,26 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Shard threads, from 1 to `SHARDS_MAX`.
     pub shards: usize,
-    /// Connections each shard holds at once; one more is refused with a busy error.
+    /// Connections each shard holds at once; one more is refused with ERROR
+    /// `too_many_connections`.
     pub connections_per_shard_max: usize,
+    /// Connections the whole server holds at once (counted across shards); one more is
+    /// refused with ERROR `too_many_connections` and closed.
+    pub connections_max: usize,
+    /// Microseconds a new connection has to complete HELLO.
+    pub hello_timeout_us: u64,
+    /// Microseconds a frame has to arrive whole once its first byte has.
+    pub frame_timeout_us: u64,
+    /// Microseconds pending output may wait without a byte written before the connection
+    /// is told GOODBYE `slow_consumer` and closed.
+    pub write_timeout_us: u64,
+    /// Microseconds a greeted connection with no subscription and nothing in flight may
+    /// send nothing before GOODBYE `idle_timeout`; 0 (the default) never.
+    pub idle_timeout_us: u64,
+    /// The token HELLO must carry (`--auth-token`); see [`auth`] for the roles.
+    pub auth_token: Option<Secret>,
+    /// The token that grants admin operations (`--admin-token`); see [`auth`].
+    pub admin_token: Option<Secret>,
     /// Pending output (bytes) above which a connection's requests wait.
     pub output_buffer_bytes_high: usize,
     /// Pending output (bytes) above which pushes are dropped and owed as a GAP.
@@ -85,6 +107,13 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], DEFAULT_PORT)),
             shards: cores.min(SHARDS_MAX),
             connections_per_shard_max: CONNECTIONS_PER_SHARD_MAX,
+            connections_max: CONNECTIONS_MAX,
+            hello_timeout_us: HELLO_TIMEOUT_US,
+            frame_timeout_us: FRAME_TIMEOUT_US,
+            write_timeout_us: WRITE_TIMEOUT_US,
+            idle_timeout_us: 0,
+            auth_token: None,
+            admin_token: None,
             output_buffer_bytes_high: OUTPUT_BUFFER_BYTES_HIGH,
             subscriber_buffer_bytes_soft: SUBSCRIBER_BUFFER_BYTES_SOFT,
             subscriber_buffer_bytes_max: SUBSCRIBER_BUFFER_BYTES_MAX,
@@ -107,6 +136,24 @@ impl Config {
         }
         if self.connections_per_shard_max == 0 || self.connections_per_shard_max > CONNECTIONS_PER_SHARD_MAX {
             return invalid(format!("connections per shard must be within 1..={CONNECTIONS_PER_SHARD_MAX}"));
+        }
+        if self.connections_max == 0 || self.connections_max > CONNECTIONS_MAX {
+            return invalid(format!("connections must be within 1..={CONNECTIONS_MAX}"));
+        }
+        let timeouts =
+            [("hello", self.hello_timeout_us), ("frame", self.frame_timeout_us), ("write", self.write_timeout_us)];
+        for (name, timeout_us) in timeouts {
+            if timeout_us == 0 || timeout_us > TIMEOUT_US_MAX {
+                return invalid(format!("the {name} timeout must be within 1..={TIMEOUT_US_MAX} microseconds"));
+            }
+        }
+        if self.idle_timeout_us > IDLE_TIMEOUT_US_MAX {
+            return invalid(format!("the idle timeout must be at most {IDLE_TIMEOUT_US_MAX} microseconds (0: none)"));
+        }
+        if let (Some(auth), Some(admin)) = (&self.auth_token, &self.admin_token) {
+            if auth == admin {
+                return invalid("the admin token must differ from the auth token".to_owned());
+            }
         }
         if self.output_buffer_bytes_high == 0 || self.output_buffer_bytes_high > OUTPUT_BUFFER_BYTES_HIGH {
             return invalid(format!("the output high-water mark must be within 1..={OUTPUT_BUFFER_BYTES_HIGH}"));
@@ -155,6 +202,8 @@ pub(crate) struct Shared {
     pub(crate) shutdown: AtomicBool,
     /// Shards that have finished their own work while shutting down.
     pub(crate) shards_quiet: AtomicUsize,
+    /// Connections open on all shards, against `Config::connections_max`.
+    pub(crate) connections_open: AtomicUsize,
     pub(crate) wakers: Vec<Arc<Waker>>,
     pub(crate) snapshots: Vec<Mutex<Snapshot>>,
 }
@@ -218,6 +267,7 @@ impl Server {
             epoch: Epoch::now(),
             shutdown: AtomicBool::new(false),
             shards_quiet: AtomicUsize::new(0),
+            connections_open: AtomicUsize::new(0),
             wakers,
             snapshots: (0..shard_count).map(|_| Mutex::new(Snapshot::default())).collect(),
         });
@@ -380,7 +430,7 @@ mod tests {
         assert_ne!(server.local_addr().port(), 0);
         let mut stream = TcpStream::connect(server.local_addr()).unwrap();
         stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
-        let hello = reply(&mut stream, 1, Request::Hello { version_min: 1, version_max: 1, name: "smoke" });
+        let hello = reply(&mut stream, 1, Request::Hello { version_min: 1, version_max: 1, name: "smoke", token: &[] });
         assert!(matches!(hello, ReplyBody::Hello(ServerHello { shard_count: 2, .. })), "{hello:?}");
         // One hunt owned by each shard, so one of them crosses the rings whichever shard
         // accepted the connection.

@@ -9,6 +9,8 @@
 //! and wakes each shard it handed work to, once. A full ring, a full output buffer or too many requests in
 //! flight stop decoding one connection (its bytes wait, TCP pushes back); nothing is
 //! dropped except pushes to subscribers that do not read, which are owed as GAPs.
+//! Every `TIMEOUT_SWEEP_INTERVAL_US` a turn also sweeps the connections for timeouts (no
+//! HELLO, a frame that never completes, output nobody reads, idle) and says GOODBYE.
 //!
 //! Durability: every mutating event that reaches `Shard::apply` is appended to the
 //! shard's journal (rejected ones too, since applying can move a hunt's phase and its
@@ -41,8 +43,8 @@ use mio::{Events, Interest as Readiness, Poll, Token};
 use crate::alloc;
 use crate::constants::{
     ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, DISK_FULL_RETRY_INTERVAL_US, FRAMES_PER_CONNECTION_PER_TURN_MAX,
-    NOTICES_PER_EVENT_MAX, POLL_EVENTS_MAX, RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US,
-    STATS_SNAPSHOT_INTERVAL_US, SUBSCRIPTIONS_PER_CONNECTION_MAX,
+    GOODBYE_LINGER_US, NOTICES_PER_EVENT_MAX, POLL_EVENTS_MAX, RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US,
+    STATS_SNAPSHOT_INTERVAL_US, SUBSCRIPTIONS_PER_CONNECTION_MAX, TIMEOUT_SWEEP_INTERVAL_US,
 };
 use crate::event::{Event, EventKind, HuntId};
 use crate::journal::{FileStorage, JournalError, Writer};
@@ -54,6 +56,7 @@ use crate::protocol::{
 };
 use crate::shard::{shard_for, Shard};
 
+use super::auth::{requires_admin, role_for, Role};
 use super::clock::ShardClock;
 use super::connection::{Blocked, Connection};
 use super::durable::SyncThread;
@@ -118,10 +121,11 @@ enum Step {
     Apply { request_id: u32, flags: u8, event: Event },
 }
 
-/// A request answered by the connection's own shard, whatever the hunt.
+/// A request answered by the connection's own shard, whatever the hunt. A HELLO's `role`
+/// is what its token earns, `None` if the token is refused.
 #[derive(Clone, Copy, Debug)]
 enum Control {
-    Hello { version_min: u16, version_max: u16 },
+    Hello { version_min: u16, version_max: u16, role: Option<Role> },
     Ping,
     Stats { mark: bool },
     Unsubscribe { hunt: HuntId },
@@ -182,6 +186,10 @@ pub struct ShardLoop {
     to_close: Vec<u32>,
     local_events: [u64; EventKind::COUNT],
     last_snapshot_us: u64,
+    /// When the connections were last swept for timeouts.
+    last_sweep_us: u64,
+    /// The ERROR frame a connection over the limit gets, encoded once.
+    refusal: Vec<u8>,
     phase: Phase,
 }
 
@@ -256,6 +264,13 @@ impl ShardLoop {
             to_close: Vec::with_capacity(connections_max),
             local_events: [0; EventKind::COUNT],
             last_snapshot_us: 0,
+            last_sweep_us: 0,
+            refusal: {
+                let mut frame = Vec::new();
+                let code = ErrorCode::TooManyConnections;
+                encode_error(0, code.to_u16(), &code, &mut frame);
+                frame
+            },
             phase: Phase::Serving,
         }
     }
@@ -295,7 +310,9 @@ impl ShardLoop {
             return Some(Duration::from_micros(DISK_FULL_RETRY_INTERVAL_US));
         }
         let next_snapshot = self.last_snapshot_us + STATS_SNAPSHOT_INTERVAL_US;
-        Some(Duration::from_micros(next_snapshot.saturating_sub(self.clock.read()).max(1)))
+        let next_sweep = self.last_sweep_us + TIMEOUT_SWEEP_INTERVAL_US;
+        let next = next_snapshot.min(next_sweep);
+        Some(Duration::from_micros(next.saturating_sub(self.clock.read()).max(1)))
     }
 
     fn on_readiness(&mut self, event: &mio::event::Event) {
@@ -342,6 +359,9 @@ impl ShardLoop {
         if self.clock.monotonic_us() >= self.last_snapshot_us + STATS_SNAPSHOT_INTERVAL_US {
             self.snapshot();
         }
+        if self.clock.monotonic_us() >= self.last_sweep_us + TIMEOUT_SWEEP_INTERVAL_US {
+            self.sweep_timeouts();
+        }
         Ok(self.advance_shutdown())
     }
 
@@ -372,14 +392,19 @@ impl ShardLoop {
     fn admit(&mut self, stream: TcpStream) -> io::Result<()> {
         // Replies are small and latency matters more than packet count.
         stream.set_nodelay(true)?;
-        let registry = self.poll.registry();
-        let inserted = self.connections.insert_with(|_, generation| Connection::new(stream, generation));
-        let Ok((index, _)) = inserted else {
-            // The slab is full: the stream was moved into the closure and dropped, which
-            // closes it. A refused peer sees the connection reset at once.
-            self.stats.counters.connections_refused += 1;
+        let open = &self.shared.connections_open;
+        let shard_full = self.connections.len() >= self.shared.config.connections_per_shard_max;
+        if shard_full || open.fetch_add(1, Ordering::AcqRel) >= self.shared.config.connections_max {
+            if !shard_full {
+                open.fetch_sub(1, Ordering::AcqRel);
+            }
+            self.refuse_connection(stream);
             return Ok(());
-        };
+        }
+        let registry = self.poll.registry();
+        let now_us = self.clock.monotonic_us();
+        let inserted = self.connections.insert_with(|_, generation| Connection::new(stream, generation, now_us));
+        let (index, _) = inserted.expect("the shard's room was checked above");
         let connection = self.connections.get_mut(index).expect("just inserted");
         registry.register(&mut connection.stream, Token(index as usize), Readiness::READABLE | Readiness::WRITABLE)?;
         self.stats.counters.connections_accepted += 1;
@@ -387,8 +412,24 @@ impl ShardLoop {
         Ok(())
     }
 
+    /// Tells a connection over the limit why, and closes it. A slow path, but it takes
+    /// no allocation: the frame was encoded at start.
+    fn refuse_connection(&mut self, mut stream: TcpStream) {
+        use std::io::{Read, Write};
+        self.stats.counters.connections_refused += 1;
+        // A new socket's send buffer is empty, so this small frame goes out whole; if the
+        // peer is already gone there is no one to tell.
+        let _ = stream.write(&self.refusal);
+        // Our FIN follows the frame. Reading what the peer already sent first keeps the
+        // close from turning into a reset that could overtake the frame.
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let mut scratch = [0u8; 1024];
+        let _ = stream.read(&mut scratch);
+    }
+
     fn close(&mut self, index: u32) {
         let Some(mut connection) = self.connections.remove(index) else { return };
+        self.shared.connections_open.fetch_sub(1, Ordering::AcqRel);
         // Deregistering a socket about to be closed cannot fail in a way we could act on.
         let _ = self.poll.registry().deregister(&mut connection.stream);
         connection.discard_unread_input();
@@ -398,6 +439,33 @@ impl ShardLoop {
             }
         }
         self.stats.counters.connections_closed += 1;
+    }
+
+    /// The coarse timeout sweep, every `TIMEOUT_SWEEP_INTERVAL_US`: one pass over the
+    /// slab's slots, no allocation. Each connection's deadlines are fields it already
+    /// keeps (see [`Timeouts::verdict`]); a timer wheel would save the pass but cost a
+    /// re-arm on every read and write, which happen far more often than sweeps.
+    /// Shutdown has deadlines of its own, so the sweep only runs while serving.
+    fn sweep_timeouts(&mut self) {
+        let now_us = self.clock.monotonic_us();
+        self.last_sweep_us = now_us;
+        if self.phase != Phase::Serving {
+            return;
+        }
+        let timeouts = Timeouts::of(&self.shared.config);
+        for index in 0..self.connections.slot_count() {
+            let Some(connection) = self.connections.get_mut(index) else { continue };
+            match timeouts.verdict(connection, now_us) {
+                Verdict::Keep => {}
+                Verdict::Close => self.close(index),
+                Verdict::Goodbye(code) => {
+                    self.stats.counters.connections_timed_out += 1;
+                    self.goodbye(index, code);
+                    // The GOODBYE goes out on the next turn, without waiting for an event.
+                    self.more_work = true;
+                }
+            }
+        }
     }
 
     /// This shard has no subscriber of `hunt` left: tell its owner.
@@ -479,6 +547,9 @@ impl ShardLoop {
                 Ok(filled) => {
                     self.stats.counters.read_syscalls += filled.reads;
                     connection.peer_closed |= filled.eof;
+                    if filled.reads > 0 {
+                        connection.last_input_us = self.clock.monotonic_us();
+                    }
                 }
                 Err(_) => {
                     // Reset by the peer (or worse): it just goes away.
@@ -502,6 +573,7 @@ impl ShardLoop {
             frames += 1;
         }
         let Some(connection) = self.connections.get_mut(index) else { return false };
+        connection.note_partial_frame(self.clock.monotonic_us());
         if frames == FRAMES_PER_CONNECTION_PER_TURN_MAX || (reading && connection.readable) {
             again = true;
         }
@@ -561,6 +633,12 @@ impl ShardLoop {
             self.fail(index, request_id, ErrorCode::HelloRequired);
             return Step::Stop;
         }
+        if connection.role != Role::Admin && requires_admin(&request) {
+            connection.consume(size);
+            self.stats.counters.admin_refusals += 1;
+            self.fail(index, request_id, ErrorCode::AdminRequired);
+            return Step::Next;
+        }
         match request {
             Request::Event(event) => {
                 let owner = shard_for(event.hunt(), self.shard_count);
@@ -595,9 +673,10 @@ impl ShardLoop {
                 Step::Next
             }
             Request::Subscribe { hunt, topics } => self.subscribe(index, size, header, hunt, topics),
-            Request::Hello { version_min, version_max, .. } => {
+            Request::Hello { version_min, version_max, token, .. } => {
+                let role = role_for(config.auth_token.as_ref(), config.admin_token.as_ref(), token);
                 connection.consume(size);
-                self.control(index, request_id, Control::Hello { version_min, version_max });
+                self.control(index, request_id, Control::Hello { version_min, version_max, role });
                 Step::Next
             }
             Request::Ping => {
@@ -643,14 +722,19 @@ impl ShardLoop {
     /// HELLO, PING, STATS, UNSUBSCRIBE.
     fn control(&mut self, index: u32, request_id: u32, request: Control) {
         match request {
-            Control::Hello { version_min, version_max } => {
+            Control::Hello { version_min, version_max, role } => {
                 let connection = self.connections.get_mut(index).expect("served connections exist");
                 if connection.greeted {
                     return self.fail(index, request_id, ErrorCode::UnexpectedHello);
                 }
+                let Some(role) = role else {
+                    self.stats.counters.connections_unauthorized += 1;
+                    return self.fail(index, request_id, ErrorCode::Unauthorized);
+                };
                 match negotiate(version_min, version_max) {
                     Some(_) => {
                         connection.greeted = true;
+                        connection.role = role;
                         let hello = ServerHello::new(self.shard_count as u16);
                         encode_hello_reply(request_id, &hello, connection.output());
                     }
@@ -1156,7 +1240,10 @@ impl ShardLoop {
         for &index in &dirty {
             let Some(connection) = self.connections.get_mut(index) else { continue };
             connection.in_dirty = false;
-            match connection.flush() {
+            let pending_before = connection.pending_output();
+            let flushed = connection.flush();
+            connection.note_flush(self.clock.monotonic_us(), pending_before);
+            match flushed {
                 Ok(writes) => self.stats.counters.write_syscalls += writes,
                 // Reset or broken pipe: the peer just goes away.
                 Err(_) => {
@@ -1291,6 +1378,62 @@ fn push_staged(staged: &mut [Staged], rings: &mut ShardRings, wake: &mut [bool])
         let ring = rings.reply_out[target].as_mut().expect("only other shards have staged records");
         ring.push_staged(staged);
         wake[target] = true;
+    }
+}
+
+/// The timeouts a sweep applies, copied from the configuration.
+#[derive(Clone, Copy, Debug)]
+struct Timeouts {
+    hello_us: u64,
+    frame_us: u64,
+    write_us: u64,
+    /// 0: no idle timeout.
+    idle_us: u64,
+}
+
+/// What a sweep does with one connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Verdict {
+    Keep,
+    /// Say GOODBYE with this reason, then close once it is written (or the linger ends).
+    Goodbye(ErrorCode),
+    /// It was told to go and has not read that in `GOODBYE_LINGER_US`: close it now.
+    Close,
+}
+
+impl Timeouts {
+    fn of(config: &super::Config) -> Timeouts {
+        Timeouts {
+            hello_us: config.hello_timeout_us,
+            frame_us: config.frame_timeout_us,
+            write_us: config.write_timeout_us,
+            idle_us: config.idle_timeout_us,
+        }
+    }
+
+    /// Judges one connection at `now_us`. The first reason found wins: a closing
+    /// connection only lingers; output nobody reads is the costliest, then a missing
+    /// HELLO, a frame that never ends, and silence.
+    fn verdict(&self, connection: &mut Connection, now_us: u64) -> Verdict {
+        let over = |since_us: u64, limit_us: u64| now_us.saturating_sub(since_us) > limit_us;
+        if connection.closing {
+            let since_us = *connection.closing_since_us.get_or_insert(now_us);
+            return if over(since_us, GOODBYE_LINGER_US) { Verdict::Close } else { Verdict::Keep };
+        }
+        if connection.write_stalled_since_us.is_some_and(|since_us| over(since_us, self.write_us)) {
+            return Verdict::Goodbye(ErrorCode::SlowConsumer);
+        }
+        if !connection.greeted && over(connection.accepted_us, self.hello_us) {
+            return Verdict::Goodbye(ErrorCode::HelloTimeout);
+        }
+        if connection.frame_started_us.is_some_and(|since_us| over(since_us, self.frame_us)) {
+            return Verdict::Goodbye(ErrorCode::FrameTimeout);
+        }
+        let quiet = connection.subscriptions.is_empty() && connection.inflight == 0 && connection.pending_output() == 0;
+        if self.idle_us > 0 && connection.greeted && quiet && over(connection.last_input_us, self.idle_us) {
+            return Verdict::Goodbye(ErrorCode::IdleTimeout);
+        }
+        Verdict::Keep
     }
 }
 

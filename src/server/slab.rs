@@ -35,6 +35,11 @@ impl<T> Slab<T> {
         self.len
     }
 
+    /// Slots ever used, held or free: every index a value may be at is below this.
+    pub fn slot_count(&self) -> u32 {
+        self.entries.len() as u32
+    }
+
     /// Returns true if and only if the slab holds no value.
     pub fn is_empty(&self) -> bool {
         self.len == 0
@@ -116,6 +121,7 @@ mod tests {
         assert!(slab.get_current_mut(first, first_generation).is_none());
         assert_eq!(slab.get_current_mut(first, reused_generation).copied(), Some(reused_generation));
         assert_eq!(slab.indices(), [first.min(second), first.max(second)]);
+        assert_eq!(slab.slot_count(), 2);
     }
 
     #[test]

@@ -53,8 +53,15 @@ pub struct Counters {
     pub connections_accepted: u64,
     /// Connections closed, for any reason.
     pub connections_closed: u64,
-    /// Connections refused because the shard held `connections_per_shard_max`.
+    /// Connections refused with `too_many_connections` (the server or the shard was full).
     pub connections_refused: u64,
+    /// Connections sent GOODBYE by the timeout sweep: no HELLO, a frame never finished,
+    /// idle, or output not read (`slow_consumer`).
+    pub connections_timed_out: u64,
+    /// HELLOs refused with `unauthorized` (missing or wrong token).
+    pub connections_unauthorized: u64,
+    /// Requests refused with `admin_required`.
+    pub admin_refusals: u64,
     /// Notice pushes appended to a subscriber's output.
     pub pushes_sent: u64,
     /// Notice pushes dropped because a subscriber's output was above the soft limit.
@@ -102,6 +109,9 @@ impl Counters {
         self.connections_accepted += other.connections_accepted;
         self.connections_closed += other.connections_closed;
         self.connections_refused += other.connections_refused;
+        self.connections_timed_out += other.connections_timed_out;
+        self.connections_unauthorized += other.connections_unauthorized;
+        self.admin_refusals += other.admin_refusals;
         self.pushes_sent += other.pushes_sent;
         self.pushes_dropped += other.pushes_dropped;
         self.ring_pushes_dropped += other.ring_pushes_dropped;
@@ -293,7 +303,10 @@ pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -
             "accepted": total.connections_accepted,
             "closed": total.connections_closed,
             "refused": total.connections_refused,
+            "timed_out": total.connections_timed_out,
+            "unauthorized": total.connections_unauthorized,
         },
+        "admin_refusals": total.admin_refusals,
         "subscribers": subscriptions,
         "pushes": {
             "sent": total.pushes_sent,
