@@ -20,6 +20,8 @@
 //!   the moves QUIET) with `Frames` and decode each with `decode_request`.
 //! - `apply_mixed`: `Shard::apply` of the default mix (80% moves, 10% digs, 5% score
 //!   adjustments, 5% top/rank/around/hint queries) on a warmed 10k-player shard.
+//! - `apply_mixed_auto_discover`: the same in hunts that auto-discover, so every move
+//!   asks the grid for the treasures whose disc may contain it.
 //! - `leaderboard_update_rank_100k`: `Leaderboard::update` (which returns the new rank) at
 //!   100k players.
 //! - `hint_queries`: `Shard::apply` of hint queries on the warmed shard (the grid's
@@ -59,15 +61,27 @@ const SEED: u64 = 1;
 /// treasures have been claimed, and every table has reached its working size.
 const WARM_EVENTS: usize = 20_000;
 
-/// The shared workload: 10 hunts of 1,000 players and 200 treasures, the default mix.
-fn workload_config() -> Config {
-    Config { seed: SEED, hunts: 10, players_per_hunt: 1_000, treasures_per_hunt: 200, ..Config::default() }
+/// The shared workload: 10 hunts of 1,000 players and 200 treasures, the default mix;
+/// with `auto_discover`, every move asks the grid which treasures it reaches.
+fn workload_config(auto_discover: bool) -> Config {
+    Config {
+        seed: SEED,
+        hunts: 10,
+        players_per_hunt: 1_000,
+        treasures_per_hunt: 200,
+        auto_discover,
+        ..Config::default()
+    }
 }
 
 /// A shard set up and warmed by the workload, and the workload, ready for the next event.
 fn warmed() -> (Shard, Workload) {
+    warmed_with(false)
+}
+
+fn warmed_with(auto_discover: bool) -> (Shard, Workload) {
     let mut shard = Shard::new();
-    let mut workload = Workload::new(workload_config());
+    let mut workload = Workload::new(workload_config(auto_discover));
     workload.setup(|event, time| {
         let outcome = shard.apply(event, time);
         assert!(!outcome.is_rejected(), "set-up event refused: {event:?}: {outcome:?}");
@@ -137,6 +151,18 @@ fn setup_apply_mixed() -> Applied {
 #[library_benchmark]
 #[bench::trace(setup_apply_mixed())]
 fn apply_mixed(applied: Applied) -> Applied {
+    apply_all(applied)
+}
+
+fn setup_apply_mixed_auto_discover() -> Applied {
+    let (shard, mut workload) = warmed_with(true);
+    let events = take(&mut workload, gate_events::APPLY_MIXED_AUTO_DISCOVER);
+    Applied { shard, events }
+}
+
+#[library_benchmark]
+#[bench::trace(setup_apply_mixed_auto_discover())]
+fn apply_mixed_auto_discover(applied: Applied) -> Applied {
     apply_all(applied)
 }
 
@@ -321,7 +347,7 @@ fn encode_records(events: &[(u64, Event, Micros)], out: &mut Vec<u8>) {
 
 library_benchmark_group!(
     name = gate;
-    benchmarks = decode_pipelined, apply_mixed, leaderboard_update_rank_100k, hint_queries, reply_encode, journal_encode
+    benchmarks = decode_pipelined, apply_mixed, apply_mixed_auto_discover, leaderboard_update_rank_100k, hint_queries, reply_encode, journal_encode
 );
 
 main!(library_benchmark_groups = gate);

@@ -11,6 +11,8 @@
 pub const DECODE_PIPELINED: u64 = 8_192;
 /// Events of the default mix that `apply_mixed` applies.
 pub const APPLY_MIXED: u64 = 8_192;
+/// Events of the default mix that `apply_mixed_auto_discover` applies.
+pub const APPLY_MIXED_AUTO_DISCOVER: u64 = 8_192;
 /// Score updates that `leaderboard_update_rank_100k` makes on a 100k-player board.
 pub const LEADERBOARD_UPDATE_RANK_100K: u64 = 8_192;
 /// Hint queries that `hint_queries` answers.
@@ -21,9 +23,10 @@ pub const REPLY_ENCODE: u64 = 8_192;
 pub const JOURNAL_ENCODE: u64 = 8_192;
 
 /// Every gated bench, by the name of its function in `benches/gate.rs`, with its events.
-pub const ALL: [(&str, u64); 6] = [
+pub const ALL: [(&str, u64); 7] = [
     ("decode_pipelined", DECODE_PIPELINED),
     ("apply_mixed", APPLY_MIXED),
+    ("apply_mixed_auto_discover", APPLY_MIXED_AUTO_DISCOVER),
     ("leaderboard_update_rank_100k", LEADERBOARD_UPDATE_RANK_100K),
     ("hint_queries", HINT_QUERIES),
     ("reply_encode", REPLY_ENCODE),
