@@ -3,8 +3,9 @@
 //!
 //! Wall-clock benches (`engine.rs`, `leaderboard.rs`) swing 2x on the shared machines CI
 //! runs on; an instruction count does not: the same binary on the same trace executes the
-//! same instructions, give or take a few hash-map probes (hashbrown seeds its hasher per
-//! process). So these figures can be held to a 2% budget that a timing never could.
+//! same instructions (three runs here gave identical counts; a per-process hash seed could
+//! move a probe or two). So these figures can be held to a 2% budget that a timing never
+//! could.
 //! `tools/bench-gate` runs this bench, divides each measured count by the events of its
 //! trace (`common/gate_events.rs`) and compares instructions per event with the baselines
 //! in `benches/baselines/gate.json`.

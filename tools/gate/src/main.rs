@@ -196,10 +196,10 @@ fn instructions_of(line: &Value) -> Result<(String, u64)> {
         .iter()
         .find(|profile| profile["tool"].as_str() == Some("Callgrind"))
         .ok_or_else(|| format!("{name}: no Callgrind profile"))?;
-    let metrics = &callgrind["data"]["total"]["metrics"]["Callgrind"];
-    let ir = &metrics["metrics"]["Left"]["Ir"];
-    let instructions = ir["Int"].as_u64().or_else(|| ir.as_u64());
-    let instructions = instructions.ok_or_else(|| format!("{name}: no Callgrind Ir in {metrics}"))?;
+    // gungraun 0.20 writes each metric as `{"values": {"new": N}}`, with `"old"` beside
+    // `"new"` when it compares with an earlier run of its own; the gate reads only `new`.
+    let ir = &callgrind["data"]["total"]["metrics"]["Ir"];
+    let instructions = ir["values"]["new"].as_u64().ok_or_else(|| format!("{name}: no Callgrind Ir in {ir}"))?;
     Ok((name, instructions))
 }
 
@@ -364,7 +364,7 @@ mod tests {
 
     /// One line of gungraun's JSON output, cut down to the fields the gate reads.
     fn summary_line(name: &str, instructions: u64) -> String {
-        let metrics = json!({ "Callgrind": { "metrics": { "Left": { "Ir": { "Int": instructions } } } } });
+        let metrics = json!({ "Ir": { "values": { "new": instructions, "old": 1 } } });
         let profile = json!({ "tool": "Callgrind", "data": { "total": { "metrics": metrics } } });
         json!({ "function_name": name, "profiles": [profile] }).to_string()
     }
