@@ -31,7 +31,7 @@
 //!   lists, standings, rejections with their messages) into a buffer with room.
 //! - `journal_encode`: `encode_record` of mutating events into a buffer with room.
 //!
-//! Run: `tools/bench-gate` (the gate), or `cargo bench --bench gate` for gungraun's own
+//! Run: `tools/bench-gate` (the gate), or `cargo bench --profile gate --bench gate` for gungraun's own
 //! report (needs valgrind and `gungraun-runner` at the version pinned in `Cargo.toml`).
 
 // gungraun's macros define public items they cannot document.

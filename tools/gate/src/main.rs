@@ -42,16 +42,20 @@ struct Cli {
 enum Command {
     /// Fails if any bench's instructions per event grew by more than 2% over its baseline.
     Check {
-        /// gungraun's JSON output (`cargo bench --bench gate -- --output-format=json`).
+        /// gungraun's JSON output (`cargo bench --profile gate --bench gate -- --output-format=json`).
         #[arg(long)]
         summary: PathBuf,
         /// The committed baselines.
         #[arg(long)]
         baselines: PathBuf,
+        /// The compiler that built the bench (`rustc --version`): if the baselines were
+        /// recorded with another, the gate says so, since a compiler moves the counts too.
+        #[arg(long)]
+        rustc: Option<String>,
     },
     /// Rewrites the baselines from this measurement.
     Update {
-        /// gungraun's JSON output (`cargo bench --bench gate -- --output-format=json`).
+        /// gungraun's JSON output (`cargo bench --profile gate --bench gate -- --output-format=json`).
         #[arg(long)]
         summary: PathBuf,
         /// The baselines file to write.
@@ -82,7 +86,7 @@ impl Figure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Check { summary, baselines } => check(&summary, &baselines),
+        Command::Check { summary, baselines, rustc } => check(&summary, &baselines, rustc.as_deref()),
         Command::Update { summary, baselines, rustc } => update(&summary, &baselines, rustc.as_deref()),
     };
     match result {
@@ -99,13 +103,19 @@ fn read(path: &PathBuf) -> Result<String> {
     std::fs::read_to_string(path).map_err(|error| format!("cannot read {}: {error}", path.display()))
 }
 
-fn check(summary: &PathBuf, baselines: &PathBuf) -> Result<bool> {
+fn check(summary: &PathBuf, baselines: &PathBuf, rustc: Option<&str>) -> Result<bool> {
     let measured = measured_figures(&read(summary)?)?;
     let text = read(baselines)?;
     let baselines_json: Value =
         serde_json::from_str(&text).map_err(|error| format!("{}: not valid JSON: {error}", baselines.display()))?;
     let base = baseline_figures(&baselines_json).map_err(|error| format!("{}: {error}", baselines.display()))?;
     let verdicts = compare(&base, &measured);
+    let recorded_with = baselines_json["rustc"].as_str();
+    if let (Some(recorded_with), Some(rustc)) = (recorded_with, rustc) {
+        if recorded_with != rustc {
+            println!("gate: note: baselines recorded with {recorded_with}, measured with {rustc}");
+        }
+    }
     let mut passed = true;
     println!("gate: instructions per event (Callgrind Ir / events), budget x{GROWTH_RATIO_MAX}:");
     for verdict in &verdicts {
