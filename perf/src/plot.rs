@@ -165,12 +165,12 @@ pub fn timeseries_svg(title: &str, panels: &[Panel], shaded: &[bool], shade_labe
         let top = TOP + index as f64 * (PANEL_HEIGHT + PANEL_GAP);
         let high = nice_ceiling(panel.values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max));
         let y_of = |value: f64| top + PANEL_HEIGHT - value.clamp(0.0, high) / high * PANEL_HEIGHT;
-        for (second, _) in shaded.iter().enumerate().filter(|(_, shade)| **shade) {
+        for (first, length) in runs(shaded) {
             let _ = writeln!(
                 out,
                 r##"<rect x="{:.1}" y="{top:.1}" width="{:.1}" height="{PANEL_HEIGHT}" fill="#e6f4e6"/>"##,
-                x_of(second as f64),
-                plot_width / seconds
+                x_of(first as f64),
+                plot_width / seconds * length as f64
             );
         }
         for step in 0..=PANEL_GRIDLINES {
@@ -223,6 +223,19 @@ pub fn timeseries_svg(title: &str, panels: &[Panel], shaded: &[bool], shade_labe
     );
     out.push_str("</svg>\n");
     out
+}
+
+/// The runs of consecutive true values: (first index, length), so a shaded stretch is
+/// one rectangle, not one per second.
+fn runs(flags: &[bool]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (index, _) in flags.iter().enumerate().filter(|(_, flag)| **flag) {
+        match runs.last_mut() {
+            Some((first, length)) if *first + *length == index => *length += 1,
+            _ => runs.push((index, 1)),
+        }
+    }
+    runs
 }
 
 /// The smallest 1, 2 or 5 times a power of ten at or above `value` (1 for nothing).
@@ -281,6 +294,7 @@ mod tests {
         assert_eq!(text.matches("<polyline").count(), 2);
         assert_eq!(text.matches("#e6f4e6").count(), 2, "one shaded second in each of two panels");
         assert!(text.contains("p99.9 &lt;µs&gt;"));
+        assert_eq!(runs(&[true, true, false, true, false, false, true]), [(0, 2), (3, 1), (6, 1)]);
         assert_eq!(nice_ceiling(11.0), 20.0);
         assert_eq!(nice_ceiling(0.0), 1.0);
         assert_eq!(short_number(1500.0), "1.5k");
