@@ -292,6 +292,8 @@ impl Churn {
                     leave_at: now + life,
                     next_read: now,
                     next_ping: now + KEEPALIVE_INTERVAL,
+                    // Any non-zero id will do for PINGs (their PONGs are only
+                    // skipped); far above the set-up's ids so a dump reads clearly.
                     next_id: 1_000_000,
                     last_seq: HashMap::new(),
                     closed: false,
