@@ -49,6 +49,11 @@ pub fn encode(hunt_base: u32, op: &Op, id: u32, out: &mut Vec<u8>) {
     encode_request(id, 0, &Request::Event(event), out).expect("event requests always encode");
 }
 
+/// Appends a PING frame as request `id` (a subscriber's keepalive).
+pub fn encode_ping(id: u32, out: &mut Vec<u8>) {
+    encode_request(id, 0, &Request::Ping, out).expect("PING always encodes");
+}
+
 /// Parses one frame from the server.
 pub fn parse(buffer: &[u8]) -> Result<Option<(usize, Reply)>> {
     let Some(size) = next_frame(buffer).map_err(|error| anyhow!("cannot frame the server's stream: {error}"))? else {
@@ -118,6 +123,13 @@ impl Blocking {
     /// The connected stream, handed over after HELLO (and any subscriptions).
     pub fn into_stream(self) -> TcpStream {
         self.stream
+    }
+
+    /// The stream and the bytes already read from it but not yet parsed: after a
+    /// SUBSCRIBE, pushes may have arrived behind the last reply, and dropping them would
+    /// cut a frame in half.
+    pub fn into_parts(self) -> (TcpStream, Vec<u8>) {
+        (self.stream, self.input)
     }
 
     /// Sends `requests` and returns their responses in request order (pushes skipped).

@@ -12,10 +12,18 @@
 //! When the loop has nothing to do it yields the core instead of sleeping: a sleep's
 //! wake-up slack would be charged to the server as latency, and with two cores shared by
 //! the server and the harness, `sched_yield` lets a runnable server thread have the core.
+//!
+//! Connection churn (`cairn-perf soak`): another thread opens a fresh, handshaken stream
+//! and hands it over ([`Handover`]); the connection stops taking due requests, waits for
+//! its last replies, closes its old socket and carries on over the new one with the same
+//! players, sequence numbers and ledger. Requests that fell due meanwhile keep their
+//! intended times, so the reconnection's cost shows in latency, as a real client's would.
+//! Subscribers of a Cairn server send a PING every [`KEEPALIVE_INTERVAL`] so a server with
+//! an idle timeout keeps them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{ErrorKind, Read, Write};
-use std::sync::mpsc::Sender;
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -23,6 +31,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
+use crate::cairn_target;
 use crate::latency;
 use crate::ledger::Ledger;
 use crate::schedule::Schedule;
@@ -43,6 +52,18 @@ pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 pub const INTERVAL: Duration = Duration::from_secs(1);
 /// Failure messages kept verbatim per phase.
 const FAILURES_KEPT_MAX: usize = 5;
+/// How often a subscriber connection of a Cairn server says PING: it otherwise only
+/// reads, and a server may close connections that stay silent.
+pub const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// A fresh stream, connected and greeted (HELLO) by another thread, to replace the
+/// stream of connection `conn` (its position in the worker's slice).
+pub struct Handover {
+    /// The connection's position among the worker's connections.
+    pub conn: usize,
+    /// The new stream.
+    pub stream: std::net::TcpStream,
+}
 
 /// What the loop does when it has nothing to do in an open loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -121,6 +142,10 @@ pub struct Conn {
     /// In-order targets: the id the next reply answers.
     next_reply: u32,
     broken: Option<String>,
+    /// A stream handed over to replace this one once nothing is in flight.
+    replacement: Option<std::net::TcpStream>,
+    /// When a subscriber next says PING, ns on the phase's clock.
+    next_keepalive_ns: u64,
 }
 
 impl Conn {
@@ -142,12 +167,15 @@ impl Conn {
             next_id: 1,
             next_reply: 1,
             broken: None,
+            replacement: None,
+            next_keepalive_ns: 0,
         })
     }
 
     /// Returns true if and only if the connection can take another request now.
     fn can_send(&self) -> bool {
         self.broken.is_none()
+            && self.replacement.is_none()
             && self.output.len() - self.output_sent < OUTPUT_BYTES_MAX
             && self.pending[self.next_id as usize % PENDING_MAX].is_none()
     }
@@ -173,6 +201,8 @@ pub struct Tally {
     pub pushes: u64,
     /// Pushes subscribers know they missed (sequence gaps and GAP notices).
     pub push_gaps: u64,
+    /// Load connections that closed their socket and carried on over a handed-over one.
+    pub reconnects: u64,
     /// Latency from the intended send time, ns.
     pub latency: Histogram<u64>,
     /// Latency from the actual send, ns.
@@ -192,6 +222,7 @@ impl Tally {
             lost: 0,
             pushes: 0,
             push_gaps: 0,
+            reconnects: 0,
             latency: latency::histogram(),
             service: latency::histogram(),
         }
@@ -214,6 +245,7 @@ impl Tally {
         self.lost += other.lost;
         self.pushes += other.pushes;
         self.push_gaps += other.push_gaps;
+        self.reconnects += other.reconnects;
         self.latency.add(&other.latency).expect("histograms share bounds");
         self.service.add(&other.service).expect("histograms share bounds");
     }
@@ -240,6 +272,10 @@ pub struct IntervalReport {
     pub latency: Histogram<u64>,
     /// Replies in the interval.
     pub acked: u64,
+    /// Failures counted in the interval.
+    pub errors: u64,
+    /// Reconnections completed in the interval.
+    pub reconnects: u64,
 }
 
 /// What every worker of a phase shares.
@@ -270,8 +306,14 @@ impl Phase<'_> {
     }
 }
 
-/// Runs one phase over `conns` on the calling thread.
-pub fn work(phase: &Phase, conns: &mut [Conn], reports: &Sender<IntervalReport>) -> Result<Tally> {
+/// Runs one phase over `conns` on the calling thread; `handovers`, when given, brings
+/// streams that replace some of them (connection churn).
+pub fn work(
+    phase: &Phase,
+    conns: &mut [Conn],
+    reports: &Sender<IntervalReport>,
+    handovers: Option<&Receiver<Handover>>,
+) -> Result<Tally> {
     let mut poll = Poll::new().context("cannot create a poll")?;
     for (index, conn) in conns.iter_mut().enumerate() {
         poll.registry().register(&mut conn.stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
@@ -290,15 +332,22 @@ pub fn work(phase: &Phase, conns: &mut [Conn], reports: &Sender<IntervalReport>)
     let mut interval = latency::histogram();
     let mut interval_acked = 0u64;
     let mut interval_index = 0u64;
+    // Errors and reconnections counted up to the previous interval report.
+    let mut reported = (0u64, 0u64);
     let interval_ns = INTERVAL.as_nanos() as u64;
     let drain_end_ns = phase.end_ns + DRAIN_TIMEOUT.as_nanos() as u64;
     loop {
         let now = phase.now_ns();
         let sending = now < phase.end_ns;
         let mut busy = false;
+        if let Some(handovers) = handovers {
+            busy |= take_handovers(handovers, conns, &mut tally);
+        }
+        busy |= replace_streams(&poll, conns, &mut tally)?;
         if sending {
             for (conn, schedule) in conns.iter_mut().zip(schedules.iter_mut()) {
                 busy |= send_due(phase, conn, schedule.as_mut(), now, &mut tally);
+                keepalive(phase, conn, now);
             }
         }
         for conn in conns.iter_mut() {
@@ -327,7 +376,15 @@ pub fn work(phase: &Phase, conns: &mut [Conn], reports: &Sender<IntervalReport>)
         let now = phase.now_ns();
         if now >= phase.start_ns + (interval_index + 1) * interval_ns {
             let full = std::mem::replace(&mut interval, latency::histogram());
-            let _ = reports.send(IntervalReport { index: interval_index, latency: full, acked: interval_acked });
+            let counted = (tally.errors + tally.lost, tally.reconnects);
+            let _ = reports.send(IntervalReport {
+                index: interval_index,
+                latency: full,
+                acked: interval_acked,
+                errors: counted.0 - reported.0,
+                reconnects: counted.1 - reported.1,
+            });
+            reported = counted;
             interval_acked = 0;
             interval_index += 1;
         }
@@ -350,16 +407,94 @@ pub fn work(phase: &Phase, conns: &mut [Conn], reports: &Sender<IntervalReport>)
             std::thread::yield_now();
         }
     }
-    if interval_acked > 0 {
-        let _ = reports.send(IntervalReport { index: interval_index, latency: interval, acked: interval_acked });
+    // A stream handed over too late to be used is closed unused.
+    if let Some(handovers) = handovers {
+        take_handovers(handovers, conns, &mut tally);
     }
+    replace_streams(&poll, conns, &mut tally)?;
     for conn in conns.iter_mut() {
+        conn.replacement = None;
         poll.registry().deregister(&mut conn.stream)?;
         if let Some(reason) = &conn.broken {
             tally.fail(format!("connection broken: {reason}"));
         }
     }
+    let counted = (tally.errors + tally.lost, tally.reconnects);
+    if interval_acked > 0 || counted != reported {
+        let _ = reports.send(IntervalReport {
+            index: interval_index,
+            latency: interval,
+            acked: interval_acked,
+            errors: counted.0 - reported.0,
+            reconnects: counted.1 - reported.1,
+        });
+    }
     Ok(tally)
+}
+
+/// Parks every stream handed over so far beside its connection; returns true if and only
+/// if there was one.
+fn take_handovers(handovers: &Receiver<Handover>, conns: &mut [Conn], tally: &mut Tally) -> bool {
+    let mut any = false;
+    while let Ok(Handover { conn, stream }) = handovers.try_recv() {
+        any = true;
+        match conns.get_mut(conn) {
+            Some(conn) if conn.broken.is_none() && matches!(conn.role, Role::Load { .. }) => {
+                // A second handover before the first was used replaces it; the first
+                // stream closes unused.
+                conn.replacement = Some(stream);
+            }
+            Some(_) => {}
+            None => tally.fail(format!("a stream handed over for connection {conn}, which this worker lacks")),
+        }
+    }
+    any
+}
+
+/// Swaps in the handed-over stream of every connection that has nothing in flight and
+/// nothing left to write: the old socket is closed (the server sees the peer leave) and
+/// the connection carries on over the new one. Returns true if and only if it swapped.
+fn replace_streams(poll: &Poll, conns: &mut [Conn], tally: &mut Tally) -> Result<bool> {
+    let mut swapped = false;
+    for (index, conn) in conns.iter_mut().enumerate() {
+        if conn.replacement.is_none() || conn.in_flight > 0 || conn.output_sent < conn.output.len() {
+            continue;
+        }
+        let stream = conn.replacement.take().expect("checked above");
+        if conn.broken.is_some() {
+            continue;
+        }
+        stream.set_nonblocking(true)?;
+        stream.set_nodelay(true)?;
+        poll.registry().deregister(&mut conn.stream)?;
+        let mut stream = TcpStream::from_std(stream);
+        poll.registry().register(&mut stream, Token(index), Interest::READABLE | Interest::WRITABLE)?;
+        // Dropping the old stream closes it; every reply it carried has been read.
+        drop(std::mem::replace(&mut conn.stream, stream));
+        conn.output.clear();
+        conn.output_sent = 0;
+        conn.write_blocked = false;
+        conn.input_start = 0;
+        conn.input_end = 0;
+        tally.reconnects += 1;
+        swapped = true;
+    }
+    Ok(swapped)
+}
+
+/// A Cairn subscriber says PING once per [`KEEPALIVE_INTERVAL`]; its reply is skipped
+/// like any other reply a subscriber gets.
+fn keepalive(phase: &Phase, conn: &mut Conn, now: u64) {
+    if !matches!(conn.role, Role::Subscriber { .. }) || !matches!(phase.codec, Codec::Cairn { .. }) {
+        return;
+    }
+    if now < conn.next_keepalive_ns || conn.broken.is_some() {
+        return;
+    }
+    conn.next_keepalive_ns = now + KEEPALIVE_INTERVAL.as_nanos() as u64;
+    let id = conn.next_id;
+    conn.next_id = if id == u32::MAX { 1 } else { id + 1 };
+    cairn_target::encode_ping(id, &mut conn.output);
 }
 
 /// How long `poll` may block: not at all when a send is due within 2 ms or requests are

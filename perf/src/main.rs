@@ -7,9 +7,12 @@
 //! knee. `compare` runs Cairn and Redis alternately and reports median ratios and their
 //! ranges, plus the harness's own ceiling against the null server. `plot` overlays any
 //! `.hgrm` files. `null-server` is the do-nothing server behind `--target null`.
+//! `soak` runs a long open loop with connection and subscriber churn, samples the
+//! server every second and ends in a verdict (non-zero exit when it fails).
 //! `perf/README.md` says how to read all of it.
 
 mod cairn_target;
+mod churn;
 mod driver;
 mod latency;
 mod ledger;
@@ -21,6 +24,7 @@ mod resp;
 mod scenario;
 mod schedule;
 mod session;
+mod soak;
 mod spawn;
 mod target;
 mod workload;
@@ -57,13 +61,17 @@ enum Command {
     Plot(PlotArgs),
     /// Serve Cairn's framing, acknowledging every request without work.
     NullServer(NullServerArgs),
+    /// Long open loop with connection and subscriber churn, sampled every second:
+    /// RSS, allocations per event, p99.9; exits non-zero when the verdict fails.
+    Soak(SoakArgs),
 }
 
 #[derive(Args, Debug, Clone)]
 pub struct Common {
-    /// The scenario file (perf/scenarios/NAME.toml), or just NAME.
+    /// The scenario file (perf/scenarios/NAME.toml), or just NAME [default: default;
+    /// soak: soak].
     #[arg(long)]
-    scenario: String,
+    scenario: Option<String>,
     /// Requests in flight per connection in a closed loop (`--max`).
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pipeline: u32,
@@ -143,6 +151,35 @@ struct CompareArgs {
 }
 
 #[derive(Args, Debug)]
+struct SoakArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Address of a running cairn (127.0.0.1 only); without it the soak spawns one.
+    #[arg(long)]
+    addr: Option<String>,
+    /// Process id of the cairn at --addr, for its RSS.
+    #[arg(long, requires = "addr")]
+    pid: Option<u32>,
+    /// Open loop at this many events per second; default: --fraction of a 5 s
+    /// closed-loop maximum measured first.
+    #[arg(long)]
+    rate: Option<u64>,
+    /// Share of the measured maximum to soak at (without --rate).
+    #[arg(long, default_value_t = 0.6)]
+    fraction: f64,
+    /// Load connections reconnected per churn second.
+    #[arg(long, default_value_t = 3.0)]
+    reconnects_per_s: f64,
+    /// Subscribers opened per churn second (every third one slow).
+    #[arg(long, default_value_t = 2.0)]
+    subscribers_per_s: f64,
+    /// The least RSS growth tolerated across the second half, MiB (the bound is the
+    /// larger of this and 5% of the median RSS).
+    #[arg(long, default_value_t = 16.0)]
+    rss_growth_max_mib: f64,
+}
+
+#[derive(Args, Debug)]
 struct PlotArgs {
     /// `NAME=FILE.hgrm` pairs (or plain files, named by their directory).
     inputs: Vec<String>,
@@ -163,17 +200,21 @@ struct NullServerArgs {
 
 /// Longest phase the CLI accepts: load runs are bounded.
 const PHASE_SECONDS_MAX: f64 = 600.0;
+/// The scenario of `run`, `sweep` and `compare` when `--scenario` is not given.
+const DEFAULT_SCENARIO: &str = "default";
+/// The scenario of `soak` when `--scenario` is not given.
+const SOAK_SCENARIO: &str = "soak";
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run(args),
         Command::Sweep(args) => sweep(args),
-        Command::Compare(args) => {
-            Settings::new(args.common).and_then(|settings| report::compare(settings, args.rounds, args.rate))
-        }
+        Command::Compare(args) => Settings::new(args.common, DEFAULT_SCENARIO)
+            .and_then(|settings| report::compare(settings, args.rounds, args.rate)),
         Command::Plot(args) => plot(args),
         Command::NullServer(args) => loopback(&args.listen).and_then(|()| null_server::serve(&args.listen)),
+        Command::Soak(args) => soak(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -207,9 +248,10 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Checks the shared flags and loads the scenario named by `--scenario`.
-    pub fn new(common: Common) -> Result<Settings> {
-        let scenario = Scenario::load(&scenario_path(&common.scenario))?;
+    /// Checks the shared flags and loads the scenario named by `--scenario` (or
+    /// `default_scenario`).
+    pub fn new(common: Common, default_scenario: &str) -> Result<Settings> {
+        let scenario = Scenario::load(&scenario_path(common.scenario.as_deref().unwrap_or(default_scenario)))?;
         Ok(Settings {
             scenario,
             pipeline: common.pipeline as usize,
@@ -261,7 +303,7 @@ fn endpoint(kind: TargetKind, addr: Option<String>, spawn: bool, shards: u32) ->
 }
 
 fn run(args: RunArgs) -> Result<()> {
-    let settings = Settings::new(args.common)?;
+    let settings = Settings::new(args.common, DEFAULT_SCENARIO)?;
     let mode = match (args.rate, args.max) {
         (Some(rate), _) if rate > 0 => Mode::Open { rate },
         (None, true) => Mode::Closed { pipeline: settings.pipeline },
@@ -286,7 +328,7 @@ fn run(args: RunArgs) -> Result<()> {
 }
 
 fn sweep(args: SweepArgs) -> Result<()> {
-    let settings = Settings::new(args.common)?;
+    let settings = Settings::new(args.common, DEFAULT_SCENARIO)?;
     let endpoint = endpoint(args.server.target, args.server.addr, args.server.spawn, settings.shards)?;
     let world = World::new(&settings.scenario);
     let mut session = Session::open(&world, &endpoint, settings.threads)?;
@@ -294,6 +336,20 @@ fn sweep(args: SweepArgs) -> Result<()> {
     session.idle = settings.idle;
     report::sweep(&mut session, &settings, args.p99_bound_us)?;
     session.close()
+}
+
+fn soak(args: SoakArgs) -> Result<()> {
+    let settings = Settings::new(args.common, SOAK_SCENARIO)?;
+    let spawn = args.addr.is_none();
+    let endpoint = endpoint(TargetKind::Cairn, args.addr, spawn, settings.shards)?;
+    let options = soak::SoakOptions {
+        rate: args.rate,
+        fraction: args.fraction,
+        pid: args.pid,
+        rates: churn::Rates { reconnects_per_s: args.reconnects_per_s, subscribers_per_s: args.subscribers_per_s },
+        rss_growth_max_mib: args.rss_growth_max_mib,
+    };
+    soak::soak(settings, endpoint, options)
 }
 
 fn plot(args: PlotArgs) -> Result<()> {

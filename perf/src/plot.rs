@@ -4,6 +4,10 @@
 //! when both ran. The vertical axis is logarithmic too, because a fast median and a slow
 //! tail differ by orders of magnitude. Hand-written SVG: a few dozen lines, no
 //! font or rendering dependencies.
+//!
+//! [`timeseries_svg`] draws `cairn-perf soak`'s figure the same way: stacked panels
+//! (RSS, allocations per event, p99.9, throughput...) over one time axis in seconds, each
+//! with a linear vertical axis from zero, and chosen seconds shaded (the quiet ones).
 
 use std::fmt::Write as _;
 
@@ -123,6 +127,146 @@ pub fn svg(title: &str, series: &[Series]) -> String {
     out
 }
 
+/// One panel of [`timeseries_svg`]: a label (with its unit) and one value per second.
+#[derive(Clone, Debug)]
+pub struct Panel {
+    /// What the values are, with the unit.
+    pub label: String,
+    /// One value per second, from second 0.
+    pub values: Vec<f64>,
+}
+
+/// Height of one panel of the time series, pixels.
+const PANEL_HEIGHT: f64 = 150.0;
+/// Space between panels, pixels.
+const PANEL_GAP: f64 = 36.0;
+/// Horizontal gridlines per panel (besides zero).
+const PANEL_GRIDLINES: u32 = 4;
+
+/// Stacked panels over one time axis (seconds), seconds with `shaded[s]` true shaded.
+pub fn timeseries_svg(title: &str, panels: &[Panel], shaded: &[bool], shade_label: &str) -> String {
+    let seconds = panels.iter().map(|panel| panel.values.len()).max().unwrap_or(0).max(1) as f64;
+    let plot_width = WIDTH - LEFT - RIGHT;
+    let height = TOP + panels.len() as f64 * (PANEL_HEIGHT + PANEL_GAP) + BOTTOM - PANEL_GAP;
+    let x_of = |second: f64| LEFT + second / seconds * plot_width;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
+    );
+    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="24" font-size="15" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
+    for (index, panel) in panels.iter().enumerate() {
+        let top = TOP + index as f64 * (PANEL_HEIGHT + PANEL_GAP);
+        let high = nice_ceiling(panel.values.iter().copied().filter(|v| v.is_finite()).fold(0.0, f64::max));
+        let y_of = |value: f64| top + PANEL_HEIGHT - value.clamp(0.0, high) / high * PANEL_HEIGHT;
+        for (first, length) in runs(shaded) {
+            let _ = writeln!(
+                out,
+                r##"<rect x="{:.1}" y="{top:.1}" width="{:.1}" height="{PANEL_HEIGHT}" fill="#e6f4e6"/>"##,
+                x_of(first as f64),
+                plot_width / seconds * length as f64
+            );
+        }
+        for step in 0..=PANEL_GRIDLINES {
+            let value = high * step as f64 / PANEL_GRIDLINES as f64;
+            let y = y_of(value);
+            let _ = writeln!(
+                out,
+                r##"<line x1="{LEFT}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#ddd"/>"##,
+                LEFT + plot_width
+            );
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
+                LEFT - 6.0,
+                y + 4.0,
+                short_number(value)
+            );
+        }
+        let _ = writeln!(
+            out,
+            r##"<rect x="{LEFT}" y="{top:.1}" width="{plot_width}" height="{PANEL_HEIGHT}" fill="none" stroke="#444"/>"##
+        );
+        let _ = writeln!(out, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, LEFT + 6.0, top - 6.0, escape(&panel.label));
+        let colour = COLOURS[index % COLOURS.len()];
+        let points: Vec<String> = panel
+            .values
+            .iter()
+            .enumerate()
+            .filter(|(_, value)| value.is_finite())
+            .map(|(second, value)| format!("{:.1},{:.1}", x_of(second as f64 + 0.5), y_of(*value)))
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="1.5" points="{}"/>"#,
+            points.join(" ")
+        );
+    }
+    let axis_y = height - BOTTOM + 18.0;
+    let ticks = 10u32;
+    for tick in 0..=ticks {
+        let second = (seconds * tick as f64 / ticks as f64).round();
+        let _ = writeln!(out, r#"<text x="{:.1}" y="{axis_y:.1}" text-anchor="middle">{second}</text>"#, x_of(second));
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{}" y="{:.1}" text-anchor="middle">seconds of the soak; shaded: {}</text>"#,
+        LEFT + plot_width / 2.0,
+        height - 14.0,
+        escape(shade_label)
+    );
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The runs of consecutive true values: (first index, length), so a shaded stretch is
+/// one rectangle, not one per second.
+fn runs(flags: &[bool]) -> Vec<(usize, usize)> {
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for (index, _) in flags.iter().enumerate().filter(|(_, flag)| **flag) {
+        match runs.last_mut() {
+            Some((first, length)) if *first + *length == index => *length += 1,
+            _ => runs.push((index, 1)),
+        }
+    }
+    runs
+}
+
+/// The smallest 1, 2 or 5 times a power of ten at or above `value` (1 for nothing).
+fn nice_ceiling(value: f64) -> f64 {
+    if value <= 0.0 {
+        return 1.0;
+    }
+    let power = 10f64.powf(value.log10().floor());
+    [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * power).find(|v| *v >= value * (1.0 - 1e-12)).unwrap_or(10.0 * power)
+}
+
+/// A gridline label: `1.5k`, `2M`, `0.25`.
+fn short_number(value: f64) -> String {
+    let trim = |text: String| {
+        if text.contains('.') {
+            text.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            text
+        }
+    };
+    if value >= 1e6 {
+        format!("{}M", trim(format!("{:.2}", value / 1e6)))
+    } else if value >= 1e3 {
+        format!("{}k", trim(format!("{:.2}", value / 1e3)))
+    } else if value >= 1.0 {
+        trim(format!("{value:.2}"))
+    } else {
+        trim(format!("{value:.5}"))
+    }
+}
+
 fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }
@@ -137,6 +281,25 @@ mod tests {
         assert!((x_decades(0.9) - 1.0).abs() < 1e-9);
         assert!((x_decades(0.999) - 3.0).abs() < 1e-9);
         assert_eq!(x_decades(1.0), X_DECADES);
+    }
+
+    #[test]
+    fn a_time_series_gets_one_panel_per_measure_and_shades_the_chosen_seconds() {
+        let panels = [
+            Panel { label: "RSS, MiB".into(), values: vec![10.0, 11.0, 10.5] },
+            Panel { label: "p99.9 <µs>".into(), values: vec![100.0, f64::NAN, 300.0] },
+        ];
+        let text = timeseries_svg("soak", &panels, &[false, true, false], "quiet");
+        assert!(text.starts_with("<svg") && text.trim_end().ends_with("</svg>"));
+        assert_eq!(text.matches("<polyline").count(), 2);
+        assert_eq!(text.matches("#e6f4e6").count(), 2, "one shaded second in each of two panels");
+        assert!(text.contains("p99.9 &lt;µs&gt;"));
+        assert_eq!(runs(&[true, true, false, true, false, false, true]), [(0, 2), (3, 1), (6, 1)]);
+        assert_eq!(nice_ceiling(11.0), 20.0);
+        assert_eq!(nice_ceiling(0.0), 1.0);
+        assert_eq!(short_number(1500.0), "1.5k");
+        assert_eq!(short_number(2_000_000.0), "2M");
+        assert_eq!(short_number(0.25), "0.25");
     }
 
     #[test]

@@ -7,6 +7,10 @@
 //! the calling thread (the progress bar and the interval log), and sums their tallies.
 //! Server CPU time is read from `/proc` around each phase; Cairn's STATS is read around
 //! each recorded phase (each STATS read starts a new allocation mark on the server).
+//!
+//! [`Session::phase_with`] adds what `cairn-perf soak` needs: streams handed to the
+//! workers to replace their connections, and [`PhaseHooks`] called on the collecting
+//! thread at every second boundary and for every complete interval.
 
 use std::collections::BTreeMap;
 use std::sync::mpsc;
@@ -16,7 +20,7 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::driver::{self, Conn, Mode, Role, Tally, INTERVAL};
+use crate::driver::{self, Conn, Handover, IntervalReport, Mode, Role, Tally, INTERVAL};
 use crate::latency::{self, IntervalLog, Percentiles};
 use crate::ledger::{self, Ledger, Totals};
 use crate::redis_target::RedisKeys;
@@ -44,6 +48,8 @@ pub struct Session {
     clock: Instant,
     /// The server, when this session started it.
     pub server: Option<Server>,
+    /// Where the target listens.
+    pub addr: String,
     /// Cairn's shard count (from HELLO), 0 for other targets.
     pub shards: u16,
     /// Show a progress bar.
@@ -70,6 +76,15 @@ pub struct PhaseResult {
     pub allocations_per_event: Option<f64>,
     /// Cairn's request frames per read syscall over the phase, from STATS.
     pub events_per_read: Option<f64>,
+}
+
+/// What a phase calls on its collecting thread (see [`Session::phase_with`]).
+pub trait PhaseHooks {
+    /// The phase's clock passed second `index` of the sending window (0 at its start,
+    /// then once per [`INTERVAL`] up to and including its end).
+    fn boundary(&mut self, index: u64) -> Result<()>;
+    /// Every worker reported interval `report.index`; `report` holds their sum.
+    fn interval(&mut self, report: &IntervalReport);
 }
 
 impl PhaseResult {
@@ -127,7 +142,7 @@ impl Session {
     /// connections (load connections first, then subscribers) over `threads` workers.
     pub fn open(world: &World, endpoint: &Endpoint, threads: usize) -> Result<Session> {
         let server = if endpoint.spawn { Some(Server::spawn(endpoint.kind, endpoint.shards)?) } else { None };
-        let addr = match (&server, &endpoint.addr) {
+        let addr: String = match (&server, &endpoint.addr) {
             (Some(server), _) => server.addr.clone(),
             (None, Some(addr)) => addr.clone(),
             (None, None) => anyhow::bail!("give --addr ADDR of a running {} or --spawn", endpoint.kind.name()),
@@ -189,6 +204,7 @@ impl Session {
             control,
             clock: Instant::now(),
             server,
+            addr,
             shards,
             progress: true,
             idle: driver::Idle::Sleep,
@@ -197,6 +213,50 @@ impl Session {
 
     /// Runs one phase of `duration`; `record` false for warm-ups.
     pub fn phase(&mut self, mode: Mode, duration: Duration, record: bool, label: &str) -> Result<PhaseResult> {
+        self.phase_with(mode, duration, record, label, Vec::new(), None)
+    }
+
+    /// Where each load connection lives: (worker, position among its connections), by
+    /// load connection index.
+    pub fn load_slots(&self) -> Vec<(usize, usize)> {
+        let mut slots: Vec<(u32, usize, usize)> = Vec::new();
+        for (worker, conns) in self.workers.iter().enumerate() {
+            for (position, conn) in conns.iter().enumerate() {
+                if let Role::Load { index, .. } = conn.role {
+                    slots.push((index, worker, position));
+                }
+            }
+        }
+        slots.sort_unstable();
+        slots.into_iter().map(|(_, worker, position)| (worker, position)).collect()
+    }
+
+    /// The id Cairn knows the scenario's hunt 0 by; `None` for other targets.
+    pub fn cairn_hunt_base(&self) -> Option<u32> {
+        match self.codec {
+            Codec::Cairn { hunt_base } => Some(hunt_base),
+            _ => None,
+        }
+    }
+
+    /// Harness worker threads.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// As [`Session::phase`], with `handovers[w]` bringing replacement streams to worker
+    /// `w` (empty: none) and `hooks` called at every second boundary and for every
+    /// complete interval. A hook's error ends the phase's collection early (the workers
+    /// still finish their window) and is returned.
+    pub fn phase_with(
+        &mut self,
+        mode: Mode,
+        duration: Duration,
+        record: bool,
+        label: &str,
+        handovers: Vec<mpsc::Receiver<Handover>>,
+        mut hooks: Option<&mut dyn PhaseHooks>,
+    ) -> Result<PhaseResult> {
         let server_cpu_before = self.server.as_ref().and_then(Server::cpu_time);
         let harness_cpu_before = spawn::own_cpu_time();
         let stats_before = self.stats()?;
@@ -215,41 +275,88 @@ impl Session {
         let bar = self.progress_bar(duration, label);
         let workers = self.workers.len();
         let (sender, receiver) = mpsc::channel();
-        let mut merged: BTreeMap<u64, (Histogram<u64>, u64, usize)> = BTreeMap::new();
+        let mut merged: BTreeMap<u64, (IntervalReport, usize)> = BTreeMap::new();
+        let interval_ns = INTERVAL.as_nanos() as u64;
+        let boundaries = duration.as_nanos() as u64 / interval_ns;
+        let mut next_boundary = 0u64;
+        let mut hook_error: Option<anyhow::Error> = None;
+        let mut handovers: Vec<Option<mpsc::Receiver<Handover>>> = handovers.into_iter().map(Some).collect();
+        handovers.resize_with(workers, || None);
+        let clock = self.clock;
         let results: Vec<Result<Tally>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .workers
                 .iter_mut()
-                .map(|conns| {
+                .zip(handovers)
+                .map(|(conns, handover)| {
                     let sender = sender.clone();
                     let phase = &phase;
-                    scope.spawn(move || driver::work(phase, conns, &sender))
+                    scope.spawn(move || driver::work(phase, conns, &sender, handover.as_ref()))
                 })
                 .collect();
             drop(sender);
-            loop {
-                match receiver.recv_timeout(Duration::from_millis(200)) {
+            let mut done = false;
+            while !done {
+                // With hooks, wake at each second boundary; otherwise for the bar only.
+                let now = clock.elapsed().as_nanos() as u64;
+                let timeout = match (&hooks, next_boundary <= boundaries) {
+                    (Some(_), true) => {
+                        (start_ns + next_boundary * interval_ns).saturating_sub(now).clamp(1_000_000, 200_000_000)
+                    }
+                    _ => 200_000_000,
+                };
+                match receiver.recv_timeout(Duration::from_nanos(timeout)) {
                     Ok(report) => {
-                        let entry = merged.entry(report.index).or_insert_with(|| (latency::histogram(), 0, 0));
-                        entry.0.add(&report.latency).expect("same bounds");
-                        entry.1 += report.acked;
-                        entry.2 += 1;
-                        if entry.2 == workers {
-                            let p99 = entry.0.value_at_quantile(0.99) as f64 / 1e3;
+                        let entry = merged.entry(report.index).or_insert_with(|| {
+                            let empty = IntervalReport {
+                                index: report.index,
+                                latency: latency::histogram(),
+                                acked: 0,
+                                errors: 0,
+                                reconnects: 0,
+                            };
+                            (empty, 0)
+                        });
+                        entry.0.latency.add(&report.latency).expect("same bounds");
+                        entry.0.acked += report.acked;
+                        entry.0.errors += report.errors;
+                        entry.0.reconnects += report.reconnects;
+                        entry.1 += 1;
+                        if entry.1 == workers {
+                            let p99 = entry.0.latency.value_at_quantile(0.99) as f64 / 1e3;
                             bar.set_message(format!(
                                 "{:>10.0} events/s  p99 {p99:>9.1} µs",
-                                entry.1 as f64 / INTERVAL.as_secs_f64()
+                                entry.0.acked as f64 / INTERVAL.as_secs_f64()
                             ));
+                            if let Some(hooks) = hooks.as_deref_mut() {
+                                hooks.interval(&entry.0);
+                            }
                         }
                     }
                     Err(mpsc::RecvTimeoutError::Timeout) => {}
-                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                    // Every worker finished; the last boundaries still get their call.
+                    Err(mpsc::RecvTimeoutError::Disconnected) => done = true,
                 }
-                bar.set_position((self.clock.elapsed().as_nanos() as u64).saturating_sub(start_ns) / 1_000_000);
+                let now = clock.elapsed().as_nanos() as u64;
+                while hook_error.is_none()
+                    && next_boundary <= boundaries
+                    && now >= start_ns + next_boundary * interval_ns
+                {
+                    if let Some(hooks) = hooks.as_deref_mut() {
+                        if let Err(error) = hooks.boundary(next_boundary) {
+                            hook_error = Some(error);
+                        }
+                    }
+                    next_boundary += 1;
+                }
+                bar.set_position(now.saturating_sub(start_ns) / 1_000_000);
             }
             handles.into_iter().map(|handle| handle.join().expect("a worker panicked")).collect()
         });
         bar.finish_and_clear();
+        if let Some(error) = hook_error {
+            return Err(error);
+        }
         let mut tally = Tally::new();
         for result in results {
             tally.add(&result?);
@@ -264,7 +371,7 @@ impl Session {
             mode,
             duration,
             tally,
-            intervals: merged.into_iter().map(|(index, (histogram, acked, _))| (index, histogram, acked)).collect(),
+            intervals: merged.into_iter().map(|(index, (report, _))| (index, report.latency, report.acked)).collect(),
             server_cpu,
             harness_cpu: spawn::own_cpu_time().saturating_sub(harness_cpu_before),
             allocations_per_event,

@@ -122,6 +122,19 @@ pub fn cpu_time(pid: u32) -> Result<Duration> {
     parse_cpu_time(&text)
 }
 
+/// Resident set size of process `pid`, in KiB, from the `VmRSS` line of
+/// `/proc/PID/status`.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
+    parse_rss_kib(&text).with_context(|| format!("no VmRSS line in {path}"))
+}
+
+fn parse_rss_kib(status: &str) -> Option<u64> {
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// CPU time of this process.
 pub fn own_cpu_time() -> Duration {
     std::fs::read_to_string("/proc/self/stat").ok().and_then(|text| parse_cpu_time(&text).ok()).unwrap_or_default()
@@ -214,6 +227,14 @@ mod tests {
         let stat = "4242 (cairn (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 3 0 100";
         assert_eq!(parse_cpu_time(stat).unwrap(), Duration::from_secs(3));
         assert!(parse_cpu_time("1 (short) S 1 2").is_err());
+    }
+
+    #[test]
+    fn rss_comes_from_the_vmrss_line() {
+        let status = "Name:\tcairn\nVmPeak:\t  900 kB\nVmRSS:\t   12345 kB\nThreads:\t3\n";
+        assert_eq!(parse_rss_kib(status), Some(12_345));
+        assert_eq!(parse_rss_kib("Name:\tzombie\n"), None);
+        assert!(rss_kib(std::process::id()).unwrap() > 0);
     }
 
     #[test]
