@@ -142,8 +142,8 @@ impl Players {
     }
 
     /// Asks the CPU to start loading the line player `id` hashes to and the next one,
-    /// where linear probing continues (about a third of the lookups at 1k players per
-    /// hunt, half at 10k, reach it), without waiting for them. Changes nothing. Measured
+    /// where linear probing continues (a hit looks at 1.5 slots on average at half
+    /// full, 2.5 at 3/4), without waiting for them. Changes nothing. Measured
     /// on `moves/walk_batch16` at 1M players: 7.9 M/s with both lines, 7.0 M/s with
     /// the first alone (medians of 3, `perf/RESULTS.md`).
     #[inline]
