@@ -10,6 +10,11 @@
 //! asserts that most were accepted; after timing it asserts the refusal rate of the timed
 //! events themselves, because a benchmark of refusals would flatter the engine.
 //!
+//! Benches whose name ends in `_batch16` apply the same events the way the server does:
+//! in batches of 16 (the events of one read), calling `Shard::prefetch` on each event
+//! `PREFETCH_AHEAD` events before applying it, so that the cache misses of several events
+//! overlap. The others apply one event after the other.
+//!
 //! Groups (criterion prints events/s as `elem/s`):
 //! - `moves`: small steps towards a target treasure, at 1k players (1 hunt), 100k (100
 //!   hunts of 1k) and 1M (100 hunts of 10k): in the simulator's hunts (no speed limit),
@@ -78,9 +83,28 @@ struct Stream<S> {
     /// Index in `events` of the next event to apply.
     next: usize,
     clock: Clock,
+    /// How the timed loop applies events: one by one, or as the server does.
+    mode: Mode,
     timed: u64,
     timed_rejected: u64,
 }
+
+/// How the timed loop applies events.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// `Shard::apply` on each event in turn.
+    Single,
+    /// As the server applies the events of one read: in batches of `SERVER_BATCH`, each
+    /// event's player prefetched `PREFETCH_AHEAD` events before it is applied.
+    Prefetched,
+}
+
+/// Events per batch in `Mode::Prefetched`: the server decodes about 13.5 events per
+/// read on average under the perf harness's default load (pipeline 16).
+const SERVER_BATCH: usize = 16;
+
+/// How many events ahead the server and journal replay prefetch (the same constant).
+const PREFETCH_AHEAD: usize = cairn::shard::PREFETCH_AHEAD;
 
 impl<S: Source> Stream<S> {
     fn new(source: S, shard: Shard) -> Stream<S> {
@@ -90,6 +114,7 @@ impl<S: Source> Stream<S> {
             events: Vec::with_capacity(CHUNK_EVENTS),
             next: 0,
             clock: Clock::from_environment(),
+            mode: Mode::Single,
             timed: 0,
             timed_rejected: 0,
         }
@@ -119,7 +144,10 @@ impl<S: Source> Stream<S> {
             let take = left.min((self.events.len() - self.next) as u64) as usize;
             let chunk = &self.events[self.next..self.next + take];
             let started = self.clock.now();
-            let rejected = apply_all(&mut self.shard, chunk);
+            let rejected = match self.mode {
+                Mode::Single => apply_all(&mut self.shard, chunk),
+                Mode::Prefetched => apply_prefetched(&mut self.shard, chunk),
+            };
             elapsed += self.clock.now() - started;
             self.next += take;
             left -= take as u64;
@@ -153,6 +181,24 @@ fn apply_all(shard: &mut Shard, events: &[(Event, Micros)]) -> u64 {
     for (event, time) in events {
         let outcome = black_box(shard.apply(event, *time));
         rejected += outcome.is_rejected() as u64;
+    }
+    rejected
+}
+
+/// The timed loop of `Mode::Prefetched`: the server's apply loop over one read's events.
+fn apply_prefetched(shard: &mut Shard, events: &[(Event, Micros)]) -> u64 {
+    let mut rejected = 0;
+    for batch in events.chunks(SERVER_BATCH) {
+        for (event, _) in batch.iter().take(PREFETCH_AHEAD) {
+            shard.prefetch(event);
+        }
+        for (index, (event, time)) in batch.iter().enumerate() {
+            if let Some((ahead, _)) = batch.get(index + PREFETCH_AHEAD) {
+                shard.prefetch(ahead);
+            }
+            let outcome = black_box(shard.apply(event, *time));
+            rejected += outcome.is_rejected() as u64;
+        }
     }
     rejected
 }
@@ -341,9 +387,11 @@ fn set_up(config: Config, speed_max: u32) -> (Shard, Workload) {
     (shard, workload)
 }
 
-fn workload_stream(config: Config, speed_max: u32) -> Stream<Generated> {
+fn workload_stream(config: Config, speed_max: u32, mode: Mode) -> Stream<Generated> {
     let (shard, workload) = set_up(config, speed_max);
-    Stream::new(Generated { workload }, shard)
+    let mut stream = Stream::new(Generated { workload }, shard);
+    stream.mode = mode;
+    stream
 }
 
 fn no_check(_: &Tally) {}
@@ -359,14 +407,23 @@ const WALK_SPEED_MAX: u32 = 5_000;
 
 fn moves(c: &mut Criterion) {
     let mut group = Group::new(c, "moves");
-    // (name, auto-discover, speed limit): the simulator's hunts set no speed limit, which
-    // skips the speed rule; a hunt that sets one pays for it on every move.
-    let variants = [("walk", false, 0), ("walk_speed_limit", false, WALK_SPEED_MAX), ("walk_auto_discover", true, 0)];
-    for (name, auto_discover, speed_max) in variants {
+    // (name, auto-discover, speed limit, mode): the simulator's hunts set no speed limit,
+    // which skips the speed rule; a hunt that sets one pays for it on every move. The
+    // `_batch16` variants apply the same events as the server does (see `Mode`).
+    let variants = [
+        ("walk", false, 0, Mode::Single),
+        ("walk_batch16", false, 0, Mode::Prefetched),
+        ("walk_speed_limit", false, WALK_SPEED_MAX, Mode::Single),
+        ("walk_speed_limit_batch16", false, WALK_SPEED_MAX, Mode::Prefetched),
+        ("walk_auto_discover", true, 0, Mode::Single),
+        ("walk_auto_discover_batch16", true, 0, Mode::Prefetched),
+    ];
+    for (name, auto_discover, speed_max, mode) in variants {
         for (hunts, players_per_hunt) in [(1, 1_000), (100, 1_000), (100, 10_000)] {
             let size = size_label(hunts, players_per_hunt);
             let config = workload_config(hunts, players_per_hunt, MOVES_ONLY, auto_discover);
-            let _ = bench_stream(&mut group, name, &size, 1.0, no_check, || workload_stream(config, speed_max));
+            let make = || workload_stream(config, speed_max, mode);
+            let _ = bench_stream(&mut group, name, &size, 1.0, no_check, make);
         }
     }
     group.finish();
@@ -376,7 +433,9 @@ fn mixed(c: &mut Criterion) {
     let mut group = Group::new(c, "mixed");
     let config = workload_config(100, 1_000, DEFAULT_MIX, false);
     let size = size_label(100, 1_000);
-    let _ = bench_stream(&mut group, "default_mix", &size, 15.0, no_check, || workload_stream(config, 0));
+    for (name, mode) in [("default_mix", Mode::Single), ("default_mix_batch16", Mode::Prefetched)] {
+        let _ = bench_stream(&mut group, name, &size, 15.0, no_check, || workload_stream(config, 0, mode));
+    }
     group.finish();
 }
 
@@ -387,7 +446,8 @@ fn adjust(c: &mut Criterion) {
     for players_per_hunt in [1_000, 100_000, 1_000_000] {
         let size = size_label(1, players_per_hunt);
         let config = workload_config(1, players_per_hunt, ADJUSTMENTS_ONLY, false);
-        let _ = bench_stream(&mut group, "adjust_score", &size, 0.0, no_check, || workload_stream(config, 0));
+        let make = || workload_stream(config, 0, Mode::Single);
+        let _ = bench_stream(&mut group, "adjust_score", &size, 0.0, no_check, make);
     }
     group.finish();
 }
@@ -622,7 +682,13 @@ fn digs(c: &mut Criterion) {
             assert!(tally.count(kind) * 100 >= tally.total, "digs: fewer than 1% {kind}: {tally}");
         }
     };
-    let _ = bench_stream(&mut group, "dig", &size, 50.0, check, || Stream::new(Digs::new(), Shard::new()));
+    for (name, mode) in [("dig", Mode::Single), ("dig_batch16", Mode::Prefetched)] {
+        let _ = bench_stream(&mut group, name, &size, 50.0, check, || {
+            let mut stream = Stream::new(Digs::new(), Shard::new());
+            stream.mode = mode;
+            stream
+        });
+    }
     group.finish();
 }
 

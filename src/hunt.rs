@@ -1,10 +1,11 @@
 //! One hunt's whole state, and the domain rules that change it.
 //!
-//! A [`Hunt`] owns its treasures and players in dense slabs indexed by `u32` handles,
-//! with `hashbrown` maps from the backend's ids to handles; a uniform [`Grid`] so a move
-//! or a dig looks only at nearby treasures; a counted-tree [`Leaderboard`]; and the claim
-//! table, a set of (treasure, player) pairs sized for every claim the live treasures can
-//! still give, so an award never allocates. The shard ([`crate::shard`]) routes events
+//! A [`Hunt`] owns its treasures in a dense slab indexed by `u32` handles, with a
+//! `hashbrown` map from the backend's ids to handles, and its players in a table keyed
+//! by id whose slots are the records ([`players`]: one cache line per player event); a
+//! uniform [`Grid`] so a move or a dig looks only at nearby treasures; a counted-tree
+//! [`Leaderboard`]; and the claim table, a set of (treasure, player handle) pairs sized
+//! for every claim the live treasures can still give, so an award never allocates. The shard ([`crate::shard`]) routes events
 //! here and owns the scratch buffers that outcomes borrow; this module never does I/O
 //! and never reads a clock: the event time is an argument.
 //!
@@ -13,6 +14,8 @@
 //! announces the lifecycle stages its event time has reached (`Hunt::advance`), refused
 //! or not. That is why the journal records refused mutations too: replay must announce
 //! at the same events.
+
+mod players;
 
 use hashbrown::{HashMap, HashSet};
 
@@ -28,6 +31,7 @@ use crate::geo::{self, Point, Projection};
 use crate::grid::Grid;
 use crate::leaderboard::{Key, Leaderboard};
 use crate::outcome::{Claim, Lifecycle, Notice, NoticeKind, Ranked, Rejection, Standing, Topic, TreasureState};
+pub(crate) use players::Players;
 
 /// Where a hunt is in its life, as last announced to subscribers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -52,21 +56,27 @@ pub(crate) struct Treasure {
     pub(crate) live: bool,
 }
 
-/// A player in a hunt's slab. Players are never removed: leaving keeps the score and
-/// the claims, so a player who rejoins can never claim the same treasure twice.
+/// A player, one slot of the hunt's [`Players`] table: one cache line, so that an event
+/// finds everything it needs of the player in the line it finds the id in. Players are
+/// never removed: leaving keeps the score and the claims, so a player who rejoins can
+/// never claim the same treasure twice.
 #[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
 pub(crate) struct Player {
     pub(crate) id: PlayerId,
+    /// Join order, 0 for the first player: what the claim table and snapshots name.
+    pub(crate) handle: u32,
+    pub(crate) last_seq: Sequence,
+    pub(crate) claims: u32,
     pub(crate) position: Point,
     pub(crate) last_time: Micros,
-    pub(crate) score: i64,
-    pub(crate) reached_at: Micros,
-    pub(crate) claims: u32,
-    pub(crate) last_seq: Sequence,
-    pub(crate) joined: bool,
     /// Travel the player may still make under the speed limit, in internal units.
     pub(crate) travel_budget_units: u64,
+    pub(crate) score: i64,
+    pub(crate) reached_at: Micros,
+    pub(crate) joined: bool,
 }
+const _: () = assert!(std::mem::size_of::<Player>() == 64);
 
 impl Player {
     fn key(&self) -> Key {
@@ -93,8 +103,7 @@ pub struct Hunt {
     pub(crate) treasure_handles: HashMap<TreasureId, u32>,
     /// Sum of the capacities of live treasures; the claim table has room for all of it.
     pub(crate) capacity_total: u64,
-    pub(crate) players: Vec<Player>,
-    pub(crate) player_handles: HashMap<PlayerId, u32>,
+    pub(crate) players: Players,
     pub(crate) grid: Grid,
     pub(crate) leaderboard: Leaderboard,
     /// (treasure handle << 32) | player handle, for every award of a live treasure.
@@ -144,8 +153,7 @@ impl Hunt {
             treasures_free: Vec::new(),
             treasure_handles: HashMap::new(),
             capacity_total: 0,
-            players: Vec::new(),
-            player_handles: HashMap::new(),
+            players: Players::new(),
             grid: Grid::new(min, max),
             leaderboard: Leaderboard::new(),
             claims: HashSet::new(),
@@ -312,22 +320,29 @@ impl Hunt {
     // -----------------------------------------------------------------------------------
     // Players.
 
-    fn player_handle(&self, id: PlayerId) -> Result<u32, Rejection> {
-        self.player_handles.get(&id).copied().ok_or(Rejection::NotJoined)
+    fn player(&self, id: PlayerId) -> Result<&Player, Rejection> {
+        self.players.get(id).ok_or(Rejection::NotJoined)
+    }
+
+    /// Starts loading player `id`'s slot into the cache, ahead of an event that needs it.
+    #[inline]
+    pub(crate) fn prefetch_player(&self, id: PlayerId) {
+        self.players.prefetch(id);
     }
 
     /// Finds a joined player and checks the sequence number (duplicates first, so a
-    /// retried event is reported as such even if the state has moved on).
-    fn active_player(&self, id: PlayerId, seq: Sequence) -> Result<u32, Rejection> {
-        let handle = self.player_handle(id)?;
-        let player = &self.players[handle as usize];
+    /// retried event is reported as such even if the state has moved on). Returns the
+    /// player's slot in `self.players`.
+    fn active_player(&self, id: PlayerId, seq: Sequence) -> Result<usize, Rejection> {
+        let slot = self.players.find(id).ok_or(Rejection::NotJoined)?;
+        let player = self.players.at(slot);
         if seq <= player.last_seq {
             return Err(Rejection::Duplicate { seq, last: player.last_seq });
         }
         if !player.joined {
             return Err(Rejection::NotJoined);
         }
-        Ok(handle)
+        Ok(slot)
     }
 
     fn travel_budget_max(&self) -> u64 {
@@ -347,8 +362,8 @@ impl Hunt {
         time: Micros,
         notices: &mut Notices,
     ) -> Result<(i64, u32), Rejection> {
-        if let Some(&handle) = self.player_handles.get(&id) {
-            let player = &self.players[handle as usize];
+        if let Some(slot) = self.players.find(id) {
+            let player = self.players.at(slot);
             // Duplicates first, as for every player event: a retry says so.
             if seq <= player.last_seq {
                 return Err(Rejection::Duplicate { seq, last: player.last_seq });
@@ -360,7 +375,7 @@ impl Hunt {
             let point = self.project_inside(position)?;
             self.check_return(player, point, time)?;
             let budget = self.travel_budget_max();
-            let player = &mut self.players[handle as usize];
+            let player = self.players.at_mut(slot);
             player.joined = true;
             player.last_seq = seq;
             player.position = point;
@@ -375,9 +390,9 @@ impl Hunt {
             return Err(Rejection::PlayerLimit);
         }
         let point = self.project_inside(position)?;
-        let handle = self.players.len() as u32;
         let player = Player {
             id,
+            handle: 0,
             position: point,
             last_time: time,
             score: 0,
@@ -387,8 +402,7 @@ impl Hunt {
             joined: true,
             travel_budget_units: self.travel_budget_max(),
         };
-        self.players.push(player);
-        self.player_handles.insert(id, handle);
+        self.players.insert(player).expect("the id was looked up above");
         self.leaderboard.reserve(1);
         let rank = self.leaderboard.insert(player.key());
         if rank <= TOP_NOTICE_RANKS_MAX {
@@ -420,18 +434,18 @@ impl Hunt {
 
     /// A player leaves; score and claims stay.
     pub(crate) fn leave(&mut self, id: PlayerId, seq: Sequence) -> Result<(), Rejection> {
-        let handle = self.active_player(id, seq)?;
-        let player = &mut self.players[handle as usize];
+        let slot = self.active_player(id, seq)?;
+        let player = self.players.at_mut(slot);
         player.joined = false;
         player.last_seq = seq;
         Ok(())
     }
 
-    /// Checks a move of `handle` to `position` at `time`: bounds and speed. Returns the
-    /// point and the travel budget left after the move, changing nothing.
-    fn check_move(&self, handle: u32, position: Position, time: Micros) -> Result<(Point, u64), Rejection> {
+    /// Checks a move of the player in `slot` to `position` at `time`: bounds and speed.
+    /// Returns the point and the travel budget left after the move, changing nothing.
+    fn check_move(&self, slot: usize, position: Position, time: Micros) -> Result<(Point, u64), Rejection> {
         let point = self.project_inside(position)?;
-        let player = &self.players[handle as usize];
+        let player = self.players.at(slot);
         if self.spec.options.speed_max == 0 {
             return Ok((point, 0));
         }
@@ -448,8 +462,8 @@ impl Hunt {
         Ok((point, budget - distance))
     }
 
-    fn commit_move(&mut self, handle: u32, seq: Sequence, point: Point, budget: u64, time: Micros) {
-        let player = &mut self.players[handle as usize];
+    fn commit_move(&mut self, slot: usize, seq: Sequence, point: Point, budget: u64, time: Micros) {
+        let player = self.players.at_mut(slot);
         player.position = point;
         player.travel_budget_units = budget;
         player.last_time = player.last_time.max(time);
@@ -466,32 +480,32 @@ impl Hunt {
         claims: &mut Vec<Claim>,
         notices: &mut Notices,
     ) -> Result<(), Rejection> {
-        let handle = self.active_player(id, seq)?;
+        let slot = self.active_player(id, seq)?;
         self.not_ended(time)?;
-        let (point, budget) = self.check_move(handle, position, time)?;
+        let (point, budget) = self.check_move(slot, position, time)?;
         // Collect what this move can claim before changing anything.
         let mut found = [0u32; CLAIMS_PER_MOVE_MAX];
         let mut found_count = 0;
         if self.spec.options.auto_discover && self.phase_at(time) == Phase::Running {
             let mut points_total: i64 = 0;
-            let player = &self.players[handle as usize];
+            let player = self.players.at(slot);
             let claims_left = self.claims_left(player);
             self.grid.for_each_candidate(point, |treasure| {
                 if found_count < CLAIMS_PER_MOVE_MAX && (found_count as u32) < claims_left {
-                    if let Ok(points) = self.check_claim(treasure, handle, point) {
+                    if let Ok(points) = self.check_claim(treasure, player, point) {
                         found[found_count] = treasure;
                         found_count += 1;
                         points_total += points as i64;
                     }
                 }
             });
-            if self.players[handle as usize].score.checked_add(points_total).is_none() {
+            if player.score.checked_add(points_total).is_none() {
                 return Err(Rejection::ScoreOverflow);
             }
         }
-        self.commit_move(handle, seq, point, budget, time);
+        self.commit_move(slot, seq, point, budget, time);
         for &treasure in &found[..found_count] {
-            let claim = self.award(treasure, handle, time, notices);
+            let claim = self.award(treasure, slot, time, notices);
             claims.push(claim);
         }
         Ok(())
@@ -507,16 +521,16 @@ impl Hunt {
     /// The claim rule, after the hunt is known to run and the player to be joined:
     /// capacity left, not claimed before by this player, player's claim limit, within
     /// radius. Returns the points the claim would give.
-    fn check_claim(&self, treasure_handle: u32, player_handle: u32, point: Point) -> Result<u32, Rejection> {
+    fn check_claim(&self, treasure_handle: u32, player: &Player, point: Point) -> Result<u32, Rejection> {
         let treasure = &self.treasures[treasure_handle as usize];
         assert!(treasure.live);
         if treasure.claimed >= treasure.spec.capacity {
             return Err(Rejection::TreasureExhausted);
         }
-        if self.claims.contains(&claim_key(treasure_handle, player_handle)) {
+        if self.claims.contains(&claim_key(treasure_handle, player.handle)) {
             return Err(Rejection::AlreadyClaimed);
         }
-        if self.claims_left(&self.players[player_handle as usize]) == 0 {
+        if self.claims_left(player) == 0 {
             return Err(Rejection::PlayerClaimLimit);
         }
         let distance_squared = geo::distance_squared(point, treasure.center);
@@ -529,19 +543,20 @@ impl Hunt {
     }
 
     /// Awards a treasure whose claim was checked; updates score, rank and notices.
-    fn award(&mut self, treasure_handle: u32, player_handle: u32, time: Micros, notices: &mut Notices) -> Claim {
+    fn award(&mut self, treasure_handle: u32, slot: usize, time: Micros, notices: &mut Notices) -> Claim {
         let treasure = &mut self.treasures[treasure_handle as usize];
         treasure.claimed += 1;
         assert!(treasure.claimed <= treasure.spec.capacity);
         let (index, capacity) = (treasure.claimed, treasure.spec.capacity);
         let points = points_for(self.spec.options.points, treasure.spec.value, index, capacity);
         let treasure_id = treasure.spec.id;
-        let fresh = self.claims.insert(claim_key(treasure_handle, player_handle));
+        let player = self.players.at_mut(slot);
+        let fresh = self.claims.insert(claim_key(treasure_handle, player.handle));
         assert!(fresh, "a checked claim was already in the claim table");
-        self.players[player_handle as usize].claims += 1;
-        let (score, rank) = self.add_points(player_handle, points as i64, time, notices);
+        player.claims += 1;
+        let player = player.id;
+        let (score, rank) = self.add_points(slot, points as i64, time, notices);
         let claim = Claim { treasure: treasure_id, index, capacity, points, score, rank };
-        let player = self.players[player_handle as usize].id;
         self.push_notice(notices, NoticeKind::Discovery { player, claim });
         if index == capacity {
             self.push_notice(notices, NoticeKind::Lifecycle(Lifecycle::Exhausted { treasure: treasure_id }));
@@ -550,8 +565,8 @@ impl Hunt {
     }
 
     /// Adds points (checked by the caller) and moves the player on the leaderboard.
-    fn add_points(&mut self, handle: u32, points: i64, time: Micros, notices: &mut Notices) -> (i64, u32) {
-        let player = &mut self.players[handle as usize];
+    fn add_points(&mut self, slot: usize, points: i64, time: Micros, notices: &mut Notices) -> (i64, u32) {
+        let player = self.players.at_mut(slot);
         let old = player.key();
         if points == 0 {
             let rank = self.leaderboard.rank(&old).expect("a known player is on the leaderboard");
@@ -578,16 +593,17 @@ impl Hunt {
         time: Micros,
         notices: &mut Notices,
     ) -> Result<Claim, Rejection> {
-        let handle = self.active_player(id, seq)?;
+        let slot = self.active_player(id, seq)?;
         self.running(time)?;
         let treasure_handle = *self.treasure_handles.get(&treasure).ok_or(Rejection::TreasureNotFound)?;
-        let (point, budget) = self.check_move(handle, position, time)?;
-        let points = self.check_claim(treasure_handle, handle, point)?;
-        if self.players[handle as usize].score.checked_add(points as i64).is_none() {
+        let (point, budget) = self.check_move(slot, position, time)?;
+        let player = self.players.at(slot);
+        let points = self.check_claim(treasure_handle, player, point)?;
+        if player.score.checked_add(points as i64).is_none() {
             return Err(Rejection::ScoreOverflow);
         }
-        self.commit_move(handle, seq, point, budget, time);
-        Ok(self.award(treasure_handle, handle, time, notices))
+        self.commit_move(slot, seq, point, budget, time);
+        Ok(self.award(treasure_handle, slot, time, notices))
     }
 
     /// Adds `delta` to a player's score.
@@ -599,12 +615,12 @@ impl Hunt {
         time: Micros,
         notices: &mut Notices,
     ) -> Result<(i64, u32), Rejection> {
-        let handle = self.active_player(id, seq)?;
+        let slot = self.active_player(id, seq)?;
         self.not_ended(time)?;
-        let player = &mut self.players[handle as usize];
+        let player = self.players.at_mut(slot);
         player.score.checked_add(delta as i64).ok_or(Rejection::ScoreOverflow)?;
         player.last_seq = seq;
-        Ok(self.add_points(handle, delta as i64, time, notices))
+        Ok(self.add_points(slot, delta as i64, time, notices))
     }
 
     // -----------------------------------------------------------------------------------
@@ -619,15 +635,14 @@ impl Hunt {
 
     /// The 1-based rank of a known player.
     pub(crate) fn rank_of(&self, id: PlayerId) -> Result<u32, Rejection> {
-        let handle = self.player_handle(id)?;
-        let key = self.players[handle as usize].key();
+        let key = self.player(id)?.key();
         Ok(self.leaderboard.rank(&key).expect("a known player is on the leaderboard"))
     }
 
     /// A player's standing.
     pub(crate) fn standing(&self, id: PlayerId) -> Result<Standing, Rejection> {
-        let rank = self.rank_of(id)?;
-        let player = &self.players[self.player_handle(id)? as usize];
+        let player = self.player(id)?;
+        let rank = self.leaderboard.rank(&player.key()).expect("a known player is on the leaderboard");
         Ok(Standing {
             rank,
             total: self.leaderboard.len(),
@@ -640,8 +655,8 @@ impl Hunt {
 
     /// Distance from a joined player to the nearest treasure they can still claim.
     pub(crate) fn hint(&self, id: PlayerId) -> Result<Option<u64>, Rejection> {
-        let handle = self.player_handle(id)?;
-        let player = &self.players[handle as usize];
+        let player = self.player(id)?;
+        let handle = player.handle;
         if !player.joined {
             return Err(Rejection::NotJoined);
         }
@@ -708,7 +723,7 @@ impl Hunt {
             .iter()
             .map(|key| {
                 let treasure = self.treasures[(key >> 32) as usize].spec.id;
-                let player = self.players[(*key as u32) as usize].id;
+                let player = self.players.by_handle(*key as u32).id;
                 (treasure, player)
             })
             .collect();

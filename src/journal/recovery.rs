@@ -19,8 +19,10 @@
 //! A damaged record is never applied: its CRC is checked before its event is decoded, and
 //! the decoder accepts only encodings this build writes.
 
+use std::collections::VecDeque;
+
 use crate::event::Micros;
-use crate::shard::Shard;
+use crate::shard::{Shard, PREFETCH_AHEAD};
 
 use super::record::{parse_record, Parsed, Record};
 use super::snapshot::{decode_snapshot, Snapshot};
@@ -117,10 +119,21 @@ pub fn recover<S: Storage>(storage: &mut S, repair: Repair) -> Result<Recovered,
             Err(reason) => notes.push(format!("skipped {}: {reason}", storage.describe(&name))),
         }
     }
+    // Each record is applied `PREFETCH_AHEAD` records after it is read, its player
+    // prefetched when read, so that replay overlaps the cache misses of several records.
+    let mut ahead = VecDeque::with_capacity(PREFETCH_AHEAD + 1);
     let summary = read_journal(storage, snapshot_seq, repair, |record| {
-        shard.apply(&record.event, record.time);
         last_time = last_time.max(record.time);
+        shard.prefetch(&record.event);
+        ahead.push_back((record.event, record.time));
+        if ahead.len() > PREFETCH_AHEAD {
+            let (event, time) = ahead.pop_front().expect("more than PREFETCH_AHEAD records wait");
+            shard.apply(&event, time);
+        }
     })?;
+    for (event, time) in ahead {
+        shard.apply(&event, time);
+    }
     let last_seq = summary.last_seq.max(snapshot_seq);
     if last_seq < newest_snapshot {
         return Err(JournalError::Missing(format!(

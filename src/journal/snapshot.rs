@@ -144,7 +144,7 @@ fn encode_hunt(hunt: &Hunt, out: &mut Vec<u8>) {
         put_u32(out, handle);
     }
     put_u32(out, hunt.players.len() as u32);
-    for player in &hunt.players {
+    for player in hunt.players.iter() {
         put_u32(out, player.id);
         for coordinate in [player.position.x, player.position.y] {
             out.extend_from_slice(&coordinate.to_le_bytes());
@@ -322,8 +322,7 @@ fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
 
 fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
     let count = cursor.count(53)?;
-    hunt.players.reserve_exact(count);
-    hunt.player_handles.reserve(count);
+    hunt.players.reserve(count);
     hunt.leaderboard.reserve(count);
     for handle in 0..count as u32 {
         let id = cursor.u32()?;
@@ -331,12 +330,21 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         let (last_time, score, reached_at) = (cursor.u64()?, cursor.i64()?, cursor.u64()?);
         let (claims, last_seq, joined, travel_budget_units) =
             (cursor.u32()?, cursor.u32()?, cursor.flag()?, cursor.u64()?);
-        let player =
-            Player { id, position, last_time, score, reached_at, claims, last_seq, joined, travel_budget_units };
-        if hunt.player_handles.insert(id, handle).is_some() {
+        let player = Player {
+            id,
+            handle,
+            position,
+            last_time,
+            score,
+            reached_at,
+            claims,
+            last_seq,
+            joined,
+            travel_budget_units,
+        };
+        if hunt.players.insert(player).is_none() {
             return Err(format!("player {id} appears twice"));
         }
-        hunt.players.push(player);
         hunt.leaderboard.insert(Key { score, reached_at, player: id });
     }
     Ok(())
