@@ -132,8 +132,9 @@ impl<T: Copy, const N: usize> SparseCells<T, N> {
     /// Cell `index`'s list, sorted by handle; empty for an empty cell.
     #[inline]
     fn get(&self, index: usize) -> &[T] {
-        assert!(index < self.cell_count);
-        // Before the first insert there are no words, and every cell is empty.
+        // `index` comes from a clamped column and row, so it is below `cell_count`; the
+        // word lookup below is bounds-checked anyway. Before the first insert there are
+        // no words, and every cell is empty.
         let Some(&word) = self.words.get(index / 64) else {
             return &[];
         };
