@@ -33,8 +33,9 @@ pub const LATITUDE_ABS_MAX: i32 = 850_000_000;
 /// Largest absolute longitude accepted, in 1e-7 degrees.
 pub const LONGITUDE_ABS_MAX: i32 = 1_800_000_000;
 
-/// Cells along each axis of a hunt's uniform grid, at most. A cell costs about 48 bytes
-/// whether or not it holds treasures, so a full grid is 128 * 128 * 48 B = 768 KiB per hunt.
+/// Cells along each axis of a hunt's uniform grid, at most. An empty cell costs 4 bits
+/// once the hunt has a treasure (two bitmaps and their counts: 8 KiB at 128 x 128), and
+/// nothing before; a non-empty list costs 24 bytes (see `grid.rs`).
 pub const GRID_AXIS_CELLS_MAX: u32 = 128;
 
 /// Cells a single treasure's discovery disc may be registered in; a treasure whose disc

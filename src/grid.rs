@@ -16,9 +16,15 @@
 //! `GRID_CELLS_PER_TREASURE_MAX` cells: then it goes on a short list of wide treasures
 //! (at most `GRID_WIDE_TREASURES_MAX`) that every query reads. Separately, every treasure's
 //! centre is listed, with its point, in the one cell that holds it, for `nearest`.
-//! Two bitmaps mark the cells whose lists are not empty, so queries skip empty cells
-//! without touching them. Memory: 48 bytes and 2 bits a cell, about 3 MiB for a grid at
-//! the full 256 x 256, whatever the number of treasures.
+//! Only non-empty lists are stored (`SparseCells`): a bitmap marks the cells that have
+//! one, so queries skip empty cells without touching anything else, and a count per
+//! bitmap word finds a non-empty cell's list among the stored ones. Memory follows what
+//! the hunt holds: nothing at all until the first treasure is placed, then 4 bits per
+//! cell for the two bitmaps and their counts (8 KiB at 128 x 128 cells) and 24 bytes per
+//! non-empty list, plus the sorted list of every centre. The cells' size depends on the
+//! bounds alone, never on the treasures: a grid re-sized as treasures come would change
+//! which discs are wide, and so the order of candidates and which placements are refused,
+//! with the history of placements.
 //!
 //! **Invariant**: every list is sorted by handle and holds each handle once, so the order
 //! in which queries report treasures depends only on which treasures are registered, not
@@ -36,13 +42,18 @@ use smallvec::SmallVec;
 
 /// Disc handles a cell holds before its list moves to the heap. Four `u32`s fill the 16
 /// bytes `SmallVec` needs for a heap pointer and length anyway, so they cost nothing extra
-/// (24 bytes a cell), and they cover the common case of a few overlapping treasures.
+/// (24 bytes a non-empty list), and they cover the common case of a few overlapping
+/// treasures.
 const CELL_DISCS_INLINE: usize = 4;
 
 /// Centres a cell holds before its list moves to the heap. One `Centre` (12 bytes) fits
 /// in the same 16 bytes; treasures are sparse compared with cells, so one is the common
-/// case and a grid of empty cells stays at 24 bytes a cell for its centres.
+/// case.
 const CELL_CENTRES_INLINE: usize = 1;
+
+// A word and its rank fill 16 bytes.
+#[cfg(target_pointer_width = "64")]
+const _: () = assert!(size_of::<CellWord>() == 16);
 
 // The sizes the two constants above claim, on the 64-bit targets Cairn runs on.
 #[cfg(target_pointer_width = "64")]
@@ -72,6 +83,120 @@ impl Footprint {
     }
 }
 
+/// 64 cells of a `SparseCells`: which hold a list, and how many lists come before them.
+/// The two share a cache line, so a non-empty cell costs no extra miss to find.
+#[derive(Clone, Copy, Debug, Default)]
+struct CellWord {
+    /// Bit `i` set if and only if cell `64 * word + i` has a non-empty list.
+    occupied: u64,
+    /// Non-empty lists in the cells of the words before this one.
+    rank: u32,
+}
+
+/// Per-cell lists, of which only the non-empty ones are stored.
+///
+/// `words` has one bit per cell (by index), set if and only if the cell's list is not
+/// empty, and per 64 cells the count of set bits before them; `lists` holds the
+/// non-empty lists in cell order. So a non-empty cell's list is at its word's `rank` plus
+/// the set bits below it in the word. A query of an empty cell reads one word, as a
+/// dense array with a bitmap in front would; a non-empty cell adds a population count.
+/// Making or emptying a list shifts the lists and ranks after it, which happens only
+/// when a treasure is placed or removed (the slow paths): queries never allocate or
+/// write. The words are allocated at the first insert, so cells that never held anything
+/// cost nothing.
+#[derive(Debug)]
+struct SparseCells<T, const N: usize> {
+    /// Cells covered; fixed at creation.
+    cell_count: usize,
+    /// One word per 64 cells; empty until the first insert.
+    words: Vec<CellWord>,
+    /// The non-empty lists, in cell order, each sorted by handle.
+    lists: Vec<SmallVec<[T; N]>>,
+}
+
+impl<T: Copy, const N: usize> SparseCells<T, N> {
+    /// Cells `0..cell_count`, all empty; allocates nothing.
+    fn new(cell_count: usize) -> SparseCells<T, N> {
+        assert!(cell_count >= 1);
+        assert!(cell_count <= u32::MAX as usize);
+        SparseCells { cell_count, words: Vec::new(), lists: Vec::new() }
+    }
+
+    /// Where cell `index`'s list is, or would be inserted, in `lists`; and its bit.
+    fn locate(&self, index: usize) -> (usize, u64) {
+        let word = self.words[index / 64];
+        let bit = 1u64 << (index % 64);
+        (word.rank as usize + (word.occupied & (bit - 1)).count_ones() as usize, bit)
+    }
+
+    /// Cell `index`'s list, sorted by handle; empty for an empty cell.
+    #[inline]
+    fn get(&self, index: usize) -> &[T] {
+        // `index` comes from a clamped column and row, so it is below `cell_count`; the
+        // word lookup below is bounds-checked anyway. Before the first insert there are
+        // no words, and every cell is empty.
+        let Some(&word) = self.words.get(index / 64) else {
+            return &[];
+        };
+        let bit = 1u64 << (index % 64);
+        if word.occupied & bit == 0 {
+            return &[];
+        }
+        &self.lists[word.rank as usize + (word.occupied & (bit - 1)).count_ones() as usize]
+    }
+
+    /// Inserts `item` into cell `index`'s list, sorted by `key`; the key must not be there.
+    fn insert(&mut self, index: usize, item: T, key: impl Fn(&T) -> u32) {
+        assert!(index < self.cell_count);
+        if self.words.is_empty() {
+            self.words = vec![CellWord::default(); self.cell_count.div_ceil(64)];
+        }
+        let (position, bit) = self.locate(index);
+        if self.words[index / 64].occupied & bit == 0 {
+            self.lists.insert(position, SmallVec::new());
+            self.words[index / 64].occupied |= bit;
+            for word in &mut self.words[index / 64 + 1..] {
+                word.rank += 1;
+            }
+        }
+        insert_sorted(&mut self.lists[position], item, key);
+    }
+
+    /// Removes and returns the item with `handle` from cell `index`'s list; it must be there.
+    fn remove(&mut self, index: usize, handle: u32, key: impl Fn(&T) -> u32) -> T {
+        assert!(index < self.cell_count);
+        let registered = self.words.get(index / 64).is_some_and(|word| word.occupied & (1 << (index % 64)) != 0);
+        assert!(registered, "handle {handle} removed from an empty cell");
+        let (position, bit) = self.locate(index);
+        let removed = remove_sorted(&mut self.lists[position], handle, key);
+        if self.lists[position].is_empty() {
+            self.lists.remove(position);
+            self.words[index / 64].occupied &= !bit;
+            for word in &mut self.words[index / 64 + 1..] {
+                word.rank -= 1;
+            }
+        }
+        removed
+    }
+
+    /// Panics unless the bitmap, the ranks and the lists agree.
+    #[cfg(test)]
+    fn check(&self) {
+        let mut count = 0usize;
+        for word in &self.words {
+            assert_eq!(word.rank as usize, count);
+            count += word.occupied.count_ones() as usize;
+        }
+        assert_eq!(count, self.lists.len());
+        assert!(self.lists.iter().all(|list| !list.is_empty()));
+        for (index, word) in self.words.iter().enumerate() {
+            // No bit beyond the last cell.
+            let cells_in_word = (self.cell_count - index * 64).min(64);
+            assert!(cells_in_word == 64 || word.occupied >> cells_in_word == 0);
+        }
+    }
+}
+
 /// Uniform spatial grid over a hunt's bounds.
 #[derive(Debug)]
 pub struct Grid {
@@ -85,18 +210,15 @@ pub struct Grid {
     columns: u32,
     /// Cells along y.
     rows: u32,
-    /// Per cell (row-major), the handles of the discs that overlap it, sorted.
-    discs: Vec<SmallVec<[u32; CELL_DISCS_INLINE]>>,
-    /// Per cell (row-major), the treasures centred in it, sorted by handle.
-    centres: Vec<SmallVec<[Centre; CELL_CENTRES_INLINE]>>,
-    /// One bit per cell (by index): set if and only if the cell's disc list is not empty.
-    /// A query tests this 8 KiB-at-most bitmap, which stays in cache, before touching the
-    /// cell's list, which for a large grid usually is not; most cells hold no disc.
-    discs_occupied: Vec<u64>,
-    /// One bit per cell: set if and only if the cell's centre list is not empty, so the
-    /// ring search of `nearest` skips empty cells without touching them.
-    centres_occupied: Vec<u64>,
-    /// Handles of the discs too wide for the cells, sorted; capacity reserved up front.
+    /// Per cell (row-major), the handles of the discs that overlap it, sorted. A move tests
+    /// the cell's bit, in a bitmap of 2 KiB at most that stays in cache, before touching
+    /// its list; most cells hold no disc.
+    discs: SparseCells<u32, CELL_DISCS_INLINE>,
+    /// Per cell (row-major), the treasures centred in it, sorted by handle; the ring search
+    /// of `nearest` skips empty cells by their bits.
+    centres: SparseCells<Centre, CELL_CENTRES_INLINE>,
+    /// Handles of the discs too wide for the cells, sorted; at most
+    /// `GRID_WIDE_TREASURES_MAX`.
     wide: Vec<u32>,
     /// Every centre registered, sorted by handle: what `nearest` scans once a ring search
     /// would visit more cells than there are centres.
@@ -129,20 +251,6 @@ fn cell_shift_for(extent: u64) -> u32 {
     shift
 }
 
-/// Returns true if and only if bit `index` of `bits` is set.
-fn bit_test(bits: &[u64], index: usize) -> bool {
-    bits[index / 64] & (1 << (index % 64)) != 0
-}
-
-/// Sets bit `index` of `bits` to `value`.
-fn bit_assign(bits: &mut [u64], index: usize, value: bool) {
-    if value {
-        bits[index / 64] |= 1 << (index % 64);
-    } else {
-        bits[index / 64] &= !(1 << (index % 64));
-    }
-}
-
 /// Inserts `item` into a list sorted by `key`, which must not hold that key yet.
 fn insert_sorted<T: Copy, const N: usize>(list: &mut SmallVec<[T; N]>, item: T, key: impl Fn(&T) -> u32) {
     match list.binary_search_by_key(&key(&item), &key) {
@@ -164,6 +272,7 @@ impl Grid {
     ///
     /// The cell side is the smallest power of two that keeps both axes within
     /// `GRID_AXIS_CELLS_MAX` cells: a shift finds a cell, and small hunts get fine cells.
+    /// Allocates nothing: cells cost memory once treasures are registered in them.
     pub fn new(min: Point, max: Point) -> Grid {
         assert_coordinate(min);
         assert_coordinate(max);
@@ -183,11 +292,9 @@ impl Grid {
             cell_shift,
             columns,
             rows,
-            discs: vec![SmallVec::new(); cell_count],
-            centres: vec![SmallVec::new(); cell_count],
-            discs_occupied: vec![0; cell_count.div_ceil(64)],
-            centres_occupied: vec![0; cell_count.div_ceil(64)],
-            wide: Vec::with_capacity(GRID_WIDE_TREASURES_MAX as usize),
+            discs: SparseCells::new(cell_count),
+            centres: SparseCells::new(cell_count),
+            wide: Vec::new(),
             all_centres: Vec::new(),
         }
     }
@@ -243,21 +350,18 @@ impl Grid {
             match self.wide.binary_search(&handle) {
                 Ok(_) => panic!("handle {handle} registered twice as wide"),
                 Err(_) if self.wide.len() >= GRID_WIDE_TREASURES_MAX as usize => return Err(GridFull),
-                // Capacity was reserved in `new`, so this never allocates.
                 Err(index) => self.wide.insert(index, handle),
             }
         } else {
             for row in footprint.row_low..=footprint.row_high {
                 for column in footprint.column_low..=footprint.column_high {
                     let index = self.cell_index(column, row);
-                    insert_sorted(&mut self.discs[index], handle, |handle| *handle);
-                    bit_assign(&mut self.discs_occupied, index, true);
+                    self.discs.insert(index, handle, |handle| *handle);
                 }
             }
         }
         let index = self.cell_index(self.column_of(center.x as i64), self.row_of(center.y as i64));
-        insert_sorted(&mut self.centres[index], Centre { handle, point: center }, |centre| centre.handle);
-        bit_assign(&mut self.centres_occupied, index, true);
+        self.centres.insert(index, Centre { handle, point: center }, |centre| centre.handle);
         let centre = Centre { handle, point: center };
         let position = self.all_centres.partition_point(|other| other.handle < handle);
         self.all_centres.insert(position, centre);
@@ -279,15 +383,13 @@ impl Grid {
             for row in footprint.row_low..=footprint.row_high {
                 for column in footprint.column_low..=footprint.column_high {
                     let index = self.cell_index(column, row);
-                    remove_sorted(&mut self.discs[index], handle, |handle| *handle);
-                    bit_assign(&mut self.discs_occupied, index, !self.discs[index].is_empty());
+                    self.discs.remove(index, handle, |handle| *handle);
                 }
             }
         }
         let index = self.cell_index(self.column_of(center.x as i64), self.row_of(center.y as i64));
-        let removed = remove_sorted(&mut self.centres[index], handle, |centre| centre.handle);
+        let removed = self.centres.remove(index, handle, |centre| centre.handle);
         assert_eq!(removed.point, center, "handle {handle} removed with another centre");
-        bit_assign(&mut self.centres_occupied, index, !self.centres[index].is_empty());
         let position = self.all_centres.partition_point(|other| other.handle < handle);
         assert_eq!(self.all_centres[position].handle, handle);
         self.all_centres.remove(position);
@@ -300,10 +402,8 @@ impl Grid {
     pub fn for_each_candidate(&self, point: Point, mut f: impl FnMut(u32)) {
         assert_coordinate(point);
         let index = self.cell_index(self.column_of(point.x as i64), self.row_of(point.y as i64));
-        if bit_test(&self.discs_occupied, index) {
-            for &handle in &self.discs[index] {
-                f(handle);
-            }
+        for &handle in self.discs.get(index) {
+            f(handle);
         }
         for &handle in &self.wide {
             f(handle);
@@ -382,10 +482,8 @@ impl Grid {
             let edge_row = current_row == row - ring || current_row == row + ring;
             let mut visit_cell = |current_column: i64| {
                 let index = self.cell_index(current_column as u32, current_row as u32);
-                if bit_test(&self.centres_occupied, index) {
-                    for centre in &self.centres[index] {
-                        visit(centre);
-                    }
+                for centre in self.centres.get(index) {
+                    visit(centre);
                 }
             };
             if edge_row {
@@ -540,6 +638,40 @@ mod tests {
     }
 
     #[test]
+    fn memory_follows_the_treasures() {
+        let live = |scope: &crate::alloc::Scope| scope.counters().bytes_live;
+        // 128 x 128 cells of one unit.
+        let scope = crate::alloc::Scope::start();
+        let mut grid = Grid::new(point(0, 0), point(127, 127));
+        assert_eq!(live(&scope), 0, "an empty grid allocates nothing");
+        assert!(candidates(&grid, point(5, 5)).is_empty());
+        assert_eq!(grid.nearest(point(5, 5), |_, _| true), None);
+        // Two tables of 256 words of 16 bytes, and the first allocations (of four entries,
+        // as `Vec` makes them) of the two tables of lists and of the centres.
+        grid.insert(1, point(5, 5), 0).unwrap();
+        let one = live(&scope);
+        assert!(one <= 2 * 256 * 16 + 2 * 4 * 24 + 4 * 12, "{one} bytes for one treasure");
+        assert_eq!(candidates(&grid, point(5, 5)), [1]);
+        assert!(candidates(&grid, point(6, 5)).is_empty());
+        // Treasures on every other cell of a row: a list each, and nothing more per cell.
+        for handle in 2..66 {
+            grid.insert(handle, point(2 * handle as i32, 50), 0).unwrap();
+        }
+        let many = live(&scope);
+        assert!(many - one <= 64 * (2 * 24 + 12) * 2, "{} bytes for 64 more treasures", many - one);
+        assert_eq!(candidates(&grid, point(64, 50)), [32]);
+        assert!(candidates(&grid, point(65, 50)).is_empty());
+        for handle in 2..66 {
+            grid.remove(handle, point(2 * handle as i32, 50), 0);
+        }
+        grid.discs.check();
+        grid.centres.check();
+        assert_eq!(grid.discs.lists.len(), 1);
+        assert!(candidates(&grid, point(64, 50)).is_empty());
+        assert_eq!(grid.nearest(point(64, 50), |_, _| true), Some((1, 59 * 59 + 45 * 45)));
+    }
+
+    #[test]
     fn order_is_independent_of_history() {
         let treasures =
             [(3u32, point(10, 10), 40u64), (1, point(30, 12), 25), (2, point(20, 20), 5_000), (8, point(15, 15), 30)];
@@ -684,6 +816,8 @@ mod tests {
                     check_query(&grid, &model, at, seed);
                 }
             }
+            grid.discs.check();
+            grid.centres.check();
         }
         assert_eq!(grid.all_centres.len(), model.len());
     }
@@ -717,6 +851,60 @@ mod tests {
         #[test]
         fn grid_matches_brute_force(bounds in bounds(), steps in proptest::collection::vec(step(), 1..200)) {
             check_model(bounds, steps);
+        }
+    }
+
+    /// Not a test with a verdict: prints the live bytes of an empty grid, of an empty
+    /// hunt (everything `Shard` keeps per hunt: its box and the hunt's own tables) and of
+    /// grids holding the simulator's treasures, for the record. Run with
+    /// `cargo test --release --lib grid::tests::measure_memory -- --nocapture`.
+    #[test]
+    fn measure_memory() {
+        use crate::event::{Coordinates, HuntOptions, HuntSpec, Position};
+        use crate::shard::Shard;
+        let live = |scope: &crate::alloc::Scope| scope.counters().bytes_live;
+        // The simulator's hunt: 100,000 units square (98 x 98 cells of 1,024 units).
+        let (min, max) = (point(0, 0), point(99_999, 99_999));
+        let scope = crate::alloc::Scope::start();
+        let grid = Grid::new(min, max);
+        println!("empty grid over 100,000 x 100,000: {} bytes", live(&scope));
+        drop(grid);
+        let scope = crate::alloc::Scope::start();
+        let grid = Grid::new(point(0, 0), point(127, 127));
+        println!("empty grid of 128 x 128 cells: {} bytes", live(&scope));
+        drop(grid);
+        let spec = HuntSpec {
+            coordinates: Coordinates::Planar,
+            min: Position::new(0, 0),
+            max: Position::new(99_999, 99_999),
+            start: 0,
+            end: u64::MAX,
+            options: HuntOptions::default(),
+        };
+        let hunts = 1_000;
+        let mut shard = Shard::new();
+        // The shard's own table is sized first, so only the hunts are counted.
+        shard.hunts.reserve(hunts as usize);
+        let scope = crate::alloc::Scope::start();
+        for hunt in 0..hunts {
+            shard.apply(&crate::event::Event::CreateHunt { hunt, spec }, 0);
+        }
+        println!(
+            "empty hunt over 100,000 x 100,000: {} bytes each ({hunts} hunts; a Hunt is {} bytes, its Grid {})",
+            live(&scope) / hunts as i64,
+            size_of::<crate::hunt::Hunt>(),
+            size_of::<Grid>()
+        );
+        drop(shard);
+        let mut random = crate::rng::Rng::new(7);
+        for treasures in [1u32, 10, 200, 1_000, 10_000] {
+            let scope = crate::alloc::Scope::start();
+            let mut grid = Grid::new(min, max);
+            for handle in 0..treasures {
+                let center = point(random.below(100_000) as i32, random.below(100_000) as i32);
+                grid.insert(handle, center, random.between(50, 200) as u64).unwrap();
+            }
+            println!("grid with {treasures} treasures (radius 50..200): {} bytes", live(&scope));
         }
     }
 

@@ -381,7 +381,9 @@ impl<const L: usize, const F: usize> Tree<L, F> {
         const { assert!(L >= 4 && L % 2 == 0) };
         const { assert!(F >= 4 && F % 2 == 0) };
         let mut tree = Tree {
-            leaves: Vec::new(),
+            // Room for the root alone: `Vec` would otherwise make room for four leaves at
+            // its first push, 4 KiB in every empty hunt.
+            leaves: Vec::with_capacity(1),
             branches: Vec::new(),
             leaf_free: NODE_NONE,
             branch_free: NODE_NONE,
