@@ -33,8 +33,11 @@ use cairn::shard::Shard;
 use cairn::simulate::{Config as WorkloadConfig, Workload};
 use proptest::prelude::*;
 
+/// A property over arbitrary bytes: panics if and only if it fails.
+type Property = fn(&[u8]);
+
 /// Every fuzz target, with its property: the names are the targets' under `fuzz/`.
-const TARGETS: [(&str, fn(&[u8])); 5] = [
+const TARGETS: [(&str, Property); 5] = [
     ("frames", decoders::check_request_stream),
     ("responses", decoders::check_response_stream),
     ("journal_record", decoders::check_journal_segment),

@@ -29,8 +29,7 @@ mod harness;
 
 use cairn::constants::{AROUND_RADIUS_MAX, COORDINATE_ABS_MAX, RADIUS_MAX, TOP_COUNT_MAX};
 use cairn::event::{
-    Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PlayerId, PointsRule, Position, Sequence, TreasureId,
-    TreasureSpec,
+    Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PlayerId, PointsRule, Position, TreasureId, TreasureSpec,
 };
 use cairn::outcome::{Claim, Lifecycle, NoticeKind, Outcome, Rejection, TreasureState};
 use cairn::rng::Rng;
