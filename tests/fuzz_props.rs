@@ -299,3 +299,17 @@ fn write_seeds() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// What the fuzzers found, kept as regressions (the inputs are also committed seeds).
+
+/// Found by the `snapshot` target: a 1,241-byte snapshot whose live treasure claims a
+/// capacity of billions made the loader reserve a claim table of that size (out of
+/// memory). The loader now checks a treasure against the limits `Hunt::place` enforces.
+#[test]
+fn a_snapshot_treasure_over_the_capacity_limit_is_refused() {
+    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-capacity")).unwrap();
+    decoders::seal_snapshot(&mut bytes);
+    let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
+    assert!(error.contains("capacity"), "{error}");
+}

@@ -41,7 +41,7 @@
 
 use hashbrown::HashMap;
 
-use crate::constants::SNAPSHOT_SIZE_MAX;
+use crate::constants::{CLAIMS_PER_HUNT_MAX, RADIUS_MAX, SNAPSHOT_SIZE_MAX, TREASURE_CAPACITY_MAX, TREASURE_VALUE_MAX};
 use crate::event::HuntId;
 use crate::event::{Position, TreasureSpec};
 use crate::geo::Point;
@@ -277,6 +277,12 @@ fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         if claimed > capacity {
             return Err(format!("treasure {id}: {claimed} claims of {capacity}"));
         }
+        if live {
+            // The limits `Hunt::place` enforces: the claim table below is reserved from
+            // these capacities, so an unchecked one could ask for gigabytes.
+            check_treasure_limits(&spec, radius_units, hint_units, hunt.capacity_total)
+                .map_err(|why| format!("treasure {id}: {why}"))?;
+        }
         hunt.treasures.push(Treasure { spec, center, radius_units, hint_units, claimed, live });
         if live {
             if hunt.treasure_handles.insert(id, handle).is_some() {
@@ -299,6 +305,25 @@ fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
     }
     if free_count + hunt.treasure_handles.len() != count {
         return Err("a removed treasure's slot is missing from the free list".to_string());
+    }
+    Ok(())
+}
+
+/// The bounds a live treasure must be within, as `Hunt::place` checks them when it is
+/// placed: capacity, value, radii, and the hunt's total capacity (`capacity_total`, of the
+/// live treasures before this one).
+fn check_treasure_limits(spec: &TreasureSpec, radius_units: u64, hint_units: u64, capacity_total: u64) -> Checked<()> {
+    if spec.capacity == 0 || spec.capacity > TREASURE_CAPACITY_MAX {
+        return Err(format!("capacity {} outside 1..={TREASURE_CAPACITY_MAX}", spec.capacity));
+    }
+    if spec.value > TREASURE_VALUE_MAX {
+        return Err(format!("value {} above {TREASURE_VALUE_MAX}", spec.value));
+    }
+    if radius_units > RADIUS_MAX as u64 || hint_units > RADIUS_MAX as u64 {
+        return Err("radius or hint radius too large".to_string());
+    }
+    if capacity_total + spec.capacity as u64 > CLAIMS_PER_HUNT_MAX as u64 {
+        return Err(format!("the hunt's capacity passes {CLAIMS_PER_HUNT_MAX} claims"));
     }
     Ok(())
 }

@@ -193,7 +193,7 @@ const SNAPSHOT_BODY_CRC: std::ops::Range<usize> = 32..36;
 
 /// Makes the header agree with the body: magic, version 1, body size, both CRCs. Bytes
 /// shorter than a header are padded to one.
-fn seal_snapshot(bytes: &mut Vec<u8>) {
+pub fn seal_snapshot(bytes: &mut Vec<u8>) {
     if bytes.len() < SNAPSHOT_HEADER_SIZE {
         bytes.resize(SNAPSHOT_HEADER_SIZE, 0);
     }
