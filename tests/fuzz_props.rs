@@ -313,3 +313,14 @@ fn a_snapshot_treasure_over_the_capacity_limit_is_refused() {
     let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
     assert!(error.contains("capacity"), "{error}");
 }
+
+/// Found by the `snapshot` target once the capacity was checked: a snapshot whose player
+/// stood outside the coordinate range loaded, and the next HINT for that player hit the
+/// grid's coordinate assertion (a panic on a shard thread). The loader now refuses it.
+#[test]
+fn a_snapshot_player_outside_the_coordinate_range_is_refused() {
+    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-player-position")).unwrap();
+    decoders::seal_snapshot(&mut bytes);
+    let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
+    assert!(error.contains("coordinate range"), "{error}");
+}

@@ -41,7 +41,9 @@
 
 use hashbrown::HashMap;
 
-use crate::constants::{CLAIMS_PER_HUNT_MAX, RADIUS_MAX, SNAPSHOT_SIZE_MAX, TREASURE_CAPACITY_MAX, TREASURE_VALUE_MAX};
+use crate::constants::{
+    CLAIMS_PER_HUNT_MAX, COORDINATE_ABS_MAX, RADIUS_MAX, SNAPSHOT_SIZE_MAX, TREASURE_CAPACITY_MAX, TREASURE_VALUE_MAX,
+};
 use crate::event::HuntId;
 use crate::event::{Position, TreasureSpec};
 use crate::geo::Point;
@@ -339,6 +341,13 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         let (last_time, score, reached_at) = (cursor.u64()?, cursor.i64()?, cursor.u64()?);
         let (claims, last_seq, joined, travel_budget_units) =
             (cursor.u32()?, cursor.u32()?, cursor.flag()?, cursor.u64()?);
+        // Positions come from a projection, which never leaves the coordinate range; the
+        // grid asserts it on every query, so a position outside is damage, not a state.
+        if position.x.unsigned_abs() as i64 > COORDINATE_ABS_MAX
+            || position.y.unsigned_abs() as i64 > COORDINATE_ABS_MAX
+        {
+            return Err(format!("player {id}: position outside the coordinate range"));
+        }
         let player =
             Player { id, position, last_time, score, reached_at, claims, last_seq, joined, travel_budget_units };
         if hunt.player_handles.insert(id, handle).is_some() {
