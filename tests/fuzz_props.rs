@@ -324,3 +324,15 @@ fn a_snapshot_player_outside_the_coordinate_range_is_refused() {
     let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
     assert!(error.contains("coordinate range"), "{error}");
 }
+
+/// Found by the `snapshot` target after the two above: a snapshot whose topic sequence
+/// number was at `u64::MAX` loaded, and the next notice overflowed it (a panic with
+/// overflow checks, a wrapped, no longer gapless sequence without). The loader now
+/// refuses sequences above 2^63.
+#[test]
+fn a_snapshot_topic_sequence_near_overflow_is_refused() {
+    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-topic-sequence")).unwrap();
+    decoders::seal_snapshot(&mut bytes);
+    let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
+    assert!(error.contains("topic sequence"), "{error}");
+}

@@ -57,6 +57,9 @@ use super::storage::Storage;
 use super::{io_error, snapshot_name, JournalError, TEMPORARY_SUFFIX};
 
 const MAGIC: [u8; 8] = *b"CAIRNSNP";
+
+/// Largest topic sequence number a snapshot may carry (see `decode_hunt`).
+const TOPIC_SEQUENCE_MAX: u64 = 1 << 63;
 const VERSION: u32 = 1;
 
 const MAGIC_OFFSET: usize = 0;
@@ -257,6 +260,11 @@ fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
     };
     for seq in &mut hunt.topic_seqs {
         *seq = cursor.u64()?;
+        // A live hunt counts up from 0 and never nears 2^63 notices (292 years at a
+        // billion a second); a larger number would overflow on the next notices.
+        if *seq > TOPIC_SEQUENCE_MAX {
+            return Err(format!("hunt {id}: topic sequence {seq} out of range"));
+        }
     }
     const _: () = assert!(Topic::COUNT == 3);
     decode_treasures(cursor, &mut hunt)?;
