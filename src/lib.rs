@@ -21,3 +21,4 @@ pub mod rng;
 pub mod server;
 pub mod shard;
 pub mod simulate;
+pub mod sync;

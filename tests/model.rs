@@ -12,15 +12,24 @@
 //! than the engine keeps the event stream independent of the engine under test; when the
 //! two disagree the test fails at that step anyway.
 //!
+//! The plans, running a case against both sides and the digest checks live in
+//! `tests/model/harness.rs`, shared with the byte-driven properties and the fuzz target;
+//! this file holds the proptest strategies that draw plans, and the tests.
+//!
 //! Set `PROPTEST_CASES` to change the number of cases (256 by default).
 
 #[path = "model/reference.rs"]
 mod reference;
 
+// The byte codec of the harness is used here only by the round-trip test; the fuzz
+// target and `tests/fuzz_props.rs` use the rest of it.
+#[allow(dead_code)]
+#[path = "model/harness.rs"]
+mod harness;
+
 use cairn::constants::{AROUND_RADIUS_MAX, COORDINATE_ABS_MAX, RADIUS_MAX, TOP_COUNT_MAX};
 use cairn::event::{
-    Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PlayerId, PointsRule, Position, Sequence, TreasureId,
-    TreasureSpec,
+    Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PlayerId, PointsRule, Position, TreasureId, TreasureSpec,
 };
 use cairn::outcome::{Claim, Lifecycle, NoticeKind, Outcome, Rejection, TreasureState};
 use cairn::rng::Rng;
@@ -29,147 +38,11 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
-use reference::{Answer, Model};
-
-const SECOND: Micros = 1_000_000;
-
-/// Event time of the first event: far enough from zero that hunts may start in the past.
-const TIME_FIRST: Micros = 1_000 * SECOND;
-
-/// Hunt ids the generator uses; the last one is created rarely, so it is mostly unknown.
-const HUNT_IDS: [HuntId; 4] = [1, 2, 3, 4];
-
-/// Treasure ids the generator uses within a hunt; the last one is drawn rarely, so it is
-/// mostly unknown.
-const TREASURE_IDS: [TreasureId; 7] = [1, 2, 3, 4, 5, 6, 7];
-
-/// Player ids the generator uses within a hunt; the last one is drawn rarely, so it has
-/// mostly never joined.
-const PLAYER_IDS: [PlayerId; 7] = [1, 2, 3, 4, 5, 6, 7];
-
-/// A hunt id the random events never use, for the digest-sensitivity check.
-const HUNT_SPARE: HuntId = 90;
-
-// ---------------------------------------------------------------------------------------
-// Plans: events with their sequence numbers and positions still to be resolved.
-
-/// Which sequence number an event of a player carries.
-#[derive(Clone, Copy, Debug)]
-enum SeqPlan {
-    /// One above the last applied: the normal case.
-    Next,
-    /// Leaves a gap (allowed: only numbers not above the last are duplicates).
-    Skip(u32),
-    /// The last applied minus this: a retried event.
-    Repeat(u32),
-}
-
-/// A displacement in plan units: whole units plus thousandths of a unit, which only
-/// matter in hunts scaled up (see [`scale`]), where they move points off the lattice of
-/// whole units.
-#[derive(Clone, Copy, Debug)]
-struct Offset {
-    x: i32,
-    y: i32,
-    fine_x: i32,
-    fine_y: i32,
-}
-
-/// Where an event of a player happens, in plan units.
-#[derive(Clone, Copy, Debug)]
-enum SpotPlan {
-    /// An absolute position (sometimes outside the bounds).
-    At(Position),
-    /// A step from where the player stands.
-    Step(Offset),
-    /// An offset from a treasure's position; treasure 0 stands for the treasure dug for.
-    Near(TreasureId, Offset),
-}
-
-/// A hunt spec whose times are relative to the event that creates it.
-#[derive(Clone, Copy, Debug)]
-struct HuntPlan {
-    min: Position,
-    max: Position,
-    /// Start relative to the creating event's time, in microseconds.
-    start_offset: i64,
-    /// Running time; `None` runs forever; `Some(0)` is invalid (start not before end).
-    length: Option<Micros>,
-    options: HuntOptions,
-}
-
-impl HuntPlan {
-    /// Returns true if and only if the hunt this plan creates is valid.
-    fn valid(&self) -> bool {
-        let in_range = |value: i32| (value as i64).abs() <= COORDINATE_ABS_MAX;
-        let corners = [self.min.x, self.min.y, self.max.x, self.max.y];
-        self.min.x <= self.max.x
-            && self.min.y <= self.max.y
-            && corners.into_iter().all(in_range)
-            && self.length != Some(0)
-    }
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Plan {
-    Create {
-        hunt: HuntId,
-        plan: HuntPlan,
-    },
-    End {
-        hunt: HuntId,
-    },
-    Delete {
-        hunt: HuntId,
-    },
-    Place {
-        hunt: HuntId,
-        treasure: TreasureSpec,
-    },
-    Remove {
-        hunt: HuntId,
-        treasure: TreasureId,
-    },
-    Join {
-        hunt: HuntId,
-        player: PlayerId,
-        seq: SeqPlan,
-        spot: SpotPlan,
-    },
-    Leave {
-        hunt: HuntId,
-        player: PlayerId,
-        seq: SeqPlan,
-    },
-    Move {
-        hunt: HuntId,
-        player: PlayerId,
-        seq: SeqPlan,
-        spot: SpotPlan,
-    },
-    Dig {
-        hunt: HuntId,
-        player: PlayerId,
-        seq: SeqPlan,
-        treasure: TreasureId,
-        spot: SpotPlan,
-    },
-    Adjust {
-        hunt: HuntId,
-        player: PlayerId,
-        seq: SeqPlan,
-        delta: i32,
-    },
-    /// Queries need no resolving.
-    Query(Event),
-}
-
-/// One step: how far event time advances, then the plan.
-#[derive(Clone, Copy, Debug)]
-struct Step {
-    time_delta: Micros,
-    plan: Plan,
-}
+use harness::{
+    check_digests, decode_steps, encode_steps, resolve, run, HuntPlan, Offset, Plan, SeqPlan, SpotPlan, Step, HUNT_IDS,
+    PLAYER_IDS, SECOND, TIME_FIRST, TREASURE_IDS,
+};
+use reference::Model;
 
 // ---------------------------------------------------------------------------------------
 // Strategies.
@@ -383,303 +256,6 @@ fn case() -> impl Strategy<Value = Vec<Step>> {
     })
 }
 
-// ---------------------------------------------------------------------------------------
-// Resolving plans into events.
-
-fn resolve_seq(model: &Model, hunt: HuntId, player: PlayerId, plan: SeqPlan) -> Sequence {
-    let last = model.hunt(hunt).and_then(|hunt| hunt.players.iter().find(|each| each.id == player));
-    let last = last.map_or(0, |player| player.last_seq);
-    match plan {
-        SeqPlan::Next => last + 1,
-        SeqPlan::Skip(gap) => last + 1 + gap,
-        SeqPlan::Repeat(back) => last.saturating_sub(back),
-    }
-}
-
-/// How many world units one plan unit is in each hunt. Plans are drawn on a 200-unit
-/// square; hunt 1 takes them as they are (the grid's cells are one unit wide and exact
-/// lattice distances hit radii exactly), hunt 2 multiplies by 1000 (cells of 1024 units,
-/// points off the lattice through [`Offset`]'s thousandths), hunt 3 by 7.
-fn scale(hunt: HuntId) -> i32 {
-    match hunt {
-        2 => 1_000,
-        3 => 7,
-        _ => 1,
-    }
-}
-
-/// Scales a plan length; the deliberately huge values (at or above `RADIUS_MAX`) stay as
-/// they are, so that they keep testing the limits.
-fn scale_length(length: u32, scale: i32) -> u32 {
-    if length >= RADIUS_MAX {
-        return length;
-    }
-    length.saturating_mul(scale as u32)
-}
-
-fn scale_position(position: Position, scale: i32) -> Position {
-    Position::new(position.x.saturating_mul(scale), position.y.saturating_mul(scale))
-}
-
-fn displace(from: Position, offset: Offset, scale: i32) -> Position {
-    let along = |whole: i32, fine: i32| whole * scale + fine * scale / 1_000;
-    Position::new(
-        from.x.saturating_add(along(offset.x, offset.fine_x)),
-        from.y.saturating_add(along(offset.y, offset.fine_y)),
-    )
-}
-
-fn resolve_spot(model: &Model, hunt_id: HuntId, player: PlayerId, plan: SpotPlan) -> Position {
-    let scale = scale(hunt_id);
-    let hunt = model.hunt(hunt_id);
-    // Steps of a player not yet in the hunt start from the middle of its bounds.
-    let centre = hunt.map_or(Position::new(100, 100), |hunt| {
-        let (min, max) = (hunt.spec.min, hunt.spec.max);
-        Position::new(((min.x as i64 + max.x as i64) / 2) as i32, ((min.y as i64 + max.y as i64) / 2) as i32)
-    });
-    match plan {
-        SpotPlan::At(position) => scale_position(position, scale),
-        SpotPlan::Step(offset) => {
-            let player = hunt.and_then(|hunt| hunt.players.iter().find(|each| each.id == player));
-            displace(player.map_or(centre, |player| player.position), offset, scale)
-        }
-        SpotPlan::Near(treasure, offset) => {
-            let treasure = hunt.and_then(|hunt| hunt.treasures.iter().find(|each| each.spec.id == treasure));
-            displace(treasure.map_or(centre, |treasure| treasure.spec.position), offset, scale)
-        }
-    }
-}
-
-fn resolve(model: &Model, time: Micros, plan: &Plan) -> Event {
-    match *plan {
-        Plan::Create { hunt, plan } => {
-            let start = (time as i64 + plan.start_offset).max(0) as Micros;
-            let end = plan.length.map_or(Micros::MAX, |length| start + length);
-            let scale = scale(hunt);
-            let options = HuntOptions { speed_max: scale_length(plan.options.speed_max, scale), ..plan.options };
-            let spec = HuntSpec {
-                coordinates: Coordinates::Planar,
-                min: scale_position(plan.min, scale),
-                max: scale_position(plan.max, scale),
-                start,
-                end,
-                options,
-            };
-            Event::CreateHunt { hunt, spec }
-        }
-        Plan::End { hunt } => Event::EndHunt { hunt },
-        Plan::Delete { hunt } => Event::DeleteHunt { hunt },
-        Plan::Place { hunt, treasure } => {
-            let scale = scale(hunt);
-            let treasure = TreasureSpec {
-                position: scale_position(treasure.position, scale),
-                radius: scale_length(treasure.radius, scale),
-                hint_radius: scale_length(treasure.hint_radius, scale),
-                ..treasure
-            };
-            Event::PlaceTreasure { hunt, treasure }
-        }
-        Plan::Remove { hunt, treasure } => Event::RemoveTreasure { hunt, treasure },
-        Plan::Join { hunt, player, seq, spot } => Event::Join {
-            hunt,
-            player,
-            seq: resolve_seq(model, hunt, player, seq),
-            position: resolve_spot(model, hunt, player, spot),
-        },
-        Plan::Leave { hunt, player, seq } => Event::Leave { hunt, player, seq: resolve_seq(model, hunt, player, seq) },
-        Plan::Move { hunt, player, seq, spot } => Event::Move {
-            hunt,
-            player,
-            seq: resolve_seq(model, hunt, player, seq),
-            position: resolve_spot(model, hunt, player, spot),
-        },
-        Plan::Dig { hunt, player, seq, treasure, spot } => Event::Dig {
-            hunt,
-            player,
-            seq: resolve_seq(model, hunt, player, seq),
-            treasure,
-            position: resolve_spot(model, hunt, player, spot),
-        },
-        Plan::Adjust { hunt, player, seq, delta } => {
-            Event::AdjustScore { hunt, player, seq: resolve_seq(model, hunt, player, seq), delta }
-        }
-        Plan::Query(event) => event,
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// Running a case.
-
-/// The events of a case so far, for failure messages: a minimal failing case reads as
-/// the concrete events that lead to it.
-fn script(log: &[(Micros, Event)]) -> String {
-    log.iter().map(|(time, event)| format!("\n  t={}: {event:?}", time - TIME_FIRST)).collect()
-}
-
-/// Applies a query to the engine and to the model and compares the answers.
-fn compare_query(shard: &mut Shard, model: &Model, query: &Event, time: Micros) -> Result<Answer, String> {
-    let actual = Answer::of(&shard.apply(query, time));
-    let expected = model.answer(query).unwrap_or_else(Answer::Rejected);
-    if actual != expected {
-        return Err(format!("query {query:?}: engine {actual:?}, model {expected:?}"));
-    }
-    Ok(actual)
-}
-
-/// The state checks run after every step: every leaderboard, treasure, standing,
-/// neighbourhood and hint the engine can be asked about agrees with the model, and the
-/// invariants hold, checked both on the engine's answers and on the model's own
-/// bookkeeping. Queries must not change the digest.
-fn check_state(shard: &mut Shard, model: &Model, time: Micros) -> Result<(), String> {
-    let digest = shard.digest();
-    for hunt in HUNT_IDS {
-        compare_query(shard, model, &Event::Top { hunt, count: TOP_COUNT_MAX }, time)?;
-        // The usual ids, and any other the model knows (the dense cases place up to 40).
-        let placed = model.hunt(hunt).into_iter().flat_map(|hunt| hunt.treasures.iter().map(|each| each.spec.id));
-        let mut treasures: Vec<TreasureId> = TREASURE_IDS.into_iter().chain(placed).collect();
-        treasures.sort_unstable();
-        treasures.dedup();
-        for treasure in treasures {
-            let answer = compare_query(shard, model, &Event::TreasureInfo { hunt, treasure }, time)?;
-            if let Answer::Treasure(TreasureState { claimed, capacity, .. }) = answer {
-                if claimed > capacity {
-                    return Err(format!("hunt {hunt} treasure {treasure}: {claimed} claims of {capacity}"));
-                }
-            }
-        }
-        for player in PLAYER_IDS {
-            compare_query(shard, model, &Event::Rank { hunt, player }, time)?;
-            compare_query(shard, model, &Event::Around { hunt, player, radius: 2 }, time)?;
-            compare_query(shard, model, &Event::Hint { hunt, player }, time)?;
-        }
-    }
-    for hunt in &model.hunts {
-        check_ledger(hunt)?;
-    }
-    if shard.digest() != digest {
-        return Err("queries changed the digest".to_string());
-    }
-    Ok(())
-}
-
-/// The model's own books: no placement awarded twice to a player, no treasure beyond its
-/// capacity, and every score the sum of its awards and adjustments.
-fn check_ledger(hunt: &reference::Hunt) -> Result<(), String> {
-    let mut pairs: Vec<(u64, PlayerId)> = hunt.awards.iter().map(|award| (award.placement, award.player)).collect();
-    pairs.sort_unstable();
-    if pairs.windows(2).any(|pair| pair[0] == pair[1]) {
-        return Err(format!("hunt {}: a treasure was awarded twice to one player: {:?}", hunt.id, hunt.awards));
-    }
-    for treasure in &hunt.treasures {
-        let awards = hunt.awards.iter().filter(|award| award.placement == treasure.placement);
-        if let Some(award) = awards.clone().find(|award| award.treasure != treasure.spec.id) {
-            return Err(format!("hunt {}: award {award:?} names another treasure than {treasure:?}", hunt.id));
-        }
-        let awarded = awards.count();
-        if awarded as u32 > treasure.spec.capacity || awarded != treasure.claimers.len() {
-            return Err(format!("hunt {}: treasure {:?} awarded {awarded} times", hunt.id, treasure));
-        }
-    }
-    for player in &hunt.players {
-        let awards: i64 =
-            hunt.awards.iter().filter(|award| award.player == player.id).map(|award| award.points as i64).sum();
-        let adjustments: i64 =
-            hunt.adjustments.iter().filter(|(id, _)| *id == player.id).map(|&(_, delta)| delta).sum();
-        if player.score != awards + adjustments {
-            return Err(format!(
-                "hunt {}: player {} has {} != {awards} + {adjustments}",
-                hunt.id, player.id, player.score
-            ));
-        }
-        let claims = hunt.awards.iter().filter(|award| award.player == player.id).count();
-        if player.claims as usize != claims {
-            return Err(format!("hunt {}: player {} counts {} claims of {claims}", hunt.id, player.id, player.claims));
-        }
-    }
-    Ok(())
-}
-
-/// Applies one event to both sides and compares the outcome and the notices.
-///
-/// Independently of the model, a query or a refused event must leave the digest as it
-/// was. The one exception is the engine's choice to announce lifecycle stages that the
-/// event time has reached even when the event itself is refused: a refused event that
-/// produced such a notice is exempt (see the doubt about journal replay in the report).
-fn compare_event(shard: &mut Shard, model: &mut Model, event: &Event, time: Micros) -> Result<(), String> {
-    let digest = shard.digest();
-    let outcome = shard.apply(event, time);
-    let actual = Answer::of(&outcome);
-    let picked: Vec<TreasureId> = match outcome {
-        Outcome::Moved { claims } => claims.iter().map(|claim| claim.treasure).collect(),
-        _ => Vec::new(),
-    };
-    let expected = model.apply(event, time, Some(&picked))?;
-    if actual != expected.answer {
-        return Err(format!("outcome: engine {actual:?}, model {:?}", expected.answer));
-    }
-    if shard.notices() != expected.notices.as_slice() {
-        return Err(format!("notices: engine {:?}, model {:?}", shard.notices(), expected.notices));
-    }
-    let unchanged = !event.is_mutation() || (actual.is_rejected() && shard.notices().is_empty());
-    if unchanged && shard.digest() != digest {
-        return Err(format!("{actual:?} changed the digest"));
-    }
-    Ok(())
-}
-
-/// Runs one case; returns the concrete events with their times, and the digest of the
-/// shard they were applied to.
-fn run(steps: &[Step]) -> Result<(Vec<(Micros, Event)>, u64), TestCaseError> {
-    let mut shard = Shard::new();
-    let mut model = Model::new();
-    let mut time = TIME_FIRST;
-    let mut log = Vec::with_capacity(steps.len());
-    for step in steps {
-        time += step.time_delta;
-        let event = resolve(&model, time, &step.plan);
-        log.push((time, event));
-        let checked =
-            compare_event(&mut shard, &mut model, &event, time).and_then(|()| check_state(&mut shard, &model, time));
-        if let Err(why) = checked {
-            return Err(TestCaseError::fail(format!("{why}\nafter:{}", script(&log))));
-        }
-    }
-    Ok((log, shard.digest()))
-}
-
-fn replay(log: &[(Micros, Event)]) -> Shard {
-    let mut shard = Shard::new();
-    for (time, event) in log {
-        shard.apply(event, *time);
-    }
-    shard
-}
-
-/// The determinism checks at the end of a case: the same events replayed into a fresh
-/// shard give the digest of the shard that applied them live (queries and all), and two
-/// continuations that differ in one score give different digests.
-fn check_digests(log: &[(Micros, Event)], digest: u64) -> Result<(), TestCaseError> {
-    prop_assert_eq!(replay(log).digest(), digest, "replaying the same events changed the digest");
-    let time = log.last().map_or(TIME_FIRST, |&(time, _)| time);
-    let spec = HuntSpec {
-        coordinates: Coordinates::Planar,
-        min: Position::new(0, 0),
-        max: Position::new(10, 10),
-        start: 0,
-        end: Micros::MAX,
-        options: HuntOptions::default(),
-    };
-    let continued = |delta: i32| {
-        let mut log = log.to_vec();
-        log.push((time, Event::CreateHunt { hunt: HUNT_SPARE, spec }));
-        log.push((time, Event::Join { hunt: HUNT_SPARE, player: 1, seq: 1, position: Position::new(5, 5) }));
-        log.push((time, Event::AdjustScore { hunt: HUNT_SPARE, player: 1, seq: 2, delta }));
-        replay(&log).digest()
-    };
-    prop_assert_ne!(continued(5), continued(6), "two different scores gave the same digest");
-    Ok(())
-}
-
 /// Cases of the main property: `PROPTEST_CASES`, or 256. The dense and crowded variants
 /// run a fraction of it, as their cases are longer.
 fn cases() -> u32 {
@@ -690,8 +266,8 @@ fn cases() -> u32 {
 fn check_cases(strategy: impl Strategy<Value = Vec<Step>>, cases: u32) {
     let mut runner = TestRunner::new(Config { cases, ..Config::default() });
     let result = runner.run(&strategy, |steps| {
-        let (log, digest) = run(&steps)?;
-        check_digests(&log, digest)
+        let (log, digest) = run(&steps).map_err(TestCaseError::fail)?;
+        check_digests(&log, digest).map_err(TestCaseError::fail)
     });
     if let Err(failure) = result {
         panic!("{failure}");
@@ -985,5 +561,35 @@ fn concurrent_digs_award_a_unique_treasure_once() {
 fn concurrent_digs_award_a_treasure_of_capacity_three_three_times() {
     for seed in 1..=5 {
         check_concurrent_digs(3, seed);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The byte format of cases, which the fuzzer and `tests/fuzz_props.rs` speak.
+
+/// Every case the three strategies draw encodes to bytes that decode back to it, so the
+/// fuzzer's seeds (written from these cases) start where this test's cases are. With
+/// `CAIRN_FUZZ_SEEDS=DIR` set, the first cases of each strategy are also written to
+/// `DIR/events/` as the `events` target's seed corpus (see `fuzz/README.md`).
+#[test]
+fn drawn_cases_round_trip_through_the_byte_format() {
+    let seeds = std::env::var_os("CAIRN_FUZZ_SEEDS").map(|dir| std::path::PathBuf::from(dir).join("events"));
+    let strategies: [(&str, BoxedStrategy<Vec<Step>>, usize); 3] =
+        [("case", case().boxed(), 8), ("dense", dense_case().boxed(), 3), ("crowd", crowd_case().boxed(), 2)];
+    let mut runner = TestRunner::deterministic();
+    for (name, strategy, seed_count) in strategies {
+        for index in 0..32 {
+            let steps = strategy.new_tree(&mut runner).expect("a case").current();
+            let bytes = encode_steps(&steps);
+            let decoded = decode_steps(&bytes);
+            assert_eq!(decoded.len(), steps.len(), "{name} case {index}");
+            for (at, (decoded, drawn)) in decoded.iter().zip(&steps).enumerate() {
+                assert_eq!(decoded, drawn, "{name} case {index}, step {at}");
+            }
+            if let (Some(dir), true) = (&seeds, index < seed_count) {
+                std::fs::create_dir_all(dir).unwrap();
+                std::fs::write(dir.join(format!("{name}-{index}")), &bytes).unwrap();
+            }
+        }
     }
 }

@@ -43,7 +43,9 @@
 
 use hashbrown::HashMap;
 
-use crate::constants::SNAPSHOT_SIZE_MAX;
+use crate::constants::{
+    CLAIMS_PER_HUNT_MAX, COORDINATE_ABS_MAX, RADIUS_MAX, SNAPSHOT_SIZE_MAX, TREASURE_CAPACITY_MAX, TREASURE_VALUE_MAX,
+};
 use crate::event::{HuntId, Micros};
 use crate::event::{Position, TreasureSpec};
 use crate::geo::Point;
@@ -57,6 +59,9 @@ use super::storage::Storage;
 use super::{io_error, snapshot_name, JournalError, TEMPORARY_SUFFIX};
 
 const MAGIC: [u8; 8] = *b"CAIRNSNP";
+
+/// Largest topic sequence number a snapshot may carry (see `decode_hunt`).
+const TOPIC_SEQUENCE_MAX: u64 = 1 << 63;
 const VERSION: u32 = 2;
 
 const MAGIC_OFFSET: usize = 0;
@@ -272,6 +277,11 @@ fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
     };
     for seq in &mut hunt.topic_seqs {
         *seq = cursor.u64()?;
+        // A live hunt counts up from 0 and never nears 2^63 notices (292 years at a
+        // billion a second); a larger number would overflow on the next notices.
+        if *seq > TOPIC_SEQUENCE_MAX {
+            return Err(format!("hunt {id}: topic sequence {seq} out of range"));
+        }
     }
     const _: () = assert!(Topic::COUNT == 3);
     decode_treasures(cursor, &mut hunt)?;
@@ -293,6 +303,12 @@ fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         let hint_units = hunt.projection.length_to_units(hint_radius);
         if claimed > capacity {
             return Err(format!("treasure {id}: {claimed} claims of {capacity}"));
+        }
+        if live {
+            // The limits `Hunt::place` enforces: the claim table below is reserved from
+            // these capacities, so an unchecked one could ask for gigabytes.
+            check_treasure_limits(&spec, radius_units, hint_units, hunt.capacity_total)
+                .map_err(|why| format!("treasure {id}: {why}"))?;
         }
         hunt.treasures.push(Treasure { spec, center, radius_units, hint_units, claimed, live });
         if live {
@@ -320,6 +336,25 @@ fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
     Ok(())
 }
 
+/// The bounds a live treasure must be within, as `Hunt::place` checks them when it is
+/// placed: capacity, value, radii, and the hunt's total capacity (`capacity_total`, of the
+/// live treasures before this one).
+fn check_treasure_limits(spec: &TreasureSpec, radius_units: u64, hint_units: u64, capacity_total: u64) -> Checked<()> {
+    if spec.capacity == 0 || spec.capacity > TREASURE_CAPACITY_MAX {
+        return Err(format!("capacity {} outside 1..={TREASURE_CAPACITY_MAX}", spec.capacity));
+    }
+    if spec.value > TREASURE_VALUE_MAX {
+        return Err(format!("value {} above {TREASURE_VALUE_MAX}", spec.value));
+    }
+    if radius_units > RADIUS_MAX as u64 || hint_units > RADIUS_MAX as u64 {
+        return Err("radius or hint radius too large".to_string());
+    }
+    if capacity_total + spec.capacity as u64 > CLAIMS_PER_HUNT_MAX as u64 {
+        return Err(format!("the hunt's capacity passes {CLAIMS_PER_HUNT_MAX} claims"));
+    }
+    Ok(())
+}
+
 fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
     let count = cursor.count(53)?;
     hunt.players.reserve(count);
@@ -330,6 +365,13 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         let (last_time, score, reached_at) = (cursor.u64()?, cursor.i64()?, cursor.u64()?);
         let (claims, last_seq, joined, travel_budget_units) =
             (cursor.u32()?, cursor.u32()?, cursor.flag()?, cursor.u64()?);
+        // Positions come from a projection, which never leaves the coordinate range; the
+        // grid asserts it on every query, so a position outside is damage, not a state.
+        if position.x.unsigned_abs() as i64 > COORDINATE_ABS_MAX
+            || position.y.unsigned_abs() as i64 > COORDINATE_ABS_MAX
+        {
+            return Err(format!("player {id}: position outside the coordinate range"));
+        }
         let player = Player {
             id,
             handle,

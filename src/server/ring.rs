@@ -1,5 +1,6 @@
 //! Byte rings between shards: variable-length records over a bounded single-producer,
-//! single-consumer `rtrb::RingBuffer<u8>`.
+//! single-consumer byte ring, whose atomics come from `crate::sync` so that loom can
+//! check every interleaving of it (`cargo test` with `--cfg loom`; see the tests below).
 //!
 //! Every ordered pair of shards (k, j) has two rings: a REQUEST ring k→j carrying
 //! requests for hunts j owns, and a REPLY ring j→k carrying the replies and the pushes
@@ -34,7 +35,10 @@
 //! pushes it only after the turn's journal commit, so another shard can never pass on a
 //! reply to an event that is not yet durable; batching the ring writes is a side benefit.
 
+use crossbeam::utils::CachePadded;
+
 use crate::constants::{FRAME_SIZE_MAX, RING_RECORD_HEADER_SIZE};
+use crate::sync::{Arc, AtomicUsize, Bytes, Ordering};
 
 /// What a ring record carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -162,47 +166,162 @@ pub const fn record_size(payload_size: usize) -> usize {
 /// A new ring of `size_bytes` bytes (allocated here, once, at server start).
 pub fn ring(size_bytes: usize) -> (RingProducer, RingConsumer) {
     assert!(size_bytes >= 2 * record_size(PAYLOAD_SIZE_MAX));
-    let (producer, consumer) = rtrb::RingBuffer::new(size_bytes);
-    (RingProducer { producer }, RingConsumer { consumer })
+    ring_of_any_size(size_bytes)
+}
+
+/// A ring of any size, for the loom tests, whose rings are a few records small so that
+/// every interleaving can be explored.
+fn ring_of_any_size(size_bytes: usize) -> (RingProducer, RingConsumer) {
+    assert!(size_bytes >= RING_RECORD_HEADER_SIZE);
+    let shared = Arc::new(Shared {
+        bytes: Bytes::new(size_bytes),
+        written: CachePadded::new(AtomicUsize::new(0)),
+        read: CachePadded::new(AtomicUsize::new(0)),
+    });
+    let producer = RingProducer { shared: Arc::clone(&shared), written: 0, index: 0, read_seen: 0 };
+    (producer, RingConsumer { shared, read: 0, index: 0, written_seen: 0 })
+}
+
+/// The state both halves share. `written` and `read` count bytes since the start (they
+/// wrap only after 2^64 bytes); a byte's place in the array is its count modulo the size,
+/// which each half keeps beside its count.
+/// Only the producer stores `written`, only the consumer stores `read`, each on its own
+/// cache line, so the halves never write the same line.
+///
+/// The ordering protocol: the producer copies a record in, then stores `written`
+/// (Release); the consumer loads `written` (Acquire) before copying anything out, so it
+/// sees every byte counted. The consumer copies a record out, then stores `read`
+/// (Release); the producer loads `read` (Acquire) before reusing room, so it never
+/// overwrites a byte still being read. The loom tests below check exactly this.
+struct Shared {
+    bytes: Bytes,
+    written: CachePadded<AtomicUsize>,
+    read: CachePadded<AtomicUsize>,
+}
+
+impl Shared {
+    fn size(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// The place in the array `size` bytes after `index`: a compare instead of a division
+    /// (ring sizes need not be powers of two).
+    fn advance(&self, index: usize, size: usize) -> usize {
+        debug_assert!(index < self.size() && size <= self.size());
+        let next = index + size;
+        if next >= self.size() {
+            next - self.size()
+        } else {
+            next
+        }
+    }
+
+    /// Copies `source` in from place `index`, wrapping at the end of the array.
+    ///
+    /// # Safety
+    /// The `source.len()` bytes from `index` on are free room: written by no one else,
+    /// read by no one.
+    unsafe fn copy_in(&self, index: usize, source: &[u8]) {
+        let first = source.len().min(self.size() - index);
+        // SAFETY: the caller owns the room, which is these two ranges of the array.
+        unsafe {
+            self.bytes.copy_in(index, &source[..first]);
+            self.bytes.copy_in(0, &source[first..]);
+        }
+    }
+
+    /// Copies out from place `index` into `target`, wrapping at the end of the array.
+    ///
+    /// # Safety
+    /// The `target.len()` bytes from `index` on are published and no one overwrites them
+    /// meanwhile.
+    unsafe fn copy_out(&self, index: usize, target: &mut [u8]) {
+        let first = target.len().min(self.size() - index);
+        // SAFETY: the caller owns these published bytes until it moves `read` past them.
+        unsafe {
+            self.bytes.copy_out(index, &mut target[..first]);
+            self.bytes.copy_out(0, &mut target[first..]);
+        }
+    }
 }
 
 /// The writing half of a ring, owned by one shard thread.
+///
+/// The ring is written here rather than taken from `rtrb` (which it replaced): loom can
+/// only explore interleavings of atomics it instruments, and this ring's come from
+/// `crate::sync`, so the loom tests check the code the server runs. A record is one
+/// copy and one Release store instead of two pushes; `examples/ring_throughput.rs`
+/// measures both (figures in `perf/RESULTS.md`).
 pub struct RingProducer {
-    producer: rtrb::Producer<u8>,
+    shared: Arc<Shared>,
+    /// Bytes written so far (this side's copy of `Shared::written`).
+    written: usize,
+    /// Where the next byte goes in the array: `written` modulo the size.
+    index: usize,
+    /// The consumer's `read` as last loaded: room up to it is known free.
+    read_seen: usize,
 }
 
 impl RingProducer {
+    /// Free bytes, loading the consumer's progress afresh.
+    fn room(&self) -> usize {
+        let read = self.shared.read.load(Ordering::Acquire);
+        self.shared.size() - self.written.wrapping_sub(read)
+    }
+
     /// Returns true if and only if a record with a payload of `payload_size` bytes fits
     /// now. Only the consumer frees room, so room seen here stays until this side writes.
     pub fn has_room(&self, payload_size: usize) -> bool {
-        self.producer.slots() >= record_size(payload_size)
+        self.room() >= record_size(payload_size)
     }
 
     /// Returns true if and only if a record with a payload of `payload_size` bytes fits
     /// after everything in `staged` is pushed.
     pub fn has_room_after(&self, staged: &Staged, payload_size: usize) -> bool {
-        self.producer.slots() >= staged.bytes.len() + record_size(payload_size)
+        self.room() >= staged.bytes.len() + record_size(payload_size)
+    }
+
+    /// Returns true if and only if `size` more bytes fit, loading the consumer's progress
+    /// only when the last load does not already show enough room.
+    fn reserve(&mut self, size: usize) -> bool {
+        let fits = |read: usize| self.shared.size() - self.written.wrapping_sub(read) >= size;
+        if fits(self.read_seen) {
+            return true;
+        }
+        self.read_seen = self.shared.read.load(Ordering::Acquire);
+        fits(self.read_seen)
+    }
+
+    /// Copies whole records in and publishes them with one store.
+    fn publish(&mut self, parts: &[&[u8]]) {
+        for part in parts {
+            // SAFETY: `reserve` saw room for all parts, i.e. the consumer has moved
+            // `read` past these bytes (Acquire), and only this thread writes.
+            unsafe { self.shared.copy_in(self.index, part) };
+            self.index = self.shared.advance(self.index, part.len());
+            self.written = self.written.wrapping_add(part.len());
+        }
+        self.shared.written.store(self.written, Ordering::Release);
     }
 
     /// Pushes every staged record, in order, and empties `staged`. The caller staged a
     /// record only after [`RingProducer::has_room_after`] said it fits, and only the
     /// consumer frees room, so the whole batch fits.
     pub fn push_staged(&mut self, staged: &mut Staged) {
-        self.producer.push_entire_slice(&staged.bytes).expect("room for staged records was checked when staging");
+        assert!(self.reserve(staged.bytes.len()), "room for staged records was checked when staging");
+        self.publish(&[&staged.bytes]);
         staged.bytes.clear();
     }
 
     /// Writes one record, or nothing if it does not fit.
     pub fn try_push(&mut self, header: &RecordHeader, payload: &[u8]) -> Result<(), Full> {
         assert!(payload.len() <= PAYLOAD_SIZE_MAX, "a {}-byte ring payload", payload.len());
-        if !self.has_room(payload.len()) {
+        if !self.reserve(record_size(payload.len())) {
             return Err(Full);
         }
-        let header_bytes = header.encode(payload.len());
-        // Room was checked above and only this thread writes, so both pushes succeed; the
-        // consumer takes the record only once the payload is visible too.
-        self.producer.push_entire_slice(&header_bytes).expect("room was checked");
-        self.producer.push_entire_slice(payload).expect("room was checked");
+        // Header and payload are published together, so the consumer never sees a header
+        // without its payload.
+        self.publish(&[&header.encode(payload.len()), payload]);
         Ok(())
     }
 }
@@ -241,46 +360,60 @@ impl Staged {
 
 /// The reading half of a ring, owned by one shard thread.
 pub struct RingConsumer {
-    consumer: rtrb::Consumer<u8>,
+    shared: Arc<Shared>,
+    /// Bytes read so far (this side's copy of `Shared::read`).
+    read: usize,
+    /// Where the next byte comes from in the array: `read` modulo the size.
+    index: usize,
+    /// The producer's `written` as last loaded: bytes up to it are published.
+    written_seen: usize,
 }
 
 impl RingConsumer {
     /// Returns true if and only if nothing is waiting in the ring.
     pub fn is_empty(&self) -> bool {
-        self.consumer.slots() == 0
+        self.shared.written.load(Ordering::Acquire) == self.read
+    }
+
+    /// Returns true if and only if `size` bytes are published, loading the producer's
+    /// progress only when the last load does not already show them.
+    fn published(&mut self, size: usize) -> bool {
+        if self.written_seen.wrapping_sub(self.read) >= size {
+            return true;
+        }
+        self.written_seen = self.shared.written.load(Ordering::Acquire);
+        self.written_seen.wrapping_sub(self.read) >= size
     }
 
     /// Takes the next whole record, copying its payload into `payload` (cleared first;
     /// give it `PAYLOAD_SIZE_MAX` capacity so this never allocates). Returns `None` when
     /// no whole record is visible yet.
     pub fn pop(&mut self, payload: &mut Vec<u8>) -> Option<RecordHeader> {
-        let available = self.consumer.slots();
-        if available < RING_RECORD_HEADER_SIZE {
+        if !self.published(RING_RECORD_HEADER_SIZE) {
             return None;
         }
         let mut header_bytes = [0; RING_RECORD_HEADER_SIZE];
-        {
-            // Peek: the chunk is dropped without a commit, so the header stays in the ring
-            // until the whole record can be taken.
-            let chunk = self.consumer.read_chunk(RING_RECORD_HEADER_SIZE).expect("slots were checked");
-            let (first, second) = chunk.as_slices();
-            header_bytes[..first.len()].copy_from_slice(first);
-            header_bytes[first.len()..].copy_from_slice(second);
-        }
+        // SAFETY: these bytes are published (Acquire above) and only the consumer moves
+        // `read` past them, so the producer does not overwrite them meanwhile.
+        unsafe { self.shared.copy_out(self.index, &mut header_bytes) };
         let (header, payload_size) = RecordHeader::decode(&header_bytes);
         assert!(payload_size <= PAYLOAD_SIZE_MAX);
-        if available < record_size(payload_size) {
-            return None;
-        }
-        self.consumer.pop_entire_slice(&mut header_bytes).expect("slots were checked");
+        // The producer publishes a header and its payload with one store.
+        assert!(self.published(record_size(payload_size)), "a record header was published without its payload");
         payload.clear();
         payload.resize(payload_size, 0);
-        self.consumer.pop_entire_slice(payload).expect("slots were checked");
+        // SAFETY: as for the header.
+        unsafe { self.shared.copy_out(self.shared.advance(self.index, RING_RECORD_HEADER_SIZE), payload) };
+        self.index = self.shared.advance(self.index, record_size(payload_size));
+        self.read = self.read.wrapping_add(record_size(payload_size));
+        self.shared.read.store(self.read, Ordering::Release);
         Some(header)
     }
 }
 
-#[cfg(test)]
+// The tests with real threads and many records; under `--cfg loom` the ring's atomics
+// are loom's, which only work inside `loom::model`, so these run only without it.
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -404,5 +537,140 @@ mod tests {
             }
         }
         writer.join().unwrap();
+    }
+}
+
+/// Every interleaving of the producer and the consumer, explored by loom: run with
+/// `RUSTFLAGS="--cfg loom" cargo test --release --lib server::ring::loom_tests` (see
+/// `fuzz/README.md`). The rings are a few records small, so records wrap around the end
+/// of the array and the producer meets a full ring; loom also reports any byte read
+/// before the write it depends on is visible (a data race on the shared array).
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use ::loom::thread;
+
+    fn header(request_id: u32) -> RecordHeader {
+        RecordHeader {
+            request_id,
+            hunt: request_id * 3,
+            enqueue_us: u64::MAX - request_id as u64,
+            ..RecordHeader::new(RecordKind::Reply)
+        }
+    }
+
+    /// Payload sizes cycle through 0..=3 bytes; the bytes name the record.
+    fn payload_of(request_id: u32) -> Vec<u8> {
+        vec![request_id as u8 ^ 0x5A; request_id as usize % 4]
+    }
+
+    /// Pops until `count` records arrived, checking each is the next one sent.
+    fn receive(consumer: &mut RingConsumer, count: u32) {
+        let mut payload = Vec::new();
+        let mut next = 0;
+        while next < count {
+            match consumer.pop(&mut payload) {
+                Some(received) => {
+                    assert_eq!(received, header(next), "lost, duplicated or reordered");
+                    assert_eq!(payload, payload_of(next));
+                    next += 1;
+                }
+                None => thread::yield_now(),
+            }
+        }
+        assert!(consumer.pop(&mut payload).is_none(), "a record nobody sent");
+        assert!(consumer.is_empty());
+    }
+
+    /// Pushes record `request_id`, waiting while the ring is full. Returns true if and
+    /// only if the ring was found full at least once.
+    fn send(producer: &mut RingProducer, request_id: u32) -> bool {
+        let mut was_full = false;
+        while producer.try_push(&header(request_id), &payload_of(request_id)).is_err() {
+            was_full = true;
+            thread::yield_now();
+        }
+        was_full
+    }
+
+    /// A ring with room for two records of the largest test payload and a few bytes
+    /// more, so records start at a different place each time around.
+    fn small_ring() -> (RingProducer, RingConsumer) {
+        ring_of_any_size(2 * record_size(3) + 5)
+    }
+
+    fn model(test: impl Fn() + Sync + Send + 'static) {
+        let mut builder = ::loom::model::Builder::new();
+        // Every interleaving with up to three preemptions: enough to interleave each
+        // store with every load of the other side.
+        builder.preemption_bound = Some(3);
+        builder.check(test);
+    }
+
+    #[test]
+    fn records_cross_without_loss_duplication_or_reordering() {
+        model(|| {
+            const COUNT: u32 = 4;
+            let (mut producer, mut consumer) = small_ring();
+            let writer = thread::spawn(move || {
+                for request_id in 0..COUNT {
+                    send(&mut producer, request_id);
+                }
+            });
+            receive(&mut consumer, COUNT);
+            writer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_full_ring_refuses_whole_records_until_the_consumer_frees_room() {
+        model(|| {
+            let (mut producer, mut consumer) = small_ring();
+            let writer = thread::spawn(move || {
+                send(&mut producer, 3);
+                send(&mut producer, 7);
+                // Two records of three bytes fill the ring: the third waits for a pop,
+                // and the refused attempts must have written nothing (the consumer
+                // checks every byte it takes).
+                send(&mut producer, 11);
+            });
+            let mut payload = Vec::new();
+            for expected in [3, 7, 11] {
+                loop {
+                    if let Some(received) = consumer.pop(&mut payload) {
+                        assert_eq!(received, header(expected));
+                        assert_eq!(payload, payload_of(expected));
+                        break;
+                    }
+                    thread::yield_now();
+                }
+            }
+            writer.join().unwrap();
+            assert!(consumer.pop(&mut payload).is_none());
+        });
+    }
+
+    #[test]
+    fn staged_records_arrive_whole_and_in_order() {
+        model(|| {
+            let (mut producer, mut consumer) = small_ring();
+            let writer = thread::spawn(move || {
+                let mut staged = Staged::new(2 * record_size(3) + 5);
+                while !producer.has_room_after(&staged, payload_of(0).len()) {
+                    thread::yield_now();
+                }
+                staged.stage(&header(0), &payload_of(0));
+                staged.stage(&header(1), &payload_of(1));
+                // Room seen by `has_room_after` stays: only the consumer frees room.
+                producer.push_staged(&mut staged);
+                if producer.has_room(payload_of(2).len()) {
+                    producer.try_push(&header(2), &payload_of(2)).expect("room seen stays room");
+                } else {
+                    send(&mut producer, 2);
+                }
+            });
+            receive(&mut consumer, 3);
+            writer.join().unwrap();
+        });
     }
 }
