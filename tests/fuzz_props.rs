@@ -190,7 +190,7 @@ fn request_seeds() -> Vec<Vec<u8>> {
     let mut seeds = Vec::new();
     for seed in 1..=3u64 {
         let mut stream = Vec::new();
-        let hello = Request::Hello { version_min: 1, version_max: 1, name: "fuzz-seed" };
+        let hello = Request::Hello { version_min: 1, version_max: 1, name: "fuzz-seed", token: &[] };
         let session = [(0, hello), (0, Request::Ping), (FLAG_MARK, Request::Stats), (0, Request::Stats)];
         let subscriptions = [(0, Request::Subscribe { hunt: 1, topics: 7 }), (0, Request::Unsubscribe { hunt: 2 })];
         for (index, (flags, request)) in session.into_iter().chain(subscriptions).enumerate() {
@@ -264,14 +264,15 @@ fn journal_seeds() -> Vec<Vec<u8>> {
 
 /// Snapshots of a shard after a workload, and of an empty shard.
 fn snapshot_seeds() -> Vec<Vec<u8>> {
-    let mut seeds = vec![encode_snapshot(&Shard::new(), 0)];
+    let mut seeds = vec![encode_snapshot(&Shard::new(), 0, 0)];
     for seed in 1..=3u64 {
         let mut shard = Shard::new();
         let events = workload_events(seed, 60);
         for (event, time) in &events {
             shard.apply(event, *time);
         }
-        seeds.push(encode_snapshot(&shard, events.len() as u64));
+        let last_time = events.last().map_or(0, |(_, time)| *time);
+        seeds.push(encode_snapshot(&shard, events.len() as u64, last_time));
     }
     seeds
 }
@@ -310,7 +311,7 @@ fn write_seeds() {
 fn a_snapshot_treasure_over_the_capacity_limit_is_refused() {
     let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-capacity")).unwrap();
     decoders::seal_snapshot(&mut bytes);
-    let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
+    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
     assert!(error.contains("capacity"), "{error}");
 }
 
@@ -321,7 +322,7 @@ fn a_snapshot_treasure_over_the_capacity_limit_is_refused() {
 fn a_snapshot_player_outside_the_coordinate_range_is_refused() {
     let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-player-position")).unwrap();
     decoders::seal_snapshot(&mut bytes);
-    let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
+    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
     assert!(error.contains("coordinate range"), "{error}");
 }
 
@@ -333,6 +334,6 @@ fn a_snapshot_player_outside_the_coordinate_range_is_refused() {
 fn a_snapshot_topic_sequence_near_overflow_is_refused() {
     let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-topic-sequence")).unwrap();
     decoders::seal_snapshot(&mut bytes);
-    let error = cairn::journal::decode_snapshot(&bytes).map(|(seq, _)| seq).unwrap_err();
+    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
     assert!(error.contains("topic sequence"), "{error}");
 }

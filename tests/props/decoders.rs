@@ -14,7 +14,9 @@
 
 use cairn::constants::FRAME_HEADER_SIZE;
 use cairn::event::Event;
-use cairn::journal::{decode_snapshot, encode_record, encode_snapshot, parse_record, Parsed, SNAPSHOT_HEADER_SIZE};
+use cairn::journal::{
+    decode_snapshot, encode_record, encode_snapshot, parse_record, Parsed, Snapshot, SNAPSHOT_HEADER_SIZE,
+};
 use cairn::protocol::{
     decode_request, decode_response, encode_protocol_error, encode_request, encode_response, next_frame, request_id_of,
     Frames, ProtocolError, Response,
@@ -198,7 +200,7 @@ pub fn seal_snapshot(bytes: &mut Vec<u8>) {
         bytes.resize(SNAPSHOT_HEADER_SIZE, 0);
     }
     bytes[..8].copy_from_slice(SNAPSHOT_MAGIC);
-    bytes[SNAPSHOT_VERSION].copy_from_slice(&1u32.to_le_bytes());
+    bytes[SNAPSHOT_VERSION].copy_from_slice(&2u32.to_le_bytes());
     let body_size = (bytes.len() - SNAPSHOT_HEADER_SIZE) as u64;
     bytes[SNAPSHOT_BODY_SIZE].copy_from_slice(&body_size.to_le_bytes());
     let body_crc = crc32c::crc32c(&bytes[SNAPSHOT_HEADER_SIZE..]);
@@ -231,10 +233,11 @@ fn probe_events(hunt: u32) -> Vec<Event> {
 /// digest, and the loaded shard must take events (on the first hunt in the file) exactly
 /// as the reloaded one does, without panicking.
 fn load_snapshot(bytes: &[u8]) {
-    let Ok((seq, mut shard)) = decode_snapshot(bytes) else { return };
-    let encoded = encode_snapshot(&shard, seq);
-    let (seq_again, mut again) = decode_snapshot(&encoded).expect("a re-encoded snapshot loads");
-    assert_eq!(seq_again, seq);
+    let Ok(Snapshot { seq, time: snapshot_time, mut shard }) = decode_snapshot(bytes) else { return };
+    let encoded = encode_snapshot(&shard, seq, snapshot_time);
+    let again = decode_snapshot(&encoded).expect("a re-encoded snapshot loads");
+    assert_eq!((again.seq, again.time), (seq, snapshot_time));
+    let mut again = again.shard;
     assert_eq!(again.digest(), shard.digest(), "a re-encoded snapshot loads to another state");
     let first_hunt = bytes.get(SNAPSHOT_HEADER_SIZE..SNAPSHOT_HEADER_SIZE + 4);
     let hunt = first_hunt.map_or(0, |id| u32::from_le_bytes(id.try_into().expect("4 bytes")));
