@@ -514,7 +514,7 @@ mod tests {
                 );
                 // Half the pairs span the box; half are short, where rounding to whole
                 // centimetres weighs most.
-                let b = if random.next_u64() % 2 == 0 {
+                let b = if random.next_u64().is_multiple_of(2) {
                     Position::new(
                         random.between(min.x as i64, max.x as i64) as i32,
                         random.between(min.y as i64, max.y as i64) as i32,

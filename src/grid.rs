@@ -751,8 +751,8 @@ mod tests {
             let mixed = (handle as u64 ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60;
             let keep = match seed % 4 {
                 0 => true,
-                1 => mixed % 2 == 0,
-                _ => mixed % 8 == 0,
+                1 => mixed.is_multiple_of(2),
+                _ => mixed.is_multiple_of(8),
             };
             let limit = if seed & 16 == 0 { u64::MAX } else { (seed >> 8) % (1 << 50) };
             keep && distance_squared <= limit

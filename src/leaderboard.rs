@@ -378,8 +378,8 @@ impl<const L: usize, const F: usize> Tree<L, F> {
     const BRANCH_CHILDREN_MIN: usize = F / 2;
 
     fn new() -> Tree<L, F> {
-        const { assert!(L >= 4 && L % 2 == 0) };
-        const { assert!(F >= 4 && F % 2 == 0) };
+        const { assert!(L >= 4 && L.is_multiple_of(2)) };
+        const { assert!(F >= 4 && F.is_multiple_of(2)) };
         let mut tree = Tree {
             // Room for the root alone: `Vec` would otherwise make room for four leaves at
             // its first push, 4 KiB in every empty hunt.

@@ -86,7 +86,7 @@ fn crash_case(seed: u64) -> bool {
     let storage = SimStorage::new();
     let writer = Writer::open(storage.clone(), durability, &fresh(&storage)).expect("open");
     let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
-    let mut workload = Workload::new(small_config(seed, seed % 2 == 0));
+    let mut workload = Workload::new(small_config(seed, seed.is_multiple_of(2)));
     let mut setup = Vec::new();
     workload.setup(|event, time| setup.push((*event, time)));
     for (event, time) in &setup {

@@ -174,7 +174,7 @@ fn workload_events(seed: u64, count: usize) -> Vec<(Event, u64)> {
         players_per_hunt: 6,
         treasures_per_hunt: 5,
         hunt_size: 2_000,
-        auto_discover: seed % 2 == 0,
+        auto_discover: seed.is_multiple_of(2),
         ..WorkloadConfig::default()
     };
     let mut workload = Workload::new(config);
