@@ -5,10 +5,11 @@
 //! connection stays open); and the `cairn` binary takes its tokens from flags or the
 //! environment, for `serve` and for `stats`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod common;
+
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -232,24 +233,7 @@ fn spawn_serve(args: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr) {
         command.env(name, value);
     }
     let mut child = command.stdout(Stdio::piped()).stderr(Stdio::null()).spawn().expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let (lines, ready) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let Ok(line) = ready.recv_timeout(WAIT) else {
-        child.kill().ok();
-        panic!("no ready line from `cairn serve`");
-    };
-    let address = line
-        .strip_prefix("cairn listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
+    let (address, _) = common::wait_until_ready(&mut child, WAIT);
     (child, address)
 }
 

@@ -9,12 +9,14 @@
 //! Timeouts are set short in these tests (hundreds of milliseconds) so they finish in
 //! seconds; every wait is bounded by `WAIT`. Nothing asserts on timing.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -26,12 +28,11 @@ use cairn::constants::{
 };
 use cairn::event::{Coordinates, Event, EventKind, HuntId, HuntOptions, HuntSpec, Micros, Position, TreasureSpec};
 use cairn::outcome::{Outcome, Rejection};
-use cairn::protocol::{
-    decode_response, encode_request, next_frame, ErrorCode, PushBody, ReplyBody, Request, Response, TOPICS_ALL,
-};
+use cairn::protocol::{encode_request, ErrorCode, PushBody, ReplyBody, Request, Response, TOPICS_ALL};
 use cairn::rng::Rng;
 use cairn::server::{Config, Server};
 use cairn::shard::Shard;
+use common::{read_all, End};
 
 /// How long any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
@@ -81,42 +82,6 @@ fn planar(size: i32) -> HuntSpec {
 
 fn treasure(id: u32, position: Position, radius: u32, value: u32, capacity: u32) -> TreasureSpec {
     TreasureSpec { id, position, radius, value, capacity, hint_radius: 0 }
-}
-
-/// How a raw connection ended.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    /// The server closed it (EOF or reset).
-    Closed,
-    /// It was still open when the wait ended.
-    Open,
-}
-
-/// Reads frames until the server closes or `wait` passes. Every frame the server sends
-/// must decode, whatever the peer sent it.
-fn read_all(stream: &mut TcpStream, wait: Duration) -> (Vec<Response>, End) {
-    let deadline = Instant::now() + wait;
-    let mut buffer = Vec::new();
-    let mut responses = Vec::new();
-    let mut chunk = vec![0u8; 64 * 1024];
-    loop {
-        while let Some(size) = next_frame(&buffer).expect("the server's frames are well formed") {
-            responses.push(decode_response(&buffer[..size]).expect("the server's frames decode"));
-            buffer.drain(..size);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return (responses, End::Open);
-        }
-        stream.set_read_timeout(Some(deadline - now)).unwrap();
-        match stream.read(&mut chunk) {
-            Ok(0) => return (responses, End::Closed),
-            Ok(size) => buffer.extend_from_slice(&chunk[..size]),
-            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return (responses, End::Closed),
-            Err(error) => panic!("reading from the server failed: {error}"),
-        }
-    }
 }
 
 /// The code of the GOODBYE among `responses`, if there is one.
@@ -302,24 +267,7 @@ fn spawn_serve(args: &[&str]) -> (Child, SocketAddr) {
         .stderr(Stdio::null())
         .spawn()
         .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let (lines, ready) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let Ok(line) = ready.recv_timeout(WAIT) else {
-        child.kill().ok();
-        panic!("no ready line from `cairn serve`");
-    };
-    let address = line
-        .strip_prefix("cairn listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
+    let (address, _) = common::wait_until_ready(&mut child, WAIT);
     (child, address)
 }
 

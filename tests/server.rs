@@ -6,11 +6,13 @@
 //! a port it picks), talks to it through `cairn::client` or a raw `TcpStream`, and bounds
 //! every wait with a timeout. Nothing asserts on timing.
 
+mod common;
+
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, Barrier};
+use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -20,12 +22,13 @@ use cairn::event::{Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, Po
 use cairn::journal::Durability;
 use cairn::outcome::{NoticeKind, Rejection, Topic};
 use cairn::protocol::{
-    decode_response, encode_outcome, encode_request, next_frame, reply_wanted, ErrorCode, PushBody, ReplyBody, Request,
-    Response, FLAG_QUIET, TOPICS_ALL,
+    decode_response, encode_outcome, encode_request, reply_wanted, ErrorCode, PushBody, ReplyBody, Request, Response,
+    FLAG_QUIET, TOPICS_ALL,
 };
 use cairn::rng::Rng;
 use cairn::server::{Config, Server};
 use cairn::shard::{shard_for, Shard};
+use common::{read_all, End};
 
 /// How long any single wait in these tests may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
@@ -546,41 +549,6 @@ fn hello(version_min: u16, version_max: u16) -> Vec<u8> {
     frame(1, &Request::Hello { version_min, version_max, name: "raw", token: &[] })
 }
 
-/// How a raw connection ended.
-#[derive(Debug, PartialEq, Eq)]
-enum End {
-    /// The server closed (EOF or reset).
-    Closed,
-    /// It stayed open for the whole wait.
-    Open,
-}
-
-/// Reads frames until the server closes or `wait` passes.
-fn read_all(stream: &mut TcpStream, wait: Duration) -> (Vec<Response>, End) {
-    let deadline = Instant::now() + wait;
-    let mut buffer = Vec::new();
-    let mut responses = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        while let Some(size) = next_frame(&buffer).expect("the server's frames are well formed") {
-            responses.push(decode_response(&buffer[..size]).expect("the server's frames decode"));
-            buffer.drain(..size);
-        }
-        let now = Instant::now();
-        if now >= deadline {
-            return (responses, End::Open);
-        }
-        stream.set_read_timeout(Some(deadline - now)).unwrap();
-        match stream.read(&mut chunk) {
-            Ok(0) => return (responses, End::Closed),
-            Ok(size) => buffer.extend_from_slice(&chunk[..size]),
-            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
-            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return (responses, End::Closed),
-            Err(error) => panic!("reading from the server failed: {error}"),
-        }
-    }
-}
-
 /// Sends `bytes` and expects one ERROR frame with `code`, then the close.
 fn check_refused(server: &Server, bytes: &[u8], code: ErrorCode) {
     let mut stream = raw_connect(server);
@@ -724,27 +692,7 @@ fn the_binary_serves_and_exits_cleanly_on_sigterm() {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the binary starts");
-    let stdout = child.stdout.take().unwrap();
-    let (lines, ready) = mpsc::channel();
-    thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if lines.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let line = match ready.recv_timeout(WAIT) {
-        Ok(line) => line,
-        Err(error) => {
-            child.kill().ok();
-            panic!("no ready line from the binary: {error}");
-        }
-    };
-    let address: SocketAddr = line
-        .strip_prefix("cairn listening on ")
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|address| address.parse().ok())
-        .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
+    let (address, line) = common::wait_until_ready(&mut child, WAIT);
     assert!(line.ends_with("with 2 shards"), "{line}");
 
     let mut client = Client::connect(address).unwrap();

@@ -1,0 +1,75 @@
+//! Helpers the socket test targets share: reading raw frames until the server closes,
+//! and waiting for `cairn serve`'s ready line. Each test target compiles its own copy
+//! and uses part of it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Child;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use cairn::protocol::{decode_response, next_frame, Response};
+
+/// How a raw connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum End {
+    /// The server closed it (EOF or reset).
+    Closed,
+    /// It was still open when the wait ended.
+    Open,
+}
+
+/// Reads frames until the server closes or `wait` passes. Every frame the server sends
+/// must decode, whatever the peer sent it.
+pub fn read_all(stream: &mut TcpStream, wait: Duration) -> (Vec<Response>, End) {
+    let deadline = Instant::now() + wait;
+    let mut buffer = Vec::new();
+    let mut responses = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        while let Some(size) = next_frame(&buffer).expect("the server's frames are well formed") {
+            responses.push(decode_response(&buffer[..size]).expect("the server's frames decode"));
+            buffer.drain(..size);
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return (responses, End::Open);
+        }
+        stream.set_read_timeout(Some(deadline - now)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => return (responses, End::Closed),
+            Ok(size) => buffer.extend_from_slice(&chunk[..size]),
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::ConnectionReset => return (responses, End::Closed),
+            Err(error) => panic!("reading from the server failed: {error}"),
+        }
+    }
+}
+
+/// Waits up to `wait` for the ready line of a `cairn serve` started with a piped stdout
+/// and returns the address it listens on and the line; kills the child if the line does
+/// not come.
+pub fn wait_until_ready(child: &mut Child, wait: Duration) -> (SocketAddr, String) {
+    let stdout = child.stdout.take().expect("cairn serve was started with a piped stdout");
+    let (lines, ready) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let Ok(line) = ready.recv_timeout(wait) else {
+        child.kill().ok();
+        child.wait().ok();
+        panic!("no ready line from `cairn serve`");
+    };
+    let address = line
+        .strip_prefix("cairn listening on ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|address| address.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
+    (address, line)
+}
