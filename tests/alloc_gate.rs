@@ -18,6 +18,8 @@
 //! hot path pays for). Warm-up runs first in every check, so buffers and tables are at
 //! their working size, as they are in a server that has been up for a while.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -35,6 +37,7 @@ use cairn::server::ring::{ring, RecordHeader, RecordKind, Staged};
 use cairn::server::{Config, Server};
 use cairn::shard::Shard;
 use cairn::simulate::{Config as WorkloadConfig, Workload, HUNT_ID_FIRST};
+use common::{send_workload, set_up_workload};
 
 /// Events applied before any measurement.
 const WARM_EVENTS: usize = 50_000;
@@ -332,25 +335,6 @@ fn the_server_parts_allocate_nothing_per_event() {
 const SERVER_WARM_EVENTS: usize = 50_000;
 const SERVER_MEASURED_EVENTS: usize = 100_000;
 
-fn send(client: &mut Client, workload: &mut Workload, events: usize, rng: &mut Rng) {
-    const BATCH: usize = 10_000;
-    let mut remaining = events;
-    while remaining > 0 {
-        let size = remaining.min(BATCH);
-        let mut pipeline = client.pipeline();
-        for _ in 0..size {
-            match workload.next_event().0 {
-                Event::Move { hunt, player, seq, position } if rng.percent(50) => {
-                    pipeline.push_quiet_move(hunt, player, seq, position).unwrap()
-                }
-                event => pipeline.push(&event).unwrap(),
-            };
-        }
-        assert_eq!(pipeline.execute().unwrap().len(), size);
-        remaining -= size;
-    }
-}
-
 /// Runs the workload against a server and returns, per shard, (events, allocations)
 /// since the mark.
 fn server_allocations(config: Config) -> Vec<(u64, u64)> {
@@ -359,24 +343,14 @@ fn server_allocations(config: Config) -> Vec<(u64, u64)> {
     let options = Options { timeout: Duration::from_secs(20), name: "tests/alloc_gate.rs".to_owned() };
     let mut client = Client::connect_with(server.local_addr(), &options).expect("the client connects");
     let mut workload = Workload::new(WorkloadConfig { hunts: 8, players_per_hunt: 500, ..workload_config(true) });
-    let mut setup = Vec::new();
-    workload.setup(|event, _| setup.push(*event));
-    for chunk in setup.chunks(5_000) {
-        let mut pipeline = client.pipeline();
-        for event in chunk {
-            pipeline.push(event).unwrap();
-        }
-        for answer in pipeline.execute().unwrap() {
-            answer.into_result().expect("the set-up succeeds");
-        }
-    }
+    set_up_workload(&mut client, &mut workload);
     let mut rng = Rng::new(7);
-    send(&mut client, &mut workload, SERVER_WARM_EVENTS, &mut rng);
+    send_workload(&mut client, &mut workload, SERVER_WARM_EVENTS, &mut rng);
     // The shards publish their numbers once per loop turn; let them, then mark.
     let settle = Duration::from_millis(300);
     thread::sleep(settle);
     client.stats_and_mark().unwrap();
-    send(&mut client, &mut workload, SERVER_MEASURED_EVENTS, &mut rng);
+    send_workload(&mut client, &mut workload, SERVER_MEASURED_EVENTS, &mut rng);
     thread::sleep(settle);
     let stats: serde_json::Value = serde_json::from_str(&client.stats().unwrap()).expect("STATS is JSON");
     server.shutdown().unwrap();

@@ -28,7 +28,7 @@ use cairn::protocol::{
 use cairn::rng::Rng;
 use cairn::server::{Config, Server};
 use cairn::shard::{shard_for, Shard};
-use common::{read_all, End};
+use common::{read_all, send_workload, set_up_workload, End};
 
 /// How long any single wait in these tests may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
@@ -721,26 +721,6 @@ fn the_binary_serves_and_exits_cleanly_on_sigterm() {
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
-fn send_workload(client: &mut Client, workload: &mut cairn::simulate::Workload, events: usize, rng: &mut Rng) {
-    const BATCH: usize = 20_000;
-    let mut remaining = events;
-    while remaining > 0 {
-        let size = remaining.min(BATCH);
-        let mut pipeline = client.pipeline();
-        for _ in 0..size {
-            match workload.next_event().0 {
-                Event::Move { hunt, player, seq, position } if rng.percent(50) => {
-                    pipeline.push_quiet_move(hunt, player, seq, position).unwrap()
-                }
-                event => pipeline.push(&event).unwrap(),
-            };
-        }
-        let answers = pipeline.execute().unwrap();
-        assert_eq!(answers.len(), size);
-        remaining -= size;
-    }
-}
-
 #[test]
 fn the_network_path_allocates_nothing_per_event() {
     check_no_allocations_per_event(Config { shards: 2, ..Config::default() });
@@ -763,17 +743,7 @@ fn check_no_allocations_per_event(config: Config) {
     let config =
         WorkloadConfig { hunts: 8, players_per_hunt: 500, treasures_per_hunt: 100, ..WorkloadConfig::default() };
     let mut workload = Workload::new(config);
-    let mut setup = Vec::new();
-    workload.setup(|event, _| setup.push(*event));
-    for chunk in setup.chunks(5_000) {
-        let mut pipeline = client.pipeline();
-        for event in chunk {
-            pipeline.push(event).unwrap();
-        }
-        for answer in pipeline.execute().unwrap() {
-            answer.into_result().expect("the set-up succeeds");
-        }
-    }
+    set_up_workload(&mut client, &mut workload);
     let mut rng = Rng::new(7);
     send_workload(&mut client, &mut workload, 50_000, &mut rng);
 

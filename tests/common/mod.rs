@@ -1,5 +1,5 @@
 //! Helpers the socket test targets share: reading raw frames until the server closes,
-//! and waiting for `cairn serve`'s ready line. Each test target compiles its own copy
+//! waiting for `cairn serve`'s ready line, and driving a seeded workload through a client. Each test target compiles its own copy
 //! and uses part of it.
 #![allow(dead_code)]
 
@@ -10,7 +10,11 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use cairn::client::Client;
+use cairn::event::Event;
 use cairn::protocol::{decode_response, next_frame, Response};
+use cairn::rng::Rng;
+use cairn::simulate::Workload;
 
 /// How a raw connection ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -72,4 +76,41 @@ pub fn wait_until_ready(child: &mut Child, wait: Duration) -> (SocketAddr, Strin
         .and_then(|address| address.parse().ok())
         .unwrap_or_else(|| panic!("unexpected ready line: {line}"));
     (address, line)
+}
+
+/// Sends the workload's set-up events (hunts, treasures, joins) in pipelines and
+/// expects every one to succeed.
+pub fn set_up_workload(client: &mut Client, workload: &mut Workload) {
+    let mut setup = Vec::new();
+    workload.setup(|event, _| setup.push(*event));
+    for chunk in setup.chunks(5_000) {
+        let mut pipeline = client.pipeline();
+        for event in chunk {
+            pipeline.push(event).unwrap();
+        }
+        for answer in pipeline.execute().unwrap() {
+            answer.into_result().expect("the set-up succeeds");
+        }
+    }
+}
+
+/// Sends `events` of the workload in pipelines of 10,000, half the moves quiet, and
+/// checks every request got its answer.
+pub fn send_workload(client: &mut Client, workload: &mut Workload, events: usize, rng: &mut Rng) {
+    const BATCH: usize = 10_000;
+    let mut remaining = events;
+    while remaining > 0 {
+        let size = remaining.min(BATCH);
+        let mut pipeline = client.pipeline();
+        for _ in 0..size {
+            match workload.next_event().0 {
+                Event::Move { hunt, player, seq, position } if rng.percent(50) => {
+                    pipeline.push_quiet_move(hunt, player, seq, position).unwrap()
+                }
+                event => pipeline.push(&event).unwrap(),
+            };
+        }
+        assert_eq!(pipeline.execute().unwrap().len(), size);
+        remaining -= size;
+    }
 }
