@@ -462,15 +462,30 @@ pub fn check_digests(log: &[(Micros, Event)], digest: u64) -> Result<(), String>
         end: Micros::MAX,
         options: HuntOptions::default(),
     };
+    // A hunt the case never created (arbitrary bytes may create `HUNT_SPARE` itself).
+    let created =
+        |id: HuntId| log.iter().any(|(_, event)| matches!(event, Event::CreateHunt { hunt, .. } if *hunt == id));
+    let spare = (HUNT_SPARE..).find(|&id| !created(id)).expect("a case creates finitely many hunts");
+    let continuation = |delta: i32| {
+        [
+            Event::CreateHunt { hunt: spare, spec },
+            Event::Join { hunt: spare, player: 1, seq: 1, position: Position::new(5, 5) },
+            Event::AdjustScore { hunt: spare, player: 1, seq: 2, delta },
+        ]
+    };
     let continued = |delta: i32| {
         let mut log = log.to_vec();
-        log.push((time, Event::CreateHunt { hunt: HUNT_SPARE, spec }));
-        log.push((time, Event::Join { hunt: HUNT_SPARE, player: 1, seq: 1, position: Position::new(5, 5) }));
-        log.push((time, Event::AdjustScore { hunt: HUNT_SPARE, player: 1, seq: 2, delta }));
+        log.extend(continuation(delta).into_iter().map(|event| (time, event)));
         replay(&log).digest()
     };
     if continued(5) == continued(6) {
-        return Err("two different scores gave the same digest".to_string());
+        let mut shard = replay(log);
+        let outcomes: Vec<String> =
+            continuation(5).iter().map(|event| format!("{:?}", shard.apply(event, time))).collect();
+        return Err(format!(
+            "two different scores gave the same digest; the continuation's outcomes: {outcomes:?}, after:{}",
+            script(log)
+        ));
     }
     Ok(())
 }
