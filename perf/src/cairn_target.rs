@@ -1,7 +1,8 @@
 //! Cairn as a target: the hot-path encoder and reply parser (through `cairn::protocol`,
 //! the same codec the server uses), and the blocking side: HELLO, set-up (create hunts,
 //! place treasures, join players), subscriptions, STATS, the end-of-run view for
-//! validation (TREASURE_INFO and RANK), and clean-up.
+//! validation (TREASURE_INFO and RANK), and clean-up; and the tokens a HELLO presents
+//! to a server started with `--auth-token` or `--admin-token` ([`Tokens`]).
 //!
 //! Moves are sent without FLAG_QUIET: every event gets a reply, so every event has a
 //! latency, the closed loop can count what it has in flight, and the comparison with
@@ -9,15 +10,18 @@
 //! bytes of 80% of the default mix; measuring them needs a barrier the protocol does not
 //! give across hunts (see `perf/README.md`).
 
+use std::fmt;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use cairn::constants::{AUTH_TOKEN_SIZE_MAX, AUTH_TOKEN_SIZE_MIN};
 use cairn::event::Event;
 use cairn::protocol::{
-    decode_response, encode_request, next_frame, PushBody, ReplyBody, Request, Response, FLAG_MARK, TOPICS_ALL,
+    decode_response, encode_request, next_frame, ErrorCode, PushBody, ReplyBody, Request, Response, FLAG_MARK,
+    TOPICS_ALL,
 };
 use cairn::protocol::{FrameHeader, REPLY_BIT};
 
@@ -96,6 +100,144 @@ pub fn parse_null(buffer: &[u8]) -> Result<Option<(usize, Reply)>> {
     Ok(Some((size, Reply { id: Some(header.request_id), ack: Ack::Done })))
 }
 
+/// Environment variable of the auth token, read by `cairn serve` and by `cairn-perf`.
+pub const AUTH_TOKEN_VARIABLE: &str = "CAIRN_AUTH_TOKEN";
+/// Environment variable of the admin token, read by `cairn serve` and by `cairn-perf`.
+pub const ADMIN_TOKEN_VARIABLE: &str = "CAIRN_ADMIN_TOKEN";
+
+/// A token from `--auth-token`, `--admin-token` or their variables. Its `Debug` is
+/// redacted and nothing prints it: reports, JSON and CSV never carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token(String);
+
+impl From<String> for Token {
+    /// Infallible, so clap never echoes a token in a parse error; [`Tokens::new`] checks it.
+    fn from(text: String) -> Token {
+        Token(text)
+    }
+}
+
+impl Token {
+    /// The secret itself, for a HELLO or a spawned server's environment only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+/// The tokens the harness presents, and which connection presents which. The server
+/// (`cairn::server::auth::role_for`) gives the admin role to the admin token always, and
+/// to the auth token when it has no admin token; without an auth token it lets a HELLO
+/// with no token play. So set-up connections (hunts, treasures, STATS, clean-up) present
+/// the admin token when given, else the auth token; load and subscriber connections
+/// present the auth token, else nothing, and never spread the admin token.
+#[derive(Clone, Debug, Default)]
+pub struct Tokens {
+    /// `--auth-token`: what load connections present.
+    pub auth: Option<Token>,
+    /// `--admin-token`: what set-up connections present.
+    pub admin: Option<Token>,
+}
+
+impl Tokens {
+    /// Checks the tokens against the server's own rules (`AUTH_TOKEN_SIZE_MIN` to
+    /// `AUTH_TOKEN_SIZE_MAX` bytes, and the two must differ), so a spawned server does not
+    /// refuse to start over them and a running one is never sent a token it cannot hold.
+    /// An empty token is none, as an empty variable is to `cairn serve`. No message
+    /// carries a token.
+    pub fn new(auth: Option<Token>, admin: Option<Token>) -> Result<Tokens> {
+        let tokens =
+            Tokens { auth: auth.filter(|token| !token.0.is_empty()), admin: admin.filter(|token| !token.0.is_empty()) };
+        for (token, flag, variable) in [
+            (&tokens.auth, "--auth-token", AUTH_TOKEN_VARIABLE),
+            (&tokens.admin, "--admin-token", ADMIN_TOKEN_VARIABLE),
+        ] {
+            let size = token.as_ref().map_or(AUTH_TOKEN_SIZE_MIN, |token| token.0.len());
+            if !(AUTH_TOKEN_SIZE_MIN..=AUTH_TOKEN_SIZE_MAX).contains(&size) {
+                bail!(
+                    "{flag} (or {variable}): a token must be {AUTH_TOKEN_SIZE_MIN} to {AUTH_TOKEN_SIZE_MAX} bytes \
+                     long, not {size}"
+                );
+            }
+        }
+        if tokens.auth.is_some() && tokens.auth == tokens.admin {
+            bail!("--admin-token must differ from --auth-token (the server refuses to start with the two equal)");
+        }
+        Ok(tokens)
+    }
+
+    /// What a set-up connection presents.
+    pub fn setup(&self) -> Credential<'_> {
+        match (&self.admin, &self.auth) {
+            (Some(admin), _) => Credential::Admin(admin),
+            (None, Some(auth)) => Credential::Auth(auth),
+            (None, None) => Credential::Nothing,
+        }
+    }
+
+    /// What a load or subscriber connection presents.
+    pub fn load(&self) -> Credential<'_> {
+        self.auth.as_ref().map_or(Credential::Nothing, Credential::Auth)
+    }
+}
+
+/// The token one HELLO presents, and which flag it came from.
+#[derive(Clone, Copy, Debug)]
+pub enum Credential<'a> {
+    /// No token.
+    Nothing,
+    /// The auth token.
+    Auth(&'a Token),
+    /// The admin token.
+    Admin(&'a Token),
+}
+
+impl Credential<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Credential::Nothing => &[],
+            Credential::Auth(token) | Credential::Admin(token) => token.0.as_bytes(),
+        }
+    }
+
+    /// What to tell the user when the server refused this credential's HELLO.
+    fn refused(&self, code: u16, message: &str) -> anyhow::Error {
+        let error = format!("error {code} {}: {message}", ErrorCode::Unauthorized.name());
+        match self {
+            Credential::Nothing => anyhow!(
+                "the server requires a token and refused a HELLO without one ({error}): pass --auth-token or \
+                 {AUTH_TOKEN_VARIABLE}"
+            ),
+            Credential::Auth(_) => anyhow!(
+                "the server refused the auth token ({error}): pass the server's auth token with --auth-token or \
+                 {AUTH_TOKEN_VARIABLE}"
+            ),
+            Credential::Admin(_) => anyhow!(
+                "the server refused the admin token ({error}): pass the server's admin token with --admin-token or \
+                 {ADMIN_TOKEN_VARIABLE}"
+            ),
+        }
+    }
+}
+
+/// The error of an answer that refused `what`: error 14 says the admin token is missing.
+fn refusal(what: &str, code: u16, message: &str) -> anyhow::Error {
+    if code == ErrorCode::AdminRequired.to_u16() {
+        anyhow!(
+            "the server refused {what}, an admin operation (error {code} {}: {message}): pass --admin-token or \
+             {ADMIN_TOKEN_VARIABLE}",
+            ErrorCode::AdminRequired.name()
+        )
+    } else {
+        anyhow!("{what} refused: error {code}: {message}")
+    }
+}
+
 /// A blocking connection for everything outside the measured loop.
 pub struct Blocking {
     stream: TcpStream,
@@ -106,15 +248,18 @@ pub struct Blocking {
 }
 
 impl Blocking {
-    /// Connects and says HELLO.
-    pub fn connect(addr: &str) -> Result<Blocking> {
+    /// Connects and says HELLO presenting `credential`.
+    pub fn connect(addr: &str, credential: Credential<'_>) -> Result<Blocking> {
         let stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to cairn at {addr}"))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(BLOCKING_TIMEOUT))?;
         let mut blocking = Blocking { stream, input: Vec::new(), next_id: 1, shards: 0 };
-        let hello = Request::Hello { version_min: 1, version_max: 1, name: "cairn-perf", token: &[] };
+        let hello = Request::Hello { version_min: 1, version_max: 1, name: "cairn-perf", token: credential.bytes() };
         match blocking.exchange(&[hello])?.pop() {
             Some(Response::Reply { body: ReplyBody::Hello(hello), .. }) => blocking.shards = hello.shard_count,
+            Some(Response::Error { code, message, .. }) if code == ErrorCode::Unauthorized.to_u16() => {
+                return Err(credential.refused(code, &message));
+            }
             other => bail!("HELLO was answered with {other:?}"),
         }
         Ok(blocking)
@@ -191,6 +336,7 @@ impl Blocking {
             Some(Response::Reply { body: ReplyBody::Stats { json }, .. }) => {
                 serde_json::from_str(&json).context("STATS is not JSON")
             }
+            Some(Response::Error { code, message, .. }) => Err(refusal("STATS", code, &message)),
             other => bail!("STATS was answered with {other:?}"),
         }
     }
@@ -199,7 +345,7 @@ impl Blocking {
 fn expect_ok(what: &str, responses: Vec<Response>) -> Result<()> {
     for response in responses {
         if let Response::Error { code, message, .. } = response {
-            bail!("{what} refused: error {code}: {message}");
+            return Err(refusal(what, code, &message));
         }
     }
     Ok(())
@@ -326,6 +472,56 @@ mod tests {
         let mut two = dug.clone();
         two.extend_from_slice(&refused);
         assert_eq!(parse(&two).unwrap().unwrap().0, dug.len());
+    }
+
+    #[test]
+    fn each_connection_presents_the_token_the_server_gives_its_role_to() {
+        let token = |text: &str| Some(Token::from(text.to_string()));
+        let auth = "game-clients-token-0123";
+        let admin = "admin-operators-token-4567";
+        // (auth, admin) -> what the set-up connection and a load connection present.
+        let check = |tokens: Tokens, setup: &str, load: &str| {
+            let shown = |credential: Credential<'_>| String::from_utf8(credential.bytes().to_vec()).unwrap();
+            assert_eq!(shown(tokens.setup()), setup);
+            assert_eq!(shown(tokens.load()), load);
+        };
+        check(Tokens::new(None, None).unwrap(), "", "");
+        check(Tokens::new(token(auth), None).unwrap(), auth, auth);
+        check(Tokens::new(None, token(admin)).unwrap(), admin, "");
+        check(Tokens::new(token(auth), token(admin)).unwrap(), admin, auth);
+        // An empty variable is no token, as it is to `cairn serve`.
+        check(Tokens::new(token(""), token("")).unwrap(), "", "");
+    }
+
+    #[test]
+    fn tokens_are_checked_and_never_shown() {
+        let token = |text: &str| Some(Token::from(text.to_string()));
+        let short = Tokens::new(token("fifteen-bytes!!"), None).unwrap_err().to_string();
+        assert_eq!(short, "--auth-token (or CAIRN_AUTH_TOKEN): a token must be 16 to 256 bytes long, not 15");
+        let long = "x".repeat(AUTH_TOKEN_SIZE_MAX + 1);
+        let refused = Tokens::new(None, token(&long)).unwrap_err().to_string();
+        assert!(refused.starts_with("--admin-token (or CAIRN_ADMIN_TOKEN): ") && !refused.contains("xx"), "{refused}");
+        let same = "the-same-token-for-both";
+        assert!(Tokens::new(token(same), token(same)).unwrap_err().to_string().contains("must differ"));
+        let tokens = Tokens::new(token("game-clients-token-0123"), token("admin-operators-token-4567")).unwrap();
+        let shown = format!("{tokens:?} {:?}", tokens.setup());
+        assert!(!shown.contains("token-0123") && !shown.contains("token-4567"), "{shown}");
+        assert!(shown.contains("<redacted>"), "{shown}");
+    }
+
+    #[test]
+    fn refusals_name_the_token_to_pass() {
+        let auth = Token::from("game-clients-token-0123".to_string());
+        let refused = |credential: Credential<'_>| credential.refused(13, "missing or wrong token").to_string();
+        assert!(refused(Credential::Nothing).ends_with("pass --auth-token or CAIRN_AUTH_TOKEN"));
+        assert!(
+            refused(Credential::Auth(&auth)).starts_with("the server refused the auth token (error 13 unauthorized")
+        );
+        assert!(refused(Credential::Admin(&auth)).contains("--admin-token or CAIRN_ADMIN_TOKEN"));
+        let admin = refusal("STATS", 14, "admin only").to_string();
+        let expected = "the server refused STATS, an admin operation (error 14 admin_required: admin only)";
+        assert!(admin.starts_with(expected), "{admin}");
+        assert_eq!(refusal("JOIN", 101, "no such hunt").to_string(), "JOIN refused: error 101: no such hunt");
     }
 
     #[test]

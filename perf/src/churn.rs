@@ -26,7 +26,7 @@ use anyhow::Result;
 
 use cairn::rng::Rng;
 
-use crate::cairn_target::{self, Blocking};
+use crate::cairn_target::{self, Blocking, Credential, Tokens};
 use crate::driver::{Handover, KEEPALIVE_INTERVAL};
 use crate::target::Ack;
 
@@ -166,6 +166,8 @@ pub struct Plan {
     pub rates: Rates,
     /// Seed of the choice of hunts and lives.
     pub seed: u64,
+    /// What the reconnections and subscribers present in HELLO (the load token).
+    pub tokens: Tokens,
 }
 
 /// One churned subscriber.
@@ -261,7 +263,7 @@ impl Churn {
         let load = (self.reconnected % self.plan.slots.len() as u64) as usize;
         self.reconnected += 1;
         let (worker, position) = self.plan.slots[load];
-        match Blocking::connect(&self.plan.addr) {
+        match Blocking::connect(&self.plan.addr, self.plan.tokens.load()) {
             Ok(blocking) => {
                 let handover = Handover { conn: position, stream: blocking.into_stream() };
                 if self.plan.handovers[worker].send(handover).is_ok() {
@@ -282,7 +284,7 @@ impl Churn {
             (0..FAST_HUNTS.min(self.plan.hunts)).map(|k| (first + k) % self.plan.hunts).collect()
         };
         let life = Duration::from_millis(self.rng.between(SUBSCRIBER_LIFE_MS[0], SUBSCRIBER_LIFE_MS[1]) as u64);
-        match open(&self.plan.addr, self.plan.hunt_base, &hunts) {
+        match open(&self.plan.addr, self.plan.tokens.load(), self.plan.hunt_base, &hunts) {
             Ok((stream, input)) => {
                 self.report.at(self.second).subscribers_opened += 1;
                 self.subscribers.push(Subscriber {
@@ -330,8 +332,8 @@ impl Churn {
 
 /// Connects, says HELLO and subscribes to the discoveries of `hunts`; returns the stream
 /// (non-blocking) and any bytes already read behind the last SUBSCRIBE reply.
-fn open(addr: &str, hunt_base: u32, hunts: &[u32]) -> Result<(TcpStream, Vec<u8>)> {
-    let mut blocking = Blocking::connect(addr)?;
+fn open(addr: &str, credential: Credential<'_>, hunt_base: u32, hunts: &[u32]) -> Result<(TcpStream, Vec<u8>)> {
+    let mut blocking = Blocking::connect(addr, credential)?;
     cairn_target::subscribe(&mut blocking, hunt_base, hunts)?;
     let (stream, input) = blocking.into_parts();
     stream.set_nonblocking(true)?;

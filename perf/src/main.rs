@@ -9,6 +9,8 @@
 //! `.hgrm` files. `null-server` is the do-nothing server behind `--target null`.
 //! `soak` runs a long open loop with connection and subscriber churn, samples the
 //! server every second and ends in a verdict (non-zero exit when it fails).
+//! Every subcommand that drives Cairn takes `--auth-token` and `--admin-token` (or
+//! `CAIRN_AUTH_TOKEN`, `CAIRN_ADMIN_TOKEN`) for a server that requires them.
 //! `perf/README.md` says how to read all of it.
 
 mod cairn_target;
@@ -36,6 +38,7 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::cairn_target::Tokens;
 use crate::driver::Mode;
 use crate::scenario::Scenario;
 use crate::session::{Endpoint, Session};
@@ -96,6 +99,24 @@ pub struct Common {
     /// What an idle open loop does: block in epoll (sleep) or poll and yield (spin).
     #[arg(long, value_enum, default_value_t = driver::Idle::Sleep)]
     idle: driver::Idle,
+    #[command(flatten)]
+    tokens: TokenArgs,
+}
+
+/// The tokens a Cairn server started with `--auth-token` or `--admin-token` expects
+/// (ignored by the other targets). clap shows a variable's name in `--help`, never its
+/// value.
+#[derive(Args, Debug, Clone)]
+pub struct TokenArgs {
+    /// Token the load and subscriber connections present in HELLO (and the set-up
+    /// connection, without --admin-token); handed to a spawned cairn. Prefer the variable:
+    /// a flag shows in the process list.
+    #[arg(long, value_name = "TOKEN", env = cairn_target::AUTH_TOKEN_VARIABLE, hide_env_values = true)]
+    auth_token: Option<cairn_target::Token>,
+    /// Token the set-up connection presents (hunts, treasures, STATS, clean-up); handed to
+    /// a spawned cairn.
+    #[arg(long, value_name = "TOKEN", env = cairn_target::ADMIN_TOKEN_VARIABLE, hide_env_values = true)]
+    admin_token: Option<cairn_target::Token>,
 }
 
 /// Which server a run or sweep drives, and how it is reached.
@@ -245,6 +266,8 @@ pub struct Settings {
     pub progress: bool,
     /// What an idle open loop does.
     pub idle: driver::Idle,
+    /// The tokens presented to Cairn and handed to a spawned one.
+    pub tokens: Tokens,
 }
 
 impl Settings {
@@ -262,6 +285,7 @@ impl Settings {
             out: common.out,
             progress: !common.quiet,
             idle: common.idle,
+            tokens: Tokens::new(common.tokens.auth_token, common.tokens.admin_token)?,
         })
     }
 
@@ -295,11 +319,11 @@ fn loopback(addr: &str) -> Result<()> {
     Ok(())
 }
 
-fn endpoint(kind: TargetKind, addr: Option<String>, spawn: bool, shards: u32) -> Result<Endpoint> {
+fn endpoint(kind: TargetKind, addr: Option<String>, spawn: bool, settings: &Settings) -> Result<Endpoint> {
     if let Some(addr) = &addr {
         loopback(addr)?;
     }
-    Ok(Endpoint { kind, addr, spawn, shards })
+    Ok(Endpoint { kind, addr, spawn, shards: settings.shards, tokens: settings.tokens.clone() })
 }
 
 fn run(args: RunArgs) -> Result<()> {
@@ -309,7 +333,7 @@ fn run(args: RunArgs) -> Result<()> {
         (None, true) => Mode::Closed { pipeline: settings.pipeline },
         _ => bail!("give --rate EVENTS_PER_S (open loop) or --max (closed loop)"),
     };
-    let endpoint = endpoint(args.server.target, args.server.addr, args.server.spawn, settings.shards)?;
+    let endpoint = endpoint(args.server.target, args.server.addr, args.server.spawn, &settings)?;
     let world = World::new(&settings.scenario);
     let mut session = Session::open(&world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
@@ -329,7 +353,7 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn sweep(args: SweepArgs) -> Result<()> {
     let settings = Settings::new(args.common, DEFAULT_SCENARIO)?;
-    let endpoint = endpoint(args.server.target, args.server.addr, args.server.spawn, settings.shards)?;
+    let endpoint = endpoint(args.server.target, args.server.addr, args.server.spawn, &settings)?;
     let world = World::new(&settings.scenario);
     let mut session = Session::open(&world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
@@ -341,7 +365,7 @@ fn sweep(args: SweepArgs) -> Result<()> {
 fn soak(args: SoakArgs) -> Result<()> {
     let settings = Settings::new(args.common, SOAK_SCENARIO)?;
     let spawn = args.addr.is_none();
-    let endpoint = endpoint(TargetKind::Cairn, args.addr, spawn, settings.shards)?;
+    let endpoint = endpoint(TargetKind::Cairn, args.addr, spawn, &settings)?;
     let options = soak::SoakOptions {
         rate: args.rate,
         fraction: args.fraction,

@@ -334,7 +334,7 @@ fn spawned_session(
     kind: TargetKind,
     phases: &[(Mode, &str)],
 ) -> Result<(Vec<PhaseResult>, String)> {
-    let endpoint = Endpoint { kind, addr: None, spawn: true, shards: settings.shards };
+    let endpoint = Endpoint { kind, addr: None, spawn: true, shards: settings.shards, tokens: settings.tokens.clone() };
     let mut session = Session::open(world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
     session.idle = settings.idle;

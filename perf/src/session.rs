@@ -20,6 +20,7 @@ use anyhow::{Context, Result};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::cairn_target::Tokens;
 use crate::driver::{self, Conn, Handover, IntervalReport, Mode, Role, Tally, INTERVAL};
 use crate::latency::{self, IntervalLog, Percentiles};
 use crate::ledger::{self, Ledger, Totals};
@@ -56,6 +57,8 @@ pub struct Session {
     pub progress: bool,
     /// What an idle open loop does.
     pub idle: driver::Idle,
+    /// What Cairn's connections present in HELLO.
+    pub tokens: Tokens,
 }
 
 /// What one phase measured.
@@ -131,6 +134,8 @@ pub struct Endpoint {
     pub spawn: bool,
     /// Cairn shards when spawning.
     pub shards: u32,
+    /// What Cairn's connections present in HELLO, and what a spawned Cairn requires.
+    pub tokens: Tokens,
 }
 
 fn unix_seconds() -> u64 {
@@ -141,14 +146,23 @@ impl Session {
     /// Starts or reaches the target, sets the scenario up on it, and opens the
     /// connections (load connections first, then subscribers) over `threads` workers.
     pub fn open(world: &World, endpoint: &Endpoint, threads: usize) -> Result<Session> {
-        let server = if endpoint.spawn { Some(Server::spawn(endpoint.kind, endpoint.shards)?) } else { None };
+        let server =
+            if endpoint.spawn { Some(Server::spawn(endpoint.kind, endpoint.shards, &endpoint.tokens)?) } else { None };
         let addr: String = match (&server, &endpoint.addr) {
             (Some(server), _) => server.addr.clone(),
             (None, Some(addr)) => addr.clone(),
             (None, None) => anyhow::bail!("give --addr ADDR of a running {} or --spawn", endpoint.kind.name()),
         };
+        let tokens = &endpoint.tokens;
         let scenario = &world.scenario;
         let connections = scenario.connections;
+        if endpoint.kind == TargetKind::Cairn {
+            // The load token is tried before the set-up creates anything, so a refused one
+            // leaves no hunt behind on a shared server. (Opening the load connections
+            // themselves first would leave them silent through a long set-up, which a
+            // server with an idle timeout closes.)
+            drop(cairn_target::Blocking::connect(&addr, tokens.load()).context("a load connection")?);
+        }
         let players: Vec<Players> = (0..connections).map(|c| Players::new(world, c, connections)).collect();
         let refs: Vec<&Players> = players.iter().collect();
         // A fresh server starts at hunt 1; a shared one gets a base unlikely to collide.
@@ -157,7 +171,8 @@ impl Session {
         let started = Instant::now();
         let (mut control, codec, shards) = match endpoint.kind {
             TargetKind::Cairn => {
-                let mut blocking = cairn_target::Blocking::connect(&addr)?;
+                let mut blocking =
+                    cairn_target::Blocking::connect(&addr, tokens.setup()).context("the set-up connection")?;
                 cairn_target::setup(&mut blocking, world, hunt_base, &refs).context("set-up on cairn")?;
                 let shards = blocking.shards;
                 (Control::Cairn(blocking), Codec::Cairn { hunt_base }, shards)
@@ -180,7 +195,7 @@ impl Session {
         let threads = threads.max(1);
         let mut workers: Vec<Vec<Conn>> = (0..threads).map(|_| Vec::new()).collect();
         for (index, owned) in players.into_iter().enumerate() {
-            let stream = connect(&codec, &addr)?;
+            let stream = connect(endpoint.kind, &addr, tokens).with_context(|| format!("load connection {index}"))?;
             let ledger = Ledger::new(world, owned.players.len());
             let role = Role::Load { index: index as u32, players: owned, ledger };
             workers[index % threads].push(Conn::new(stream, role)?);
@@ -189,7 +204,8 @@ impl Session {
             let hunts: Vec<u32> = (0..scenario.hunts.min(cairn::constants::SUBSCRIPTIONS_PER_CONNECTION_MAX))
                 .map(|k| (subscriber + k) % scenario.hunts)
                 .collect();
-            let stream = subscribe(&codec, &addr, &hunts)?;
+            let stream =
+                subscribe(&codec, &addr, tokens, &hunts).with_context(|| format!("subscriber {subscriber}"))?;
             let role = Role::Subscriber { last_seq: Default::default() };
             workers[(connections + subscriber) as usize % threads].push(Conn::new(stream, role)?);
         }
@@ -208,6 +224,7 @@ impl Session {
             shards,
             progress: true,
             idle: driver::Idle::Sleep,
+            tokens: tokens.clone(),
         })
     }
 
@@ -445,12 +462,12 @@ impl Session {
     }
 }
 
-/// A load connection's stream, handshaken.
-fn connect(codec: &Codec, addr: &str) -> Result<std::net::TcpStream> {
-    Ok(match codec {
-        Codec::Cairn { .. } => cairn_target::Blocking::connect(addr)?.into_stream(),
-        Codec::Redis(_) => redis_target::Blocking::connect(addr)?.into_stream(),
-        Codec::Null => {
+/// A load connection's stream, handshaken (Cairn: presenting the load token).
+fn connect(kind: TargetKind, addr: &str, tokens: &Tokens) -> Result<std::net::TcpStream> {
+    Ok(match kind {
+        TargetKind::Cairn => cairn_target::Blocking::connect(addr, tokens.load())?.into_stream(),
+        TargetKind::Redis => redis_target::Blocking::connect(addr)?.into_stream(),
+        TargetKind::Null => {
             let stream = std::net::TcpStream::connect(addr).with_context(|| format!("cannot connect to {addr}"))?;
             stream.set_nodelay(true)?;
             stream
@@ -459,10 +476,10 @@ fn connect(codec: &Codec, addr: &str) -> Result<std::net::TcpStream> {
 }
 
 /// A subscriber connection's stream, subscribed to `hunts`.
-fn subscribe(codec: &Codec, addr: &str, hunts: &[u32]) -> Result<std::net::TcpStream> {
+fn subscribe(codec: &Codec, addr: &str, tokens: &Tokens, hunts: &[u32]) -> Result<std::net::TcpStream> {
     Ok(match codec {
         Codec::Cairn { hunt_base } => {
-            let mut blocking = cairn_target::Blocking::connect(addr)?;
+            let mut blocking = cairn_target::Blocking::connect(addr, tokens.load())?;
             cairn_target::subscribe(&mut blocking, *hunt_base, hunts)?;
             blocking.into_stream()
         }
@@ -471,7 +488,7 @@ fn subscribe(codec: &Codec, addr: &str, hunts: &[u32]) -> Result<std::net::TcpSt
             redis_target::subscribe(&mut blocking, keys, hunts)?;
             blocking.into_stream()
         }
-        Codec::Null => connect(codec, addr)?,
+        Codec::Null => connect(TargetKind::Null, addr, tokens)?,
     })
 }
 

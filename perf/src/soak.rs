@@ -550,11 +550,12 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
         handovers: senders,
         rates: options.rates,
         seed: world.scenario.seed,
+        tokens: session.tokens.clone(),
     };
     let (churn_sender, churn_receiver) = mpsc::channel();
     let churn_thread = std::thread::spawn(move || churn::run(plan, churn_receiver));
     let mut sampler = Sampler {
-        stats: Blocking::connect(&session.addr)?,
+        stats: Blocking::connect(&session.addr, session.tokens.setup()).context("the STATS connection")?,
         pid,
         seconds,
         churn: churn_sender,

@@ -3,7 +3,9 @@
 //!
 //! Every server listens on 127.0.0.1 on a port the kernel picked free. Cairn is the
 //! release binary of this workspace (built if missing); it is ready when it prints
-//! `cairn listening on ADDR`, and it is stopped with SIGTERM, its graceful stop. Redis is
+//! `cairn listening on ADDR`, and it is stopped with SIGTERM, its graceful stop; it gets
+//! the run's tokens through `CAIRN_AUTH_TOKEN` and `CAIRN_ADMIN_TOKEN` (a flag would show
+//! them in the process list), and neither variable when the run has none. Redis is
 //! `redis-server` without persistence, ready when it answers PING. The null server is
 //! this binary's `null-server` subcommand. A server that does not stop within
 //! `STOP_TIMEOUT` after SIGTERM is killed.
@@ -17,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+use crate::cairn_target::{Tokens, ADMIN_TOKEN_VARIABLE, AUTH_TOKEN_VARIABLE};
 use crate::target::TargetKind;
 
 /// How long a spawned server may take to say it is ready.
@@ -38,13 +41,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server of `kind` (`shards` applies to Cairn) and waits until it is ready.
-    pub fn spawn(kind: TargetKind, shards: u32) -> Result<Server> {
+    /// Starts a server of `kind` (`shards` and `tokens` apply to Cairn) and waits until it
+    /// is ready.
+    pub fn spawn(kind: TargetKind, shards: u32, tokens: &Tokens) -> Result<Server> {
         let addr = format!("127.0.0.1:{}", free_port()?);
         let server = match kind {
             TargetKind::Cairn => {
                 let binary = cairn_binary()?;
-                let child = Command::new(&binary)
+                let mut command = Command::new(&binary);
+                for (variable, token) in [(AUTH_TOKEN_VARIABLE, &tokens.auth), (ADMIN_TOKEN_VARIABLE, &tokens.admin)] {
+                    match token {
+                        Some(token) => command.env(variable, token.expose()),
+                        None => command.env_remove(variable),
+                    };
+                }
+                let child = command
                     .args(["serve", "--listen", &addr, "--shards", &shards.to_string()])
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
