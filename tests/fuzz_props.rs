@@ -337,3 +337,36 @@ fn a_snapshot_topic_sequence_near_overflow_is_refused() {
     let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
     assert!(error.contains("topic sequence"), "{error}");
 }
+
+/// Found by the `snapshot` target in a re-run after the three above: a snapshot whose
+/// player had made `u32::MAX` claims loaded (a count of past claims has no bound the
+/// loader could check: removing a treasure takes its claims out of the claim table, not
+/// out of the players' counts), and the player's next award overflowed the count: a panic
+/// with overflow checks, a count wrapped to 0 without, which would lift a per-player claim
+/// limit. The count now saturates, as it would on the live path after 2^32 awards.
+#[test]
+fn a_player_at_the_largest_claim_count_stays_there_when_awarded() {
+    let bytes = std::fs::read(seeds_dir("snapshot").join("regression-player-claims")).unwrap();
+    decoders::check_snapshot(&bytes);
+    let mut bytes = bytes;
+    decoders::seal_snapshot(&mut bytes);
+    let mut shard = cairn::journal::decode_snapshot(&bytes).expect("the sealed input loads").shard;
+    let hunt = u32::from_le_bytes(bytes[cairn::journal::SNAPSHOT_HEADER_SIZE..][..4].try_into().unwrap());
+    let claims = |shard: &mut Shard, player| match shard.apply(&Event::Rank { hunt, player }, 0) {
+        cairn::outcome::Outcome::Standing(standing) => Some(standing.claims),
+        _ => None,
+    };
+    let saturated: Vec<u32> = (1..=3).filter(|&player| claims(&mut shard, player) == Some(u32::MAX)).collect();
+    assert!(!saturated.is_empty(), "the regression input holds a player at u32::MAX claims");
+    let time = 2_000_000_000_000_000;
+    let mut awarded = 0;
+    for &player in &saturated {
+        let position = cairn::event::Position::new(0, 0);
+        let event = Event::Move { hunt, player, seq: u32::MAX, position };
+        if let cairn::outcome::Outcome::Moved { claims: won } = shard.apply(&event, time) {
+            awarded += won.len();
+        }
+        assert_eq!(claims(&mut shard, player), Some(u32::MAX), "player {player}'s claim count moved off the maximum");
+    }
+    assert!(awarded > 0, "the regression input awards a treasure to a saturated player");
+}

@@ -690,7 +690,8 @@ impl Hunt {
         let points = points(rule, treasure.spec.value, index, capacity);
         let placement = treasure.placement;
         self.awards.push(Award { player: id, treasure: treasure_id, placement, points });
-        self.player_mut(id).claims += 1;
+        let player = self.player_mut(id);
+        player.claims = player.claims.saturating_add(1);
         let (score, rank) = self.add_points(id, points as i64, time, notices);
         let claim = Claim { treasure: treasure_id, index, capacity, points, score, rank };
         self.push_notice(notices, NoticeKind::Discovery { player: id, claim });
