@@ -345,7 +345,9 @@ impl Hunt {
         Ok(slot)
     }
 
-    fn travel_budget_max(&self) -> u64 {
+    /// The most travel a player can bank under the speed limit, in internal units; 0 when
+    /// the hunt has none (a move then keeps no budget).
+    pub(crate) fn travel_budget_max(&self) -> u64 {
         self.speed_units_per_second() * SPEED_BURST_US / MICROS_PER_SECOND
     }
 

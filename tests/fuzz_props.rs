@@ -338,6 +338,18 @@ fn a_snapshot_topic_sequence_near_overflow_is_refused() {
     assert!(error.contains("topic sequence"), "{error}");
 }
 
+/// Found by the `snapshot` target right after the three above: a snapshot whose player
+/// had banked a travel budget near `u64::MAX` loaded, and the player's next move under a
+/// speed limit overflowed adding the travel earned since. A move never banks more than
+/// the hunt's burst allowance, so the loader now refuses more.
+#[test]
+fn a_snapshot_travel_budget_above_the_hunt_maximum_is_refused() {
+    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-travel-budget")).unwrap();
+    decoders::seal_snapshot(&mut bytes);
+    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
+    assert!(error.contains("travel budget"), "{error}");
+}
+
 /// Found by the `snapshot` target in a re-run after the three above: a snapshot whose
 /// player had made `u32::MAX` claims loaded (a count of past claims has no bound the
 /// loader could check: removing a treasure takes its claims out of the claim table, not

@@ -372,6 +372,11 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         {
             return Err(format!("player {id}: position outside the coordinate range"));
         }
+        // A move never banks more than the hunt's burst allowance, and the next move adds
+        // to what is banked, so more would overflow there.
+        if travel_budget_units > hunt.travel_budget_max() {
+            return Err(format!("player {id}: travel budget {travel_budget_units} above the hunt's maximum"));
+        }
         let player = Player {
             id,
             handle,
