@@ -331,7 +331,13 @@ pub fn run(plan: Plan, seconds: Receiver<u64>) -> ChurnReport {
         churn.due(Instant::now());
         churn.service(Instant::now());
     }
-    churn.close_all();
+    // The soak is over: subscribers still stalled recover as in a settle second, so each
+    // one's outcome is what it saw, not what it had yet to read.
+    churn.recover(Instant::now());
+    while !churn.subscribers.is_empty() {
+        std::thread::sleep(TICK);
+        churn.service(Instant::now());
+    }
     churn.report
 }
 
@@ -371,21 +377,25 @@ impl Churn {
             SecondKind::Settle => {
                 self.next_reconnect = None;
                 self.next_subscriber = None;
-                // Fast subscribers leave now; slow ones recover and read what the server
-                // still has for them, then leave (all within the settle second).
-                for subscriber in &mut self.subscribers {
-                    if subscriber.slow {
-                        subscriber.pace = Pace::Draining;
-                        subscriber.leave_at = subscriber.leave_at.min(now + SlowLink::CATCH_UP);
-                    } else {
-                        subscriber.leave_at = now;
-                    }
-                }
+                self.recover(now);
             }
             SecondKind::Quiet => {
                 self.next_reconnect = None;
                 self.next_subscriber = None;
                 self.close_all();
+            }
+        }
+    }
+
+    /// The churn seconds are over: fast subscribers leave now; slow ones recover and read
+    /// what the server still has for them, then leave, within [`SlowLink::CATCH_UP`].
+    fn recover(&mut self, now: Instant) {
+        for subscriber in &mut self.subscribers {
+            if subscriber.slow {
+                subscriber.pace = Pace::Draining;
+                subscriber.leave_at = subscriber.leave_at.min(now + SlowLink::CATCH_UP);
+            } else {
+                subscriber.leave_at = now;
             }
         }
     }
