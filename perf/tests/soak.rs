@@ -42,7 +42,7 @@ const CHECKS_REQUIRED: [&str; 5] = ["errors", "validation", "rss_trend", "alloca
 /// limit the soak gives the server (16 KiB); see `SlowLink` in perf/src/churn.rs. In the
 /// 20-hunt world of soak-small.toml at 10 000 events/s a subscriber of every hunt is sent
 /// about 57 KB/s of pushes and stalls 2.25 s: 128 KB behind, past the usual 65 KB, so the
-/// server cuts it (three of three in each of four trial runs; at 3 000 events/s it fell
+/// server cuts it (three of three in each of seven trial runs; at 3 000 events/s it fell
 /// only 38 KB behind and none was). A narrow one (16 hunts) falls about 125 KB behind in
 /// 2.75 s and is sent GAP notices (likewise three of three). The soak has three churn
 /// periods, so three tries at a cut.
