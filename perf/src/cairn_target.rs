@@ -251,6 +251,12 @@ impl Blocking {
     /// Connects and says HELLO presenting `credential`.
     pub fn connect(addr: &str, credential: Credential<'_>) -> Result<Blocking> {
         let stream = TcpStream::connect(addr).with_context(|| format!("cannot connect to cairn at {addr}"))?;
+        Blocking::greet(stream, credential)
+    }
+
+    /// Says HELLO presenting `credential` on a stream already connected (one whose socket
+    /// options the caller chose, as the soak's slow subscribers do).
+    pub fn greet(stream: TcpStream, credential: Credential<'_>) -> Result<Blocking> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(BLOCKING_TIMEOUT))?;
         let mut blocking = Blocking { stream, input: Vec::new(), next_id: 1, shards: 0 };

@@ -323,7 +323,7 @@ fn endpoint(kind: TargetKind, addr: Option<String>, spawn: bool, settings: &Sett
     if let Some(addr) = &addr {
         loopback(addr)?;
     }
-    Ok(Endpoint { kind, addr, spawn, shards: settings.shards, tokens: settings.tokens.clone() })
+    Ok(Endpoint { kind, addr, spawn, shards: settings.shards, tokens: settings.tokens.clone(), cairn_args: Vec::new() })
 }
 
 fn run(args: RunArgs) -> Result<()> {

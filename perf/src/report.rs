@@ -334,7 +334,14 @@ fn spawned_session(
     kind: TargetKind,
     phases: &[(Mode, &str)],
 ) -> Result<(Vec<PhaseResult>, String)> {
-    let endpoint = Endpoint { kind, addr: None, spawn: true, shards: settings.shards, tokens: settings.tokens.clone() };
+    let endpoint = Endpoint {
+        kind,
+        addr: None,
+        spawn: true,
+        shards: settings.shards,
+        tokens: settings.tokens.clone(),
+        cairn_args: Vec::new(),
+    };
     let mut session = Session::open(world, &endpoint, settings.threads)?;
     session.progress = settings.progress;
     session.idle = settings.idle;

@@ -136,6 +136,8 @@ pub struct Endpoint {
     pub shards: u32,
     /// What Cairn's connections present in HELLO, and what a spawned Cairn requires.
     pub tokens: Tokens,
+    /// More `cairn serve` flags when spawning Cairn (the soak's subscriber limits).
+    pub cairn_args: Vec<String>,
 }
 
 fn unix_seconds() -> u64 {
@@ -146,8 +148,11 @@ impl Session {
     /// Starts or reaches the target, sets the scenario up on it, and opens the
     /// connections (load connections first, then subscribers) over `threads` workers.
     pub fn open(world: &World, endpoint: &Endpoint, threads: usize) -> Result<Session> {
-        let server =
-            if endpoint.spawn { Some(Server::spawn(endpoint.kind, endpoint.shards, &endpoint.tokens)?) } else { None };
+        let server = if endpoint.spawn {
+            Some(Server::spawn(endpoint.kind, endpoint.shards, &endpoint.tokens, &endpoint.cairn_args)?)
+        } else {
+            None
+        };
         let addr: String = match (&server, &endpoint.addr) {
             (Some(server), _) => server.addr.clone(),
             (None, Some(addr)) => addr.clone(),

@@ -21,8 +21,11 @@
 //! the backlog (scheduled minus answered) does not grow across the second half by more
 //! than one second of load; every clean second holds events and exactly zero server
 //! allocations; the server holds the same number of connections in every clean second
-//! (when spawned); and the p99.9 of the last quarter is not more than twice that of the
-//! second quarter plus 1 ms. A clean second is one whose STATS sample shows no connection
+//! (when spawned); the p99.9 of the last quarter is not more than twice that of the
+//! second quarter plus 1 ms; and, on a spawned server (which runs the soak's subscriber
+//! limits, [`SOAK_SUBSCRIBER_BUFFER_SOFT`]), the server cut at least one of the churn's
+//! slow subscribers, as they saw it on their sockets (see `churn.rs`), while the checks
+//! above say it stayed healthy. A clean second is one whose STATS sample shows no connection
 //! accepted or closed and no churned subscription alive at either end, and in which the
 //! harness swapped no socket: the churn calendar aims to make every quiet second clean,
 //! but when the machine stalls the server or the churn thread for seconds, churn spills
@@ -39,10 +42,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use cairn::protocol::ErrorCode;
 use serde::Serialize;
 
 use crate::cairn_target::Blocking;
-use crate::churn::{self, Calendar, ChurnReport, ChurnSecond, Rates, SecondKind};
+use crate::churn::{self, Calendar, ChurnReport, ChurnSecond, Rates, SecondKind, SlowLink};
 use crate::driver::{IntervalReport, Mode};
 use crate::latency::{self, Percentiles};
 use crate::plot::{self, Panel};
@@ -67,6 +71,18 @@ const SENT_SHARE_MIN: f64 = 0.98;
 const KIB_PER_MIB: f64 = 1024.0;
 /// The backlog may grow across the second half by at most this many seconds of load.
 const BACKLOG_GROWTH_SECONDS_MAX: f64 = 1.0;
+/// The soft limit on a subscriber's pending output the soak gives the server it spawns
+/// (`cairn serve --subscriber-buffer-soft`), bytes. The default, 8 MiB, is sized for a
+/// busy game's push rate; at the soak's (about 210 KB/s to a subscriber of every hunt) a
+/// subscriber would have to read nothing for 40 s before the server acted, far beyond a
+/// churned subscriber's life: see `churn::SlowLink` for the figures.
+pub const SOAK_SUBSCRIBER_BUFFER_SOFT: usize = 16 * 1024;
+/// The hard limit the soak gives the server it spawns (`--subscriber-buffer-max`), bytes:
+/// the default's ratio to the soft limit is 4; 16 here. Pushes stop at the soft limit, so
+/// a connection that only subscribes never reaches it (the cuts the soak sees are the
+/// server's other reason, more missed ranges than it remembers); a lower one would not
+/// change that.
+pub const SOAK_SUBSCRIBER_BUFFER_MAX: usize = 256 * 1024;
 
 /// What `soak` takes besides the shared settings.
 #[derive(Clone, Debug)]
@@ -98,8 +114,35 @@ struct ServerSecond {
     /// Connections open and subscriptions held at the end of the second.
     open: u64,
     subscriptions: u64,
+    /// Pushes the server dropped (a subscriber above the soft limit), GAP notices it sent,
+    /// and subscribers it cut (GOODBYE `slow_consumer` from its push path).
+    pushes_dropped: u64,
+    gaps_sent: u64,
+    subscribers_cut: u64,
     /// The machine's 1-minute load average at the end of the second.
     load_1m: f64,
+}
+
+/// The cumulative STATS counters the soak turns into per-second figures.
+#[derive(Clone, Copy, Debug, Default)]
+struct Counters {
+    accepted: u64,
+    closed: u64,
+    pushes_dropped: u64,
+    gaps_sent: u64,
+    subscribers_cut: u64,
+}
+
+impl Counters {
+    fn of(document: &serde_json::Value) -> Result<Counters> {
+        Ok(Counters {
+            accepted: number(document, "/connections/accepted")?,
+            closed: number(document, "/connections/closed")?,
+            pushes_dropped: number(document, "/pushes/dropped")?,
+            gaps_sent: number(document, "/pushes/gaps_sent")?,
+            subscribers_cut: number(document, "/subscribers_disconnected")?,
+        })
+    }
 }
 
 /// The harness's side of one second.
@@ -120,7 +163,7 @@ struct Sampler {
     rss_start_kib: u64,
     server: Vec<ServerSecond>,
     harness: BTreeMap<u64, HarnessSecond>,
-    last: (u64, u64),
+    last: Counters,
 }
 
 /// The first field of `/proc/loadavg` (0 when unreadable: it is context, not a measure).
@@ -139,23 +182,26 @@ impl PhaseHooks for Sampler {
     fn boundary(&mut self, index: u64) -> Result<()> {
         let document = self.stats.stats()?;
         let rss_kib = spawn::rss_kib(self.pid)?;
-        let accepted = number(&document, "/connections/accepted")?;
-        let closed = number(&document, "/connections/closed")?;
+        let counters = Counters::of(&document)?;
         if index == 0 {
             self.rss_start_kib = rss_kib;
         } else {
+            let last = self.last;
             self.server.push(ServerSecond {
                 rss_kib,
                 events: number(&document, "/allocations/events_since_mark")?,
                 allocations: number(&document, "/allocations/since_mark")?,
-                accepted: accepted - self.last.0,
-                closed: closed - self.last.1,
+                accepted: counters.accepted - last.accepted,
+                closed: counters.closed - last.closed,
                 open: number(&document, "/connections/open")?,
                 subscriptions: number(&document, "/subscribers")?,
+                pushes_dropped: counters.pushes_dropped - last.pushes_dropped,
+                gaps_sent: counters.gaps_sent - last.gaps_sent,
+                subscribers_cut: counters.subscribers_cut - last.subscribers_cut,
                 load_1m: load_1m(),
             });
         }
-        self.last = (accepted, closed);
+        self.last = counters;
         if index < self.seconds {
             // The churn thread may have stopped early on its own; the soak goes on.
             let _ = self.churn.send(index);
@@ -222,10 +268,29 @@ pub struct Row {
     pub server_subscriptions: u64,
     /// Pushes the churned subscribers read.
     pub pushes: u64,
-    /// Pushes they missed (slow ones).
+    /// Pushes they know they missed (slow ones): GAP notices' ranges and sequence jumps,
+    /// each missed push once.
     pub push_gaps: u64,
     /// The machine's 1-minute load average at the end of the second.
     pub load_1m: f64,
+    /// Slow subscribers opened.
+    pub slow_opened: u64,
+    /// Pushes slow subscribers read.
+    pub slow_pushes: u64,
+    /// GAP notices the churned subscribers received.
+    pub gap_notices: u64,
+    /// Jumps in sequence numbers no GAP notice had announced.
+    pub seq_jumps: u64,
+    /// Slow subscribers that ended this second having seen a gap, not cut.
+    pub slow_gapped: u64,
+    /// Slow subscribers that ended this second cut by the server (GOODBYE or close).
+    pub slow_cut: u64,
+    /// Pushes the server dropped (STATS `pushes.dropped`).
+    pub server_pushes_dropped: u64,
+    /// GAP notices the server sent (STATS `pushes.gaps_sent`).
+    pub server_gaps_sent: u64,
+    /// Subscribers the server cut from its push path (STATS `subscribers_disconnected`).
+    pub server_subscribers_cut: u64,
 }
 
 fn rows(server: &[ServerSecond], harness: &BTreeMap<u64, HarnessSecond>, churn: &ChurnReport) -> Vec<Row> {
@@ -258,6 +323,15 @@ fn rows(server: &[ServerSecond], harness: &BTreeMap<u64, HarnessSecond>, churn: 
                 pushes: c.pushes,
                 push_gaps: c.push_gaps,
                 load_1m: s.load_1m,
+                slow_opened: c.slow_opened,
+                slow_pushes: c.slow_pushes,
+                gap_notices: c.gap_notices,
+                seq_jumps: c.seq_jumps,
+                slow_gapped: c.slow_gapped,
+                slow_cut: c.slow_dropped,
+                server_pushes_dropped: s.pushes_dropped,
+                server_gaps_sent: s.gaps_sent,
+                server_subscribers_cut: s.subscribers_cut,
                 clean: false,
             }
         })
@@ -313,6 +387,111 @@ pub struct Totals {
     pub rss_growth_max_mib: f64,
     /// The server was started by this run (so every connection it holds is ours).
     pub spawned: bool,
+    /// Of `errors`, the churn thread's (subscribers, reconnections); the rest are the load
+    /// connections'.
+    pub churn_errors: u64,
+    /// What happened to the slow subscribers.
+    pub slow: SlowTotals,
+}
+
+/// What the slow subscribers saw on their sockets over the soak, and what the server
+/// counted (STATS) over the window.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SlowTotals {
+    /// The server runs the soak's subscriber limits (it spawned it), so it must have cut
+    /// some: judged.
+    pub judged: bool,
+    /// Slow subscribers opened: narrow ones (few hunts), wide ones (every hunt).
+    pub narrow: u64,
+    /// See `narrow`.
+    pub wide: u64,
+    /// Pushes they read.
+    pub pushes: u64,
+    /// GAP notices the churned subscribers received.
+    pub gap_notices: u64,
+    /// Sequence jumps no GAP notice had announced.
+    pub seq_jumps: u64,
+    /// Pushes the churned subscribers know they missed.
+    pub missed: u64,
+    /// Slow subscribers that saw a gap and were not cut.
+    pub gapped: u64,
+    /// Slow subscribers the server cut: GOODBYE read, or the connection closed.
+    pub cut: u64,
+    /// GOODBYE codes read, with their counts.
+    pub goodbyes: BTreeMap<u16, u64>,
+    /// Cut without a GOODBYE read.
+    pub closed_without_goodbye: u64,
+    /// Slow subscribers that read every push: the server never acted.
+    pub unaffected: u64,
+    /// Frames read after a GOODBYE.
+    pub frames_after_goodbye: u64,
+    /// The server's count of pushes dropped over the window.
+    pub server_pushes_dropped: u64,
+    /// The server's count of GAP notices sent.
+    pub server_gaps_sent: u64,
+    /// The server's count of subscribers cut from its push path.
+    pub server_cut: u64,
+}
+
+impl SlowTotals {
+    fn of(churn: &ChurnReport, rows: &[Row], judged: bool) -> SlowTotals {
+        SlowTotals {
+            judged,
+            narrow: churn.slow_kinds[0],
+            wide: churn.slow_kinds[1],
+            pushes: churn.total(|s| s.slow_pushes),
+            gap_notices: churn.total(|s| s.gap_notices),
+            seq_jumps: churn.total(|s| s.seq_jumps),
+            missed: churn.total(|s| s.push_gaps),
+            gapped: churn.total(|s| s.slow_gapped),
+            cut: churn.total(|s| s.slow_dropped),
+            goodbyes: churn.goodbyes.clone(),
+            closed_without_goodbye: churn.total(|s| s.slow_closed_without_goodbye),
+            unaffected: churn.total(|s| s.slow_unaffected),
+            frames_after_goodbye: churn.total(|s| s.frames_after_goodbye),
+            server_pushes_dropped: rows.iter().map(|row| row.server_pushes_dropped).sum(),
+            server_gaps_sent: rows.iter().map(|row| row.server_gaps_sent).sum(),
+            server_cut: rows.iter().map(|row| row.server_subscribers_cut).sum(),
+        }
+    }
+
+    /// The GOODBYEs read, as `11 slow_consumer x3, ...`, or `none`.
+    fn goodbye_list(&self) -> String {
+        let named = |code: u16| ErrorCode::from_u16(code).map_or("unknown", ErrorCode::name);
+        let list: Vec<String> =
+            self.goodbyes.iter().map(|(code, count)| format!("{code} {} x{count}", named(*code))).collect();
+        if list.is_empty() {
+            "none".into()
+        } else {
+            list.join(", ")
+        }
+    }
+
+    /// The figures, in words.
+    fn summary(&self) -> String {
+        format!(
+            "{} slow subscribers ({} narrow, {} wide): {} cut by the server (GOODBYE read: {}; closed without \
+             one: {}; frames read after a GOODBYE: {}), {} saw gaps and stayed, {} unaffected; {} pushes read, {} \
+             GAP notices and {} sequence jumps seen, {} pushes known missed; the server counted {} pushes dropped, \
+             {} GAP notices sent, {} subscribers cut",
+            self.narrow + self.wide,
+            self.narrow,
+            self.wide,
+            self.cut,
+            self.goodbye_list(),
+            self.closed_without_goodbye,
+            self.frames_after_goodbye,
+            self.gapped,
+            self.unaffected,
+            self.pushes,
+            self.gap_notices,
+            self.seq_jumps,
+            self.missed,
+            self.server_pushes_dropped,
+            self.server_gaps_sent,
+            self.server_cut
+        )
+    }
 }
 
 /// Least-squares slope of `points` (x, y), or `None` with fewer than two distinct x.
@@ -339,7 +518,16 @@ fn median(values: &mut [f64]) -> Option<f64> {
 /// Every check of the soak, in order.
 pub fn verdict(rows: &[Row], totals: &Totals) -> Vec<Check> {
     let mut checks = Vec::new();
-    checks.push(Check { name: "errors", ok: totals.errors == 0, detail: format!("{} errors", totals.errors) });
+    checks.push(Check {
+        name: "errors",
+        ok: totals.errors == 0,
+        detail: format!(
+            "{} errors ({} on the load connections, {} in the churn)",
+            totals.errors,
+            totals.errors - totals.churn_errors,
+            totals.churn_errors
+        ),
+    });
     checks.push(Check { name: "validation", ok: totals.validation == "ok", detail: totals.validation.clone() });
     let share = totals.sent as f64 / totals.scheduled.max(1) as f64;
     checks.push(Check {
@@ -358,7 +546,23 @@ pub fn verdict(rows: &[Row], totals: &Totals) -> Vec<Check> {
     checks.push(allocation_check(rows));
     checks.push(connection_check(rows, totals.spawned));
     checks.push(latency_check(rows));
+    checks.push(slow_subscriber_check(&totals.slow));
     checks
+}
+
+/// The server acted on the slow subscribers: on a server running the soak's limits, at
+/// least one was cut. (That it stayed healthy meanwhile is what the other checks say:
+/// no errors on any other connection, RSS, allocations, connections, latency.)
+fn slow_subscriber_check(slow: &SlowTotals) -> Check {
+    let summary = slow.summary();
+    let (ok, detail) = if !slow.judged {
+        (true, format!("{summary}; the server at --addr has limits of its own: not judged"))
+    } else if slow.narrow + slow.wide == 0 {
+        (true, format!("{summary}; no slow subscriber opened: not judged"))
+    } else {
+        (slow.cut > 0, summary)
+    };
+    Check { name: "slow_subscribers", ok, detail }
 }
 
 /// The second half's RSS must not trend up by more than the bound.
@@ -425,6 +629,7 @@ fn allocation_check(rows: &[Row]) -> Check {
     let other: Vec<&Row> = rows.iter().filter(|row| !row.clean).collect();
     let other_allocations: u64 = other.iter().map(|row| row.allocations).sum();
     let other_accepted: u64 = other.iter().map(|row| row.server_accepted).sum();
+    let other_cut: u64 = other.iter().map(|row| row.server_subscribers_cut).sum();
     let worst = clean.iter().max_by_key(|row| row.allocations).map(|row| (row.second, row.allocations));
     let ok = !clean.is_empty() && clean_events > 0 && clean_allocations == 0;
     let mut detail = format!(
@@ -440,7 +645,7 @@ fn allocation_check(rows: &[Row]) -> Check {
     let _ = write!(
         detail,
         "; the other seconds: {other_allocations} allocations for {other_accepted} connections accepted ({:.1} per \
-         connection)",
+         connection; {other_cut} of them slow subscribers the server cut)",
         other_allocations as f64 / other_accepted.max(1) as f64
     );
     Check { name: "allocations", ok, detail }
@@ -492,7 +697,7 @@ fn latency_check(rows: &[Row]) -> Check {
 }
 
 /// Runs the soak and writes its outputs; an `Err` names what failed.
-pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Result<()> {
+pub fn soak(settings: Settings, mut endpoint: Endpoint, options: SoakOptions) -> Result<()> {
     if endpoint.kind != TargetKind::Cairn {
         bail!("soak drives cairn only: it reads the server's STATS every second");
     }
@@ -510,6 +715,15 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
         if !(0.0..=100.0).contains(&rate) {
             bail!("{name} must be between 0 and 100, not {rate}");
         }
+    }
+    if endpoint.spawn {
+        endpoint.cairn_args = [
+            ("--subscriber-buffer-soft", SOAK_SUBSCRIBER_BUFFER_SOFT),
+            ("--subscriber-buffer-max", SOAK_SUBSCRIBER_BUFFER_MAX),
+        ]
+        .into_iter()
+        .flat_map(|(flag, bytes)| [flag.to_string(), bytes.to_string()])
+        .collect();
     }
     let load_start = report::load_average();
     let world = World::new(&settings.scenario);
@@ -562,7 +776,7 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
         rss_start_kib: 0,
         server: Vec::new(),
         harness: BTreeMap::new(),
-        last: (0, 0),
+        last: Counters::default(),
     };
     let duration = Duration::from_secs(seconds);
     let phase = session.phase_with(mode, duration, true, "soak", receivers, Some(&mut sampler));
@@ -574,6 +788,8 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
     let validation = session.validate()?;
     let rows = rows(&server, &harness, &churn_report);
     let tally = &result.tally;
+    let spawned = session.server.is_some();
+    let slow = SlowTotals::of(&churn_report, &rows, spawned);
     let totals = Totals {
         errors: tally.errors + tally.lost + churn_report.errors(),
         validation: validation.clone(),
@@ -581,7 +797,9 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
         scheduled: (rate as f64 * duration.as_secs_f64()) as u64,
         rate,
         rss_growth_max_mib: options.rss_growth_max_mib,
-        spawned: session.server.is_some(),
+        spawned,
+        churn_errors: churn_report.errors(),
+        slow: slow.clone(),
     };
     let checks = verdict(&rows, &totals);
     let out = settings.out_dir(&format!("{}-soak", world.scenario.name));
@@ -601,7 +819,18 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
             "churn_seconds_per_period": Calendar::CHURN_SECONDS,
             "reconnects_per_churn_s": options.rates.reconnects_per_s,
             "subscribers_per_churn_s": options.rates.subscribers_per_s,
-            "slow_subscriber_read_bytes_per_s": churn::SLOW_READ_BYTES as f64 / churn::SLOW_READ_PERIOD.as_secs_f64(),
+            // Slow subscribers now stall (read nothing) until the settle second; the field
+            // stays, as what they read while slow.
+            "slow_subscriber_read_bytes_per_s": 0.0,
+            "slow_subscriber_receive_buffer_bytes": SlowLink::RECEIVE_BUFFER_BYTES,
+            "slow_subscriber_segment_bytes": SlowLink::SEGMENT_BYTES,
+            "slow_subscriber_catch_up_ms": SlowLink::CATCH_UP.as_millis() as u64,
+            "narrow_slow_subscriber_hunts": churn::NARROW_HUNTS,
+        },
+        "subscriber_limits": if spawned {
+            serde_json::json!({ "soft_bytes": SOAK_SUBSCRIBER_BUFFER_SOFT, "max_bytes": SOAK_SUBSCRIBER_BUFFER_MAX })
+        } else {
+            serde_json::json!("the server's own (attached with --addr)")
         },
         "shards": session.shards,
         "connections": world.scenario.connections,
@@ -612,7 +841,25 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
         "subscribers_opened": churn_report.seconds.iter().map(|s| s.subscribers_opened).sum::<u64>(),
         "pushes_to_churned_subscribers": churn_report.seconds.iter().map(|s| s.pushes).sum::<u64>(),
         "push_gaps_of_churned_subscribers": churn_report.seconds.iter().map(|s| s.push_gaps).sum::<u64>(),
-        "slow_subscribers_dropped_by_server": churn_report.seconds.iter().map(|s| s.slow_dropped).sum::<u64>(),
+        "slow_subscribers_dropped_by_server": slow.cut,
+        "slow_subscribers": {
+            "opened": slow.narrow + slow.wide,
+            "narrow": slow.narrow,
+            "wide": slow.wide,
+            "pushes_read": slow.pushes,
+            "gap_notices": slow.gap_notices,
+            "sequence_jumps": slow.seq_jumps,
+            "pushes_missed": slow.missed,
+            "saw_gaps": slow.gapped,
+            "cut_by_server": slow.cut,
+            "goodbye_codes": slow.goodbyes.iter().map(|(code, count)| (code.to_string(), *count)).collect::<BTreeMap<String, u64>>(),
+            "closed_without_goodbye": slow.closed_without_goodbye,
+            "unaffected": slow.unaffected,
+            "frames_after_goodbye": slow.frames_after_goodbye,
+            "server_pushes_dropped": slow.server_pushes_dropped,
+            "server_gaps_sent": slow.server_gaps_sent,
+            "server_subscribers_cut": slow.server_cut,
+        },
         "latency_us": Percentiles::of(&tally.latency),
         "service_latency_us": Percentiles::of(&tally.service),
         "server_cpu_us_per_event": result.server_cpu_us_per_event(),
@@ -626,7 +873,7 @@ pub fn soak(settings: Settings, endpoint: Endpoint, options: SoakOptions) -> Res
         "seconds": rows,
     });
     write_outputs(&out, &document, &rows, &result.tally.latency)?;
-    print_verdict(&document, &checks);
+    print_verdict(&document, &checks, &slow);
     println!("outputs in {}", out.display());
     session.close()?;
     let failed: Vec<String> =
@@ -679,7 +926,8 @@ fn csv(rows: &[Row]) -> String {
     let mut out = String::from(
         "second,kind,events_per_s,server_events,allocations,allocations_per_event,rss_mib,p50_us,p99_us,p999_us,max_us,\
          errors,reconnects,subscribers_opened,subscribers_closed,server_accepted,server_closed,server_open,\
-         server_subscriptions,pushes,push_gaps,clean,load_1m\n",
+         server_subscriptions,pushes,push_gaps,clean,load_1m,slow_opened,slow_pushes,gap_notices,seq_jumps,\
+         slow_gapped,slow_cut,server_pushes_dropped,server_gaps_sent,server_subscribers_cut\n",
     );
     for r in rows {
         let kind = match r.kind {
@@ -689,7 +937,7 @@ fn csv(rows: &[Row]) -> String {
         };
         let _ = writeln!(
             out,
-            "{},{kind},{},{},{},{:.6},{:.2},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{:.2}",
+            "{},{kind},{},{},{},{:.6},{:.2},{:.1},{:.1},{:.1},{:.1},{},{},{},{},{},{},{},{},{},{},{},{:.2},{},{},{},{},{},{},{},{},{}",
             r.second,
             r.events_per_s,
             r.server_events,
@@ -711,13 +959,22 @@ fn csv(rows: &[Row]) -> String {
             r.pushes,
             r.push_gaps,
             r.clean,
-            r.load_1m
+            r.load_1m,
+            r.slow_opened,
+            r.slow_pushes,
+            r.gap_notices,
+            r.seq_jumps,
+            r.slow_gapped,
+            r.slow_cut,
+            r.server_pushes_dropped,
+            r.server_gaps_sent,
+            r.server_subscribers_cut
         );
     }
     out
 }
 
-fn print_verdict(document: &serde_json::Value, checks: &[Check]) {
+fn print_verdict(document: &serde_json::Value, checks: &[Check], slow: &SlowTotals) {
     let l = &document["latency_us"];
     println!(
         "soak of {} s at {} ev/s ({}); {MACHINE}; load average {} at the start, {} at the end",
@@ -728,7 +985,7 @@ fn print_verdict(document: &serde_json::Value, checks: &[Check]) {
         document["load_average_end"].as_str().unwrap_or("?")
     );
     println!(
-        "  sent {}  acked {}  errors {}  reconnects {}  subscribers {} (pushes {}, gaps {}, slow dropped {})",
+        "  sent {}  acked {}  errors {}  reconnects {}  subscribers {} (pushes {}, missed {}, slow cut by the server {})",
         document["events_sent"],
         document["events_acked"],
         document["errors"],
@@ -738,6 +995,7 @@ fn print_verdict(document: &serde_json::Value, checks: &[Check]) {
         document["push_gaps_of_churned_subscribers"],
         document["slow_subscribers_dropped_by_server"]
     );
+    println!("  {}", slow.summary());
     println!(
         "  latency µs (whole window, from intended): p50 {}  p99 {}  p99.9 {}  max {}",
         l["p50"], l["p99"], l["p999"], l["max"]
@@ -776,6 +1034,15 @@ mod tests {
             pushes: 0,
             push_gaps: 0,
             load_1m: 1.0,
+            slow_opened: 0,
+            slow_pushes: 0,
+            gap_notices: 0,
+            seq_jumps: 0,
+            slow_gapped: 0,
+            slow_cut: 0,
+            server_pushes_dropped: 0,
+            server_gaps_sent: 0,
+            server_subscribers_cut: 0,
         }
     }
 
@@ -800,6 +1067,19 @@ mod tests {
             rate: 1_000,
             rss_growth_max_mib: 16.0,
             spawned: true,
+            churn_errors: 0,
+            slow: SlowTotals {
+                judged: true,
+                narrow: 6,
+                wide: 6,
+                cut: 5,
+                goodbyes: BTreeMap::from([(11, 4)]),
+                closed_without_goodbye: 1,
+                gapped: 4,
+                unaffected: 3,
+                server_cut: 5,
+                ..SlowTotals::default()
+            },
         }
     }
 
@@ -820,7 +1100,11 @@ mod tests {
             "{}",
             allocations.detail
         );
-        assert!(allocations.detail.contains("(2.0 per connection)"), "{}", allocations.detail);
+        assert!(
+            allocations.detail.contains("(2.0 per connection; 0 of them slow subscribers the server cut)"),
+            "{}",
+            allocations.detail
+        );
     }
 
     #[test]
@@ -857,6 +1141,30 @@ mod tests {
 
         let broken = Totals { errors: 3, validation: "treasure 4 of hunt 0: 3 claims".into(), sent: 900, ..totals() };
         assert_eq!(failed(&steady(60), &broken), ["errors", "validation", "schedule"]);
+
+        let never_cut = SlowTotals { cut: 0, goodbyes: BTreeMap::new(), closed_without_goodbye: 0, ..totals().slow };
+        assert_eq!(failed(&steady(60), &Totals { slow: never_cut.clone(), ..totals() }), ["slow_subscribers"]);
+        let attached = SlowTotals { judged: false, ..never_cut.clone() };
+        assert!(failed(&steady(60), &Totals { slow: attached, ..totals() }).is_empty(), "limits unknown: not judged");
+        let none_opened = SlowTotals { narrow: 0, wide: 0, ..never_cut };
+        assert!(failed(&steady(60), &Totals { slow: none_opened, ..totals() }).is_empty());
+    }
+
+    #[test]
+    fn the_slow_subscribers_summary_names_what_the_server_did() {
+        let checks = verdict(&steady(20), &totals());
+        let slow = checks.iter().find(|check| check.name == "slow_subscribers").unwrap();
+        assert!(slow.ok);
+        assert!(
+            slow.detail.starts_with(
+                "12 slow subscribers (6 narrow, 6 wide): 5 cut by the server (GOODBYE read: 11 slow_consumer x4; \
+                 closed without one: 1; frames read after a GOODBYE: 0), 4 saw gaps and stayed, 3 unaffected;"
+            ),
+            "{}",
+            slow.detail
+        );
+        let errors = &checks[0];
+        assert_eq!(errors.detail, "0 errors (0 on the load connections, 0 in the churn)");
     }
 
     #[test]

@@ -41,9 +41,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server of `kind` (`shards` and `tokens` apply to Cairn) and waits until it
-    /// is ready.
-    pub fn spawn(kind: TargetKind, shards: u32, tokens: &Tokens) -> Result<Server> {
+    /// Starts a server of `kind` (`shards`, `tokens` and the extra `cairn serve` flags
+    /// `cairn_args` apply to Cairn) and waits until it is ready.
+    pub fn spawn(kind: TargetKind, shards: u32, tokens: &Tokens, cairn_args: &[String]) -> Result<Server> {
         let addr = format!("127.0.0.1:{}", free_port()?);
         let server = match kind {
             TargetKind::Cairn => {
@@ -57,6 +57,7 @@ impl Server {
                 }
                 let child = command
                     .args(["serve", "--listen", &addr, "--shards", &shards.to_string()])
+                    .args(cairn_args)
                     .stdout(Stdio::piped())
                     .stderr(Stdio::inherit())
                     .spawn()

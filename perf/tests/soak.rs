@@ -1,9 +1,9 @@
 //! `cairn-perf soak` end to end, short: the real binary spawns the real server, churns
 //! connections and subscribers for 15 s at a modest rate, and must pass every check that
 //! does not hang on the machine's scheduler (errors, validation, RSS, zero allocations in
-//! clean seconds) with every output written; an impossible schedule must
-//! fail it with a non-zero exit that names the check; bad flags are refused with a
-//! message.
+//! clean seconds, the server cutting a slow subscriber) with every output written; an
+//! impossible schedule must fail it with a non-zero exit that names the check; bad flags
+//! are refused with a message.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -35,13 +35,24 @@ fn soak(out: &Path, flags: &[&str]) -> Output {
 /// `connections` (it needs a clean second in each half) and `latency_trend` hang on how
 /// the shared machine schedules a 15 s run, so the test only requires the exit status to
 /// agree with them.
-const CHECKS_REQUIRED: [&str; 4] = ["errors", "validation", "rss_trend", "allocations"];
+const CHECKS_REQUIRED: [&str; 5] = ["errors", "validation", "rss_trend", "allocations", "slow_subscribers"];
+
+/// The event rate of the passing soak. The server acts on a slow subscriber once it is
+/// behind by what the kernel holds for it (45-50 KB as a rule, up to 280 KB) plus the soft
+/// limit the soak gives the server (16 KiB); see `SlowLink` in perf/src/churn.rs. In the
+/// 20-hunt world of soak-small.toml at 10 000 events/s a subscriber of every hunt is sent
+/// about 57 KB/s of pushes and stalls 2.25 s: 128 KB behind, past the usual 65 KB, so the
+/// server cuts it (three of three in each of seven trial runs; at 3 000 events/s it fell
+/// only 38 KB behind and none was). A narrow one (16 hunts) falls about 125 KB behind in
+/// 2.75 s and is sent GAP notices (likewise three of three). The soak has three churn
+/// periods, so three tries at a cut.
+const RATE: &str = "10000";
 
 #[test]
 fn a_short_soak_passes_its_verdict_and_writes_every_output() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let out = out_dir("pass");
-    let output = soak(&out, &["--duration", "15", "--warmup", "1", "--rate", "3000"]);
+    let output = soak(&out, &["--duration", "15", "--warmup", "1", "--rate", RATE]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
     let context = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
@@ -51,7 +62,7 @@ fn a_short_soak_passes_its_verdict_and_writes_every_output() {
     assert_eq!(document["validation"], "ok", "{context}");
     assert_eq!(document["errors"], 0, "{context}");
     let checks = document["checks"].as_array().unwrap();
-    assert_eq!(checks.len(), 8);
+    assert_eq!(checks.len(), 9);
     for name in CHECKS_REQUIRED {
         let check = checks.iter().find(|check| check["name"] == name).expect(name);
         assert_eq!(check["ok"], true, "{check}\n{context}");
@@ -76,6 +87,20 @@ fn a_short_soak_passes_its_verdict_and_writes_every_output() {
         assert_eq!(second["allocations"], 0, "{second}");
     }
     assert!(seconds.iter().all(|second| second["rss_mib"].as_f64().unwrap() > 1.0));
+    // The server acted on the slow subscribers, as they saw it on their sockets: at least
+    // one was cut, each cut with GOODBYE slow_consumer (11) or a close, and the server
+    // counted its cuts too; the well-behaved connections had no error (above).
+    let slow = &document["slow_subscribers"];
+    let cut = slow["cut_by_server"].as_u64().unwrap();
+    assert!(cut >= 1, "no slow subscriber was cut: {slow}\n{context}");
+    assert_eq!(document["slow_subscribers_dropped_by_server"], cut);
+    let goodbyes = slow["goodbye_codes"].as_object().unwrap();
+    assert!(goodbyes.keys().all(|code| code == "11"), "{slow}");
+    let with_goodbye: u64 = goodbyes.values().map(|count| count.as_u64().unwrap()).sum();
+    assert_eq!(with_goodbye + slow["closed_without_goodbye"].as_u64().unwrap(), cut, "{slow}");
+    assert!(slow["server_subscribers_cut"].as_u64().unwrap() >= 1, "{slow}");
+    assert!(slow["server_pushes_dropped"].as_u64().unwrap() >= 1, "{slow}");
+    assert!(stdout.contains("ok   slow_subscribers: "), "{context}");
 
     let csv = std::fs::read_to_string(out.join("soak.csv")).unwrap();
     assert_eq!(csv.lines().count(), 16, "a header and one line per second");
