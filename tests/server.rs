@@ -431,14 +431,81 @@ fn subscribing_to_a_missing_hunt_is_refused_on_every_shard_and_leaves_nothing_be
     server.shutdown().unwrap();
 }
 
-/// Connects with a small receive buffer, so unread pushes back up into the server fast.
+/// Connects with a small receive buffer and Ethernet's segment size, so unread pushes back
+/// up into the server fast: on loopback's 64 KiB segments the kernel would otherwise hold
+/// megabytes for a reader that reads nothing.
 fn connect_small_buffer(server: &Server) -> Client {
     let address = server.local_addr();
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_recv_buffer_size(4 * 1024).unwrap();
+    socket.set_mss(1460).unwrap();
     socket.connect_timeout(&address.into(), WAIT).unwrap();
     let options = Options { timeout: WAIT, name: "slow subscriber".to_owned() };
     Client::from_stream(socket.into(), &options).unwrap()
+}
+
+/// A subscriber of more hunts than the server remembers missed ranges for stops reading:
+/// the server cuts it with GOODBYE 11, and the GOODBYE is the last frame it sends. (The
+/// soak found GAP notices for the remembered ranges following the GOODBYE.)
+#[test]
+fn a_cut_subscriber_gets_nothing_after_its_goodbye() {
+    const HUNTS: u32 = 20;
+    const PLAYERS: u32 = 12;
+    const ADJUSTMENTS: u32 = 60_000;
+    let server = start(Config {
+        shards: 1,
+        subscriber_buffer_bytes_soft: 16 * 1024,
+        subscriber_buffer_bytes_max: 256 * 1024,
+        ..Config::default()
+    });
+    let mut driver = connect(&server);
+    for hunt in 1..=HUNTS {
+        driver.create_hunt(hunt, &planar(1_000, HuntOptions::default())).unwrap();
+        for player in 0..PLAYERS {
+            driver.join(hunt, player, 1, Position::new(0, 0)).unwrap();
+        }
+    }
+    let mut slow = connect_small_buffer(&server);
+    for hunt in 1..=HUNTS {
+        slow.subscribe(hunt, TOPICS_ALL).unwrap();
+    }
+    // Every adjustment lifts a player of one hunt to its top: a TOP_CHANGED push in every
+    // hunt in turn, so the misses spread over more ranges than the server remembers.
+    let mut seqs = vec![1u32; (HUNTS * PLAYERS) as usize];
+    for round in (0..ADJUSTMENTS).step_by(1_000) {
+        let mut pipeline = driver.pipeline();
+        for step in round..round + 1_000 {
+            let hunt = 1 + step % HUNTS;
+            let player = (step / HUNTS) % PLAYERS;
+            let seq = &mut seqs[((hunt - 1) * PLAYERS + player) as usize];
+            *seq += 1;
+            pipeline.push(&Event::AdjustScore { hunt, player, seq: *seq, delta: 1_000 }).unwrap();
+        }
+        for answer in pipeline.execute().unwrap() {
+            answer.into_result().expect("every adjustment succeeds");
+        }
+    }
+
+    let mut goodbye = None;
+    let mut after_goodbye = Vec::new();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(Instant::now() < deadline, "the slow subscriber was neither cut nor closed");
+        match slow.next_push(Duration::from_millis(500)) {
+            Ok(Some(PushBody::Goodbye { code, message })) => goodbye = Some((code, message)),
+            Ok(Some(push)) if goodbye.is_some() => after_goodbye.push(push),
+            Ok(Some(_)) => {}
+            Ok(None) => assert!(goodbye.is_none(), "the connection stayed open after its GOODBYE"),
+            Err(ClientError::Goodbye { .. } | ClientError::Closed { .. }) => break,
+            Err(error) => panic!("the slow subscriber failed: {error}"),
+        }
+    }
+    let (code, message) = goodbye.expect("the server said GOODBYE before closing");
+    assert_eq!(code, ErrorCode::SlowConsumer.to_u16(), "{message}");
+    assert!(after_goodbye.is_empty(), "{} frames after the GOODBYE, first {:?}", after_goodbye.len(), after_goodbye[0]);
+    let stats = driver.stats().unwrap();
+    assert!(stat_u64(&stats, &["subscribers_disconnected"]) >= 1, "{stats}");
+    server.shutdown().unwrap();
 }
 
 #[test]

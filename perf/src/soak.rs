@@ -551,8 +551,9 @@ pub fn verdict(rows: &[Row], totals: &Totals) -> Vec<Check> {
 }
 
 /// The server acted on the slow subscribers: on a server running the soak's limits, at
-/// least one was cut. (That it stayed healthy meanwhile is what the other checks say:
-/// no errors on any other connection, RSS, allocations, connections, latency.)
+/// least one was cut. On any server, a GOODBYE was the last frame a cut subscriber read
+/// (protocol §9.4). (That it stayed healthy meanwhile is what the other checks say: no
+/// errors on any other connection, RSS, allocations, connections, latency.)
 fn slow_subscriber_check(slow: &SlowTotals) -> Check {
     let summary = slow.summary();
     let (ok, detail) = if !slow.judged {
@@ -562,7 +563,7 @@ fn slow_subscriber_check(slow: &SlowTotals) -> Check {
     } else {
         (slow.cut > 0, summary)
     };
-    Check { name: "slow_subscribers", ok, detail }
+    Check { name: "slow_subscribers", ok: ok && slow.frames_after_goodbye == 0, detail }
 }
 
 /// The second half's RSS must not trend up by more than the bound.
@@ -1146,8 +1147,12 @@ mod tests {
         assert_eq!(failed(&steady(60), &Totals { slow: never_cut.clone(), ..totals() }), ["slow_subscribers"]);
         let attached = SlowTotals { judged: false, ..never_cut.clone() };
         assert!(failed(&steady(60), &Totals { slow: attached, ..totals() }).is_empty(), "limits unknown: not judged");
-        let none_opened = SlowTotals { narrow: 0, wide: 0, ..never_cut };
+        let none_opened = SlowTotals { narrow: 0, wide: 0, ..never_cut.clone() };
         assert!(failed(&steady(60), &Totals { slow: none_opened, ..totals() }).is_empty());
+        let talked_after_goodbye = SlowTotals { frames_after_goodbye: 16, ..totals().slow };
+        assert_eq!(failed(&steady(60), &Totals { slow: talked_after_goodbye, ..totals() }), ["slow_subscribers"]);
+        let attached_talked = SlowTotals { judged: false, frames_after_goodbye: 1, ..never_cut };
+        assert_eq!(failed(&steady(60), &Totals { slow: attached_talked, ..totals() }), ["slow_subscribers"]);
     }
 
     #[test]

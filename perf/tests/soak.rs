@@ -99,6 +99,8 @@ fn a_short_soak_passes_its_verdict_and_writes_every_output() {
     let with_goodbye: u64 = goodbyes.values().map(|count| count.as_u64().unwrap()).sum();
     assert_eq!(with_goodbye + slow["closed_without_goodbye"].as_u64().unwrap(), cut, "{slow}");
     assert!(slow["server_subscribers_cut"].as_u64().unwrap() >= 1, "{slow}");
+    // A GOODBYE is the last frame (protocol §9.4); GAPs used to follow it.
+    assert_eq!(slow["frames_after_goodbye"], 0, "{slow}");
     assert!(slow["server_pushes_dropped"].as_u64().unwrap() >= 1, "{slow}");
     assert!(stdout.contains("ok   slow_subscribers: "), "{context}");
 

@@ -1267,7 +1267,9 @@ impl ShardLoop {
                     continue;
                 }
             }
-            if !connection.missed.is_empty() && connection.pending_output() < soft {
+            // A closing connection's GOODBYE is its last frame (protocol §9.4): the ranges
+            // it missed are not owed to it any more.
+            if !connection.closing && !connection.missed.is_empty() && connection.pending_output() < soft {
                 self.stats.counters.gaps_sent += connection.emit_gaps();
                 // Written next turn if the socket is full now; its error shows then.
                 connection.flush().ok();
