@@ -304,15 +304,21 @@ fn write_seeds() {
 // ---------------------------------------------------------------------------------------
 // What the fuzzers found, kept as regressions (the inputs are also committed seeds).
 
+/// Seals the committed snapshot seed `name` (so the checksum passes and the loader's
+/// checks are reached) and checks that loading it is refused with an error naming `why`.
+fn assert_sealed_snapshot_refused(name: &str, why: &str) {
+    let mut bytes = std::fs::read(seeds_dir("snapshot").join(name)).unwrap();
+    decoders::seal_snapshot(&mut bytes);
+    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
+    assert!(error.contains(why), "{name}: {error}");
+}
+
 /// Found by the `snapshot` target: a 1,241-byte snapshot whose live treasure claims a
 /// capacity of billions made the loader reserve a claim table of that size (out of
 /// memory). The loader now checks a treasure against the limits `Hunt::place` enforces.
 #[test]
 fn a_snapshot_treasure_over_the_capacity_limit_is_refused() {
-    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-capacity")).unwrap();
-    decoders::seal_snapshot(&mut bytes);
-    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
-    assert!(error.contains("capacity"), "{error}");
+    assert_sealed_snapshot_refused("regression-capacity", "capacity");
 }
 
 /// Found by the `snapshot` target once the capacity was checked: a snapshot whose player
@@ -320,10 +326,7 @@ fn a_snapshot_treasure_over_the_capacity_limit_is_refused() {
 /// grid's coordinate assertion (a panic on a shard thread). The loader now refuses it.
 #[test]
 fn a_snapshot_player_outside_the_coordinate_range_is_refused() {
-    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-player-position")).unwrap();
-    decoders::seal_snapshot(&mut bytes);
-    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
-    assert!(error.contains("coordinate range"), "{error}");
+    assert_sealed_snapshot_refused("regression-player-position", "coordinate range");
 }
 
 /// Found by the `snapshot` target after the two above: a snapshot whose topic sequence
@@ -332,10 +335,7 @@ fn a_snapshot_player_outside_the_coordinate_range_is_refused() {
 /// refuses sequences above 2^63.
 #[test]
 fn a_snapshot_topic_sequence_near_overflow_is_refused() {
-    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-topic-sequence")).unwrap();
-    decoders::seal_snapshot(&mut bytes);
-    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
-    assert!(error.contains("topic sequence"), "{error}");
+    assert_sealed_snapshot_refused("regression-topic-sequence", "topic sequence");
 }
 
 /// Found by the `snapshot` target right after the three above: a snapshot whose player
@@ -344,10 +344,7 @@ fn a_snapshot_topic_sequence_near_overflow_is_refused() {
 /// the hunt's burst allowance, so the loader now refuses more.
 #[test]
 fn a_snapshot_travel_budget_above_the_hunt_maximum_is_refused() {
-    let mut bytes = std::fs::read(seeds_dir("snapshot").join("regression-travel-budget")).unwrap();
-    decoders::seal_snapshot(&mut bytes);
-    let error = cairn::journal::decode_snapshot(&bytes).map(|snapshot| snapshot.seq).unwrap_err();
-    assert!(error.contains("travel budget"), "{error}");
+    assert_sealed_snapshot_refused("regression-travel-budget", "travel budget");
 }
 
 /// Found by the `snapshot` target in a re-run after the three above: a snapshot whose
