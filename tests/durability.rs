@@ -612,6 +612,17 @@ mod process {
         dir
     }
 
+    /// Removes a directory tree when dropped, so a test's root directory (which holds
+    /// its mount points) goes even when the test fails or skips. Declare it before the
+    /// mounts under it: locals drop in reverse order, so they are unmounted first.
+    pub struct RemoveOnDrop(pub PathBuf);
+
+    impl Drop for RemoveOnDrop {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
     /// One hunt owned by each shard.
     pub fn hunts() -> Vec<HuntId> {
         (0..SHARDS).map(|shard| (1..).find(|&hunt| shard_for(hunt, SHARDS) == shard).unwrap()).collect()
@@ -1027,6 +1038,7 @@ fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resu
     use std::time::{Duration, Instant};
 
     let root = temporary_dir("disk-full");
+    let _remove_root = RemoveOnDrop(root.clone());
     let disk = match mounts::tmpfs(&root.join("disk"), 4 << 20) {
         Ok(disk) => disk,
         Err(why) => return mounts::skipped("the full-disk server test", &why),
@@ -1136,6 +1148,7 @@ fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit()
     use process::*;
 
     let root = temporary_dir("sync-fails");
+    let _remove_root = RemoveOnDrop(root.clone());
     let backing = match mounts::tmpfs(&root.join("backing"), 16 << 20) {
         Ok(backing) => backing,
         Err(why) => return mounts::skipped("the failed-fdatasync server test", &why),
