@@ -191,7 +191,9 @@ struct SoakArgs {
     /// Load connections reconnected per churn second.
     #[arg(long, default_value_t = 3.0)]
     reconnects_per_s: f64,
-    /// Subscribers opened per churn second (every third one slow).
+    /// Subscribers opened per churn second. One in three is slow: it stalls behind a
+    /// 4 KiB receive window, following 16 hunts or every hunt in turn, so the server
+    /// both owes it GAP notices and cuts it.
     #[arg(long, default_value_t = 2.0)]
     subscribers_per_s: f64,
     /// The least RSS growth tolerated across the second half, MiB (the bound is the
