@@ -566,16 +566,20 @@ impl Client {
     /// push; once the server has closed, this returns [`ClientError::Goodbye`] (if it
     /// said goodbye) or [`ClientError::Closed`].
     pub fn next_push(&mut self, timeout: Duration) -> Result<Option<PushBody>, ClientError> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to add to the clock (`Duration::MAX`, say) has no deadline.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if let Some(push) = self.pushes.pop_front() {
                 return Ok(Some(push));
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let remaining = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => timeout,
+            };
+            if remaining.is_zero() {
                 return Ok(None);
             }
-            match self.read_response(deadline - now, "waiting for a push") {
+            match self.read_response(remaining, "waiting for a push") {
                 Ok(Response::Push(push)) => return Ok(Some(push)),
                 // A reply nobody waits for answers a request abandoned after a timeout.
                 Ok(Response::Reply { .. }) | Ok(Response::Error { .. }) => {}
@@ -1157,6 +1161,18 @@ mod tests {
         let goodbye = client.next_push(Duration::from_secs(5)).unwrap();
         assert_eq!(goodbye, Some(PushBody::Goodbye { code: 10, message: "bye".into() }));
         assert!(client.is_closed());
+    }
+
+    #[test]
+    fn next_push_takes_any_timeout_even_one_too_long_for_a_deadline() {
+        let notice = crate::outcome::Notice {
+            hunt: 4,
+            seq: 1,
+            kind: crate::outcome::NoticeKind::Lifecycle(crate::outcome::Lifecycle::Started),
+        };
+        let address = fake_server(move |_| vec![Response::Push(PushBody::Notice(notice))], 0);
+        let mut client = Client::connect(address).unwrap();
+        assert_eq!(client.next_push(Duration::MAX).unwrap(), Some(PushBody::Notice(notice)));
     }
 
     #[test]
