@@ -691,6 +691,11 @@ fn malformed_input_gets_its_error_frame_and_the_server_keeps_serving() {
     let mut unknown = hello(1, 1);
     unknown.extend_from_slice(&[12, 0, 0, 0, 0x3F, 0, 0, 0, 9, 0, 0, 0]);
     check_refused_after_hello(&server, &unknown, ErrorCode::UnknownOpcode);
+    // An unknown opcode with reserved bits set (as in most garbage) is still not a
+    // request: it closes, rather than drawing `reserved_bits` and reading on.
+    let mut unknown_reserved = hello(1, 1);
+    unknown_reserved.extend_from_slice(&[12, 0, 0, 0, 0x3F, 0, 0x5A, 0xA5, 9, 0, 0, 0]);
+    check_refused_after_hello(&server, &unknown_reserved, ErrorCode::UnknownOpcode);
     // A version range without version 1.
     check_refused(&server, &hello(2, 9), ErrorCode::UnsupportedVersion);
     // A request before HELLO.
