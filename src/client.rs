@@ -9,12 +9,16 @@
 //! another). Pushes that arrive while the client waits for a reply are buffered, in
 //! order, until [`Client::next_push`] hands them out.
 //!
-//! Quiet moves get no reply when they are accepted and claim nothing. The protocol
-//! answers requests for one hunt in order, so a [`Pipeline`] knows a quiet move was
-//! applied silently as soon as any later request for the same hunt is answered; when
-//! a quiet move is the last request of its hunt in the batch, `flush` appends a hidden
-//! barrier (TOP with count 0 for that hunt) whose reply settles it. Every answer of a
-//! collected batch is therefore definite: a reply, a refusal, or [`Answer::Quiet`].
+//! Quiet moves get no reply when they are accepted and claim nothing. The hunt's shard
+//! answers events and SUBSCRIBEs for one hunt in order, so a [`Pipeline`] knows a quiet
+//! move was applied silently as soon as a later one of those for the same hunt gets an
+//! answer from that shard (a reply, or a refusal with a state-machine code or
+//! `disk_full`). UNSUBSCRIBE replies and refusals such as `admin_required` come from the
+//! connection's own shard and may overtake earlier requests, so they settle nothing.
+//! When no player event or query for its hunt follows a quiet move in the batch, `flush`
+//! appends a hidden barrier (TOP with count 0 for that hunt) whose answer settles it.
+//! Every answer of a collected batch is therefore definite: a reply, a refusal, or
+//! [`Answer::Quiet`].
 //!
 //! A server started with `--auth-token` or `--admin-token` wants a token in HELLO:
 //! [`Client::connect_with_token`] sends it; a missing or wrong one fails the connect with
@@ -562,16 +566,20 @@ impl Client {
     /// push; once the server has closed, this returns [`ClientError::Goodbye`] (if it
     /// said goodbye) or [`ClientError::Closed`].
     pub fn next_push(&mut self, timeout: Duration) -> Result<Option<PushBody>, ClientError> {
-        let deadline = Instant::now() + timeout;
+        // A timeout too long to add to the clock (`Duration::MAX`, say) has no deadline.
+        let deadline = Instant::now().checked_add(timeout);
         loop {
             if let Some(push) = self.pushes.pop_front() {
                 return Ok(Some(push));
             }
-            let now = Instant::now();
-            if now >= deadline {
+            let remaining = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => timeout,
+            };
+            if remaining.is_zero() {
                 return Ok(None);
             }
-            match self.read_response(deadline - now, "waiting for a push") {
+            match self.read_response(remaining, "waiting for a push") {
                 Ok(Response::Push(push)) => return Ok(Some(push)),
                 // A reply nobody waits for answers a request abandoned after a timeout.
                 Ok(Response::Reply { .. }) | Ok(Response::Error { .. }) => {}
@@ -724,7 +732,9 @@ impl Answer {
 #[derive(Debug)]
 struct Entry {
     request_id: u32,
-    /// The hunt whose order this request follows, if any (events, SUBSCRIBE, UNSUBSCRIBE).
+    /// The hunt whose order this request's answer follows, if any: events and SUBSCRIBE,
+    /// which the hunt's owning shard answers. Not UNSUBSCRIBE: the connection's own shard
+    /// answers it at once, ahead of earlier requests another shard still holds.
     hunt: Option<HuntId>,
     quiet: bool,
     /// Hidden barriers are not returned to the caller.
@@ -766,7 +776,11 @@ impl Matcher {
         assert!(entries[index].answer.is_none());
         entries[index].answer = Some(answer);
         self.open -= 1;
-        if let Some(hunt) = entries[index].hunt {
+        let in_order = match &entries[index].answer {
+            Some(Answer::Refused { code, .. }) => in_hunt_order(*code),
+            _ => true,
+        };
+        if let (Some(hunt), true) = (entries[index].hunt, in_order) {
             // Requests for one hunt are answered in order: every quiet move of this hunt
             // sent before this request, still unanswered, was applied without a reply.
             if let Some(queue) = self.quiet.get_mut(&hunt) {
@@ -789,6 +803,14 @@ impl Matcher {
     fn is_done(&self) -> bool {
         self.open == 0
     }
+}
+
+/// Returns true if and only if a refusal with this code comes from the hunt's owning
+/// shard, in the hunt's order: a state-machine rejection (100 and up) or `disk_full`.
+/// Other protocol errors (`admin_required`, `too_many_subscriptions`, `reserved_bits`)
+/// are sent by the connection's own shard at once and may overtake earlier requests.
+fn in_hunt_order(code: u16) -> bool {
+    code >= 100 || code == ErrorCode::DiskFull.to_u16()
 }
 
 /// A batch of pipelined requests: [`push`](Pipeline::push) queues, [`flush`](Pipeline::flush)
@@ -833,14 +855,22 @@ impl Pipeline<'_> {
     fn queue(&mut self, request: &Request, quiet: bool, barrier: bool) -> Result<u32, ClientError> {
         let hunt = match request {
             Request::Event(event) => Some(event.hunt()),
-            Request::Subscribe { hunt, .. } | Request::Unsubscribe { hunt } => Some(*hunt),
-            Request::Hello { .. } | Request::Ping | Request::Stats => None,
+            Request::Subscribe { hunt, .. } => Some(*hunt),
+            Request::Hello { .. } | Request::Ping | Request::Stats | Request::Unsubscribe { .. } => None,
         };
         let request_id = self.client.take_request_id();
         let flags = if quiet { FLAG_QUIET } else { 0 };
         encode_request(request_id, flags, request, &mut self.frames).map_err(ClientError::InvalidRequest)?;
         if let Some(hunt) = hunt {
-            self.hunts_last_quiet.insert(hunt, quiet);
+            // Only a request whose answer surely comes from the hunt's owner, in order,
+            // settles the quiet moves before it: a player event or query. SUBSCRIBE may be
+            // refused at once (too_many_subscriptions) and an admin event too
+            // (admin_required), so after those the hunt still needs a barrier.
+            if quiet {
+                self.hunts_last_quiet.insert(hunt, true);
+            } else if matches!(request, Request::Event(_)) && !crate::server::auth::requires_admin(request) {
+                self.hunts_last_quiet.insert(hunt, false);
+            }
         }
         self.entries.push(Entry { request_id, hunt, quiet, barrier, answer: None });
         Ok(request_id)
@@ -1131,6 +1161,18 @@ mod tests {
         let goodbye = client.next_push(Duration::from_secs(5)).unwrap();
         assert_eq!(goodbye, Some(PushBody::Goodbye { code: 10, message: "bye".into() }));
         assert!(client.is_closed());
+    }
+
+    #[test]
+    fn next_push_takes_any_timeout_even_one_too_long_for_a_deadline() {
+        let notice = crate::outcome::Notice {
+            hunt: 4,
+            seq: 1,
+            kind: crate::outcome::NoticeKind::Lifecycle(crate::outcome::Lifecycle::Started),
+        };
+        let address = fake_server(move |_| vec![Response::Push(PushBody::Notice(notice))], 0);
+        let mut client = Client::connect(address).unwrap();
+        assert_eq!(client.next_push(Duration::MAX).unwrap(), Some(PushBody::Notice(notice)));
     }
 
     #[test]

@@ -13,10 +13,11 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use cairn::client::{Client, ClientError, Options};
-use cairn::event::{Coordinates, HuntOptions, HuntSpec, Micros, Position, TreasureSpec};
+use cairn::client::{Answer, Client, ClientError, Options};
+use cairn::event::{Coordinates, Event, HuntOptions, HuntSpec, Micros, Position, TreasureSpec};
 use cairn::protocol::{decode_response, encode_request, next_frame, ErrorCode, Request, Response};
 use cairn::server::{Config, Secret, Server};
+use cairn::shard::shard_for;
 
 /// How long any single wait may take before the test fails.
 const WAIT: Duration = Duration::from_secs(20);
@@ -181,6 +182,41 @@ fn an_admin_token_reserves_setup_and_stats_to_its_holders() {
     let stats: serde_json::Value = serde_json::from_str(&admin.stats().unwrap()).unwrap();
     assert_eq!(stats["admin_refusals"], 6, "{stats}");
     assert_eq!(stats["connections"]["unauthorized"], 2, "{stats}");
+    server.shutdown().unwrap();
+}
+
+/// An `admin_required` refusal is sent by the connection's own shard at once, so for a
+/// hunt another shard owns it overtakes the quiet moves pipelined before it: a pipeline
+/// must not take it as proof that those moves were applied silently.
+#[test]
+fn an_admin_refusal_does_not_settle_earlier_quiet_moves_in_a_pipeline() {
+    let server = start(Some(AUTH_TOKEN), Some(ADMIN_TOKEN));
+    let mut admin = connect(&server, ADMIN_TOKEN).unwrap();
+    let mut player = connect(&server, AUTH_TOKEN).unwrap();
+    // One hunt owned by each shard: whichever shard serves the player, one is remote.
+    let hunts: Vec<u32> = (0..2).map(|shard| (40..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    for &hunt in &hunts {
+        admin.create_hunt(hunt, &planar()).unwrap();
+        player.join(hunt, 1, 1, Position::new(0, 0)).unwrap();
+    }
+    let mut pipeline = player.pipeline();
+    for &hunt in &hunts {
+        pipeline.push_quiet_move(hunt, 1, 2, Position::new(5_000, 0)).unwrap();
+        pipeline.push(&Event::PlaceTreasure { hunt, treasure: treasure(1) }).unwrap();
+    }
+    pipeline.flush().unwrap();
+    let answers = pipeline.collect().unwrap();
+    for (&hunt, answers) in hunts.iter().zip(answers.chunks(2)) {
+        let refused = |code: u16| Answer::Refused { code, message: String::new() };
+        let codes: Vec<Answer> = answers
+            .iter()
+            .map(|answer| match answer {
+                Answer::Refused { code, .. } => refused(*code),
+                other => other.clone(),
+            })
+            .collect();
+        assert_eq!(codes, [refused(123), refused(ADMIN_REQUIRED)], "hunt {hunt} (shard {})", shard_for(hunt, 2));
+    }
     server.shutdown().unwrap();
 }
 

@@ -351,6 +351,44 @@ fn one_connection_drives_every_shard_and_matches_the_local_state_machine() {
     server.shutdown().unwrap();
 }
 
+/// An UNSUBSCRIBE is answered by the connection's own shard at once, so for a hunt another
+/// shard owns its reply overtakes the quiet moves sent before it; it must not settle them
+/// as silently applied (their refusal or their claims arrive later and are the answers).
+#[test]
+fn a_pipeline_does_not_settle_quiet_moves_on_an_unsubscribe_reply() {
+    let server = start_with_shards(2);
+    let mut client = connect(&server);
+    // One hunt owned by each shard: whichever shard serves the connection, one is remote.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let options = HuntOptions { auto_discover: true, ..HuntOptions::default() };
+    for &hunt in &hunts {
+        client.create_hunt(hunt, &planar(1_000, options)).unwrap();
+        client.place_treasure(hunt, &treasure(1, Position::new(100, 100), 5, 10, 1)).unwrap();
+        client.join(hunt, 1, 1, Position::new(10, 10)).unwrap();
+    }
+    let mut pipeline = client.pipeline();
+    for &hunt in &hunts {
+        pipeline.push_quiet_move(hunt, 1, 2, Position::new(5_000, 10)).unwrap();
+        pipeline.push_quiet_move(hunt, 1, 3, Position::new(100, 100)).unwrap();
+        pipeline.push_request(&Request::Unsubscribe { hunt }, false).unwrap();
+    }
+    pipeline.flush().unwrap();
+    let answers = pipeline.collect().unwrap();
+    for (&hunt, answers) in hunts.iter().zip(answers.chunks(3)) {
+        let owner = shard_for(hunt, 2);
+        match &answers[0] {
+            Answer::Refused { code, .. } => assert_eq!(*code, 123, "hunt {hunt} (shard {owner})"),
+            other => panic!("hunt {hunt} (shard {owner}): the out-of-bounds move was answered {other:?}"),
+        }
+        match &answers[1] {
+            Answer::Reply(ReplyBody::Moved { claims }) => assert_eq!(claims.len(), 1, "hunt {hunt}"),
+            other => panic!("hunt {hunt} (shard {owner}): the claiming move was answered {other:?}"),
+        }
+        assert_eq!(answers[2], Answer::Reply(ReplyBody::Unsubscribed), "hunt {hunt}");
+    }
+    server.shutdown().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // 3. Pushes.
 
@@ -653,6 +691,11 @@ fn malformed_input_gets_its_error_frame_and_the_server_keeps_serving() {
     let mut unknown = hello(1, 1);
     unknown.extend_from_slice(&[12, 0, 0, 0, 0x3F, 0, 0, 0, 9, 0, 0, 0]);
     check_refused_after_hello(&server, &unknown, ErrorCode::UnknownOpcode);
+    // An unknown opcode with reserved bits set (as in most garbage) is still not a
+    // request: it closes, rather than drawing `reserved_bits` and reading on.
+    let mut unknown_reserved = hello(1, 1);
+    unknown_reserved.extend_from_slice(&[12, 0, 0, 0, 0x3F, 0, 0x5A, 0xA5, 9, 0, 0, 0]);
+    check_refused_after_hello(&server, &unknown_reserved, ErrorCode::UnknownOpcode);
     // A version range without version 1.
     check_refused(&server, &hello(2, 9), ErrorCode::UnsupportedVersion);
     // A request before HELLO.

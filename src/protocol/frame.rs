@@ -210,7 +210,9 @@ pub(crate) fn append_frame(out: &mut Vec<u8>, opcode: u8, flags: u8, request_id:
 }
 
 /// Checks what every decoder checks first: `frame` is exactly one frame, within
-/// limits, with its reserved field clear. Returns the header and the body.
+/// limits. Returns the header and the body. The decoder checks the opcode next and the
+/// reserved field ([`check_reserved`]) after it, so a frame that is no message at all is
+/// refused as such (and the connection closed) whatever its reserved bits hold.
 pub(crate) fn split_frame(frame: &[u8]) -> Result<(FrameHeader, &[u8]), ProtocolError> {
     let header = match check_header(frame)? {
         Some(header) => header,
@@ -219,10 +221,16 @@ pub(crate) fn split_frame(frame: &[u8]) -> Result<(FrameHeader, &[u8]), Protocol
     if header.length as usize != frame.len() {
         return Err(ProtocolError::LengthMismatch { length: header.length, size: frame.len() });
     }
-    if header.reserved != 0 {
-        return Err(ProtocolError::ReservedNotZero { reserved: header.reserved });
-    }
     Ok((header, &frame[FRAME_HEADER_SIZE..]))
+}
+
+/// Checks that the header's reserved field is clear, once its opcode is known to be one
+/// the decoder accepts.
+pub(crate) fn check_reserved(header: &FrameHeader) -> Result<(), ProtocolError> {
+    match header.reserved {
+        0 => Ok(()),
+        reserved => Err(ProtocolError::ReservedNotZero { reserved }),
+    }
 }
 
 /// The length field of a frame shorter than a header, as far as it is there, for the

@@ -14,7 +14,7 @@ use crate::event::{Coordinates, Event, EventKind, HuntId, HuntOptions, HuntSpec,
 use crate::outcome::Topic;
 
 use super::error::ProtocolError;
-use super::frame::{append_frame, split_frame, FrameHeader};
+use super::frame::{append_frame, check_reserved, split_frame, FrameHeader};
 use super::opcode::Opcode;
 use super::record::{check_size, check_zero, get_bool, position};
 use super::wire::{get_i32, get_u16, get_u32, get_u64, get_u8, put_i32, put_u16, put_u32, put_u64, put_u8};
@@ -90,6 +90,7 @@ pub fn decode_request(frame: &[u8]) -> Result<(FrameHeader, Request<'_>), Protoc
         Some(opcode) if opcode.is_request() => opcode,
         _ => return Err(ProtocolError::UnknownOpcode { opcode: header.opcode }),
     };
+    check_reserved(&header)?;
     if header.flags & !opcode.flags_allowed() != 0 {
         return Err(ProtocolError::InvalidFlags { opcode: header.opcode, flags: header.flags });
     }
@@ -584,6 +585,10 @@ mod tests {
         let mut reserved = frame(0x02, 0, &[]);
         reserved[6] = 1;
         check(&reserved, ProtocolError::ReservedNotZero { reserved: 1 });
+        // A frame that is no request at all is refused as such, reserved bits or not.
+        let mut unknown_reserved = frame(0x3F, 0, &[]);
+        unknown_reserved[6] = 1;
+        check(&unknown_reserved, ProtocolError::UnknownOpcode { opcode: 0x3F });
         let mut short = frame(0x02, 0, &[]);
         short.push(0);
         check(&short, ProtocolError::LengthMismatch { length: 12, size: 13 });

@@ -13,7 +13,7 @@ use crate::event::EventKind;
 use crate::outcome::{Claim, Lifecycle, Notice, NoticeKind, Outcome, Ranked, Standing, Topic, TreasureState};
 
 use super::error::ProtocolError;
-use super::frame::{split_frame, FrameHeader, FLAG_PUSH};
+use super::frame::{check_reserved, split_frame, FrameHeader, FLAG_PUSH};
 use super::opcode::{Opcode, REPLY_BIT};
 use super::push::{self, discovery, gap, lifecycle, notice, top_changed, Gap};
 use super::record::{check_list, check_size, claim, get_bool, message, ranked};
@@ -226,7 +226,9 @@ pub fn decode_response(frame: &[u8]) -> Result<Response, ProtocolError> {
     }
 }
 
+/// Checks the reserved field, then the flags, of a frame whose opcode is known.
 fn check_flags(header: &FrameHeader, expected: u8) -> Result<(), ProtocolError> {
+    check_reserved(header)?;
     if header.flags == expected {
         Ok(())
     } else {
