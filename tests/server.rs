@@ -740,6 +740,22 @@ fn malformed_input_gets_its_error_frame_and_the_server_keeps_serving() {
     server.shutdown().unwrap();
 }
 
+/// A first frame the decoder refuses gets the error that names its problem and then the
+/// close, as any first frame but a HELLO does (protocol.md section 2): an error that
+/// leaves a greeted connection open does not greet this one. The hello timeout is set far
+/// beyond the read's wait, so only the refusal itself can close the connection in time.
+#[test]
+fn a_malformed_first_frame_is_refused_and_closes_the_connection() {
+    let server = start(Config { hello_timeout_us: 600_000_000, ..Config::default() });
+    let mut reserved_ping = frame(9, &Request::Ping);
+    reserved_ping[6] = 1;
+    check_refused(&server, &reserved_ping, ErrorCode::ReservedBits);
+    let mut reserved_hello = hello(1, 1);
+    reserved_hello[7] = 0x80;
+    check_refused(&server, &reserved_hello, ErrorCode::ReservedBits);
+    server.shutdown().unwrap();
+}
+
 /// Like [`check_refused`], for byte strings that start with a valid HELLO.
 fn check_refused_after_hello(server: &Server, bytes: &[u8], code: ErrorCode) {
     let mut stream = raw_connect(server);

@@ -637,7 +637,14 @@ impl ShardLoop {
             Err(error) => {
                 let request_id = request_id_of(connection.unread());
                 connection.consume(size);
+                // A first frame that is not a HELLO closes the connection (protocol.md
+                // section 2), even when its error would leave a greeted one open.
+                let greeted = connection.greeted;
                 self.refuse(index, request_id, &error);
+                if !greeted {
+                    self.connections.get_mut(index).expect("refused connections exist").closing = true;
+                    return Step::Stop;
+                }
                 return Step::Next;
             }
         };
