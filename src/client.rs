@@ -206,6 +206,12 @@ impl FrameReader {
         }
     }
 
+    /// Drops everything buffered, for a stream that can no longer be framed.
+    fn clear(&mut self) {
+        self.buffer.clear();
+        self.start = 0;
+    }
+
     #[cfg(test)]
     fn buffered(&self) -> usize {
         self.buffer.len() - self.start
@@ -606,6 +612,9 @@ impl Client {
     // The socket.
 
     fn write(&mut self, bytes: &[u8]) -> Result<(), ClientError> {
+        if self.closed {
+            return Err(self.closed_error("writing requests"));
+        }
         self.stream.write_all(bytes).map_err(|source| match source.kind() {
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
                 ClientError::Timeout { context: "writing requests", waited: self.timeout }
@@ -635,7 +644,11 @@ impl Client {
     fn read_response(&mut self, timeout: Duration, context: &'static str) -> Result<Response, ClientError> {
         let started = Instant::now();
         loop {
-            if let Some(response) = self.reader.next()? {
+            let next = match self.reader.next() {
+                Ok(next) => next,
+                Err(error) => return Err(self.undecodable(error)),
+            };
+            if let Some(response) = next {
                 match &response {
                     Response::Push(PushBody::Goodbye { code, message }) => {
                         self.closed = true;
@@ -690,7 +703,19 @@ impl Client {
         }
     }
 
-    /// Returns true if and only if the server has said GOODBYE or closed the connection.
+    /// The server sent a frame that does not decode. Nothing after it can be framed
+    /// reliably, so the connection is shut down and dropped: this call reports why, and
+    /// later calls report a closed connection instead of the same frame again.
+    fn undecodable(&mut self, error: ProtocolError) -> ClientError {
+        self.closed = true;
+        self.reader.clear();
+        // Why: the socket may already be gone; the connection ends either way.
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        ClientError::Protocol(error)
+    }
+
+    /// Returns true if and only if the server has said GOODBYE or closed the connection,
+    /// or sent a frame that does not decode (the client then drops the connection).
     pub fn is_closed(&self) -> bool {
         self.closed
     }
@@ -1173,6 +1198,31 @@ mod tests {
         let address = fake_server(move |_| vec![Response::Push(PushBody::Notice(notice))], 0);
         let mut client = Client::connect(address).unwrap();
         assert_eq!(client.next_push(Duration::MAX).unwrap(), Some(PushBody::Notice(notice)));
+    }
+
+    #[test]
+    fn an_undecodable_frame_from_the_server_closes_the_client() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buffer = Vec::new();
+            let hello = read_requests(&mut stream, &mut buffer, 1);
+            let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(1)) };
+            stream.write_all(&frames(&[reply])).unwrap();
+            read_requests(&mut stream, &mut buffer, 1);
+            // A frame with an opcode no reply has, then a good PONG behind it.
+            stream.write_all(&[12, 0, 0, 0, 0x7E, 0, 0, 0, 1, 0, 0, 0]).unwrap();
+            stream.write_all(&frames(&[Response::Reply { request_id: 1, body: ReplyBody::Pong }])).unwrap();
+            let _ = stream.read(&mut [0u8; 16]);
+        });
+        let mut client = Client::connect(address).unwrap();
+        let error = client.ping().unwrap_err();
+        assert!(matches!(error, ClientError::Protocol(_)), "{error}");
+        assert!(client.is_closed(), "a stream that does not decode cannot be trusted further");
+        let again = client.ping().unwrap_err();
+        assert!(matches!(again, ClientError::Closed { .. }), "the second call got {again}");
     }
 
     #[test]
