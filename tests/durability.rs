@@ -302,6 +302,39 @@ fn an_unusable_newest_snapshot_refuses_rather_than_forgetting_its_events() {
     }
 }
 
+#[test]
+fn an_empty_or_torn_last_segment_named_past_the_end_of_the_journal_is_refused_as_a_gap() {
+    let (storage, events) = small_journal(5);
+    let last_seq = events.len() as u64;
+    // The writer starts segment `journal-N` only once records up to N - 1 are covered, so
+    // this name says records up to `last_seq + 4` were written; they are gone.
+    let name = format!("journal-{:020}.log", last_seq + 5);
+    for contents in [Vec::new(), vec![0u8; 10]] {
+        let damaged = storage.crash(Crash::Process, 0);
+        damaged.replace(&name, contents.clone());
+        match recover(&mut damaged.clone(), Repair::Truncate) {
+            Err(JournalError::Gap { file, expected, found, .. }) => {
+                assert!(file.contains(&name), "{file}");
+                assert_eq!((expected, found), (last_seq + 1, last_seq + 5));
+            }
+            Err(other) => panic!("{} bytes in {name}: unexpected error {other}", contents.len()),
+            Ok(recovered) => panic!(
+                "{} bytes in {name}: recovered up to {} and would number the next record {} again, \
+                 forgetting records {}..={} the segment's name says were written",
+                contents.len(),
+                recovered.last_seq,
+                recovered.last_seq + 1,
+                last_seq + 1,
+                last_seq + 4
+            ),
+        }
+    }
+    // The segment a writer opens right after the last record is no gap.
+    let fresh_segment = storage.crash(Crash::Process, 0);
+    fresh_segment.replace(&format!("journal-{:020}.log", last_seq + 1), Vec::new());
+    assert_eq!(recover(&mut fresh_segment.clone(), Repair::Truncate).unwrap().last_seq, last_seq);
+}
+
 // ---------------------------------------------------------------------------------------
 // (c) Snapshot equivalence.
 
