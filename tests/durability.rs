@@ -335,6 +335,30 @@ fn an_empty_or_torn_last_segment_named_past_the_end_of_the_journal_is_refused_as
     assert_eq!(recover(&mut fresh_segment.clone(), Repair::Truncate).unwrap().last_seq, last_seq);
 }
 
+#[test]
+fn a_reopened_fsync_journal_syncs_what_it_recovered_before_calling_it_covered() {
+    let (storage, events) = small_journal(3);
+    let mut writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
+    writer.append(&Event::EndHunt { hunt: 1 }, 10);
+    writer.append(&Event::EndHunt { hunt: 1 }, 11);
+    // Written, but the process dies before its fdatasync: nothing of it was acknowledged.
+    writer.write_pending().unwrap();
+    let after_kill = storage.crash(Crash::Process, 0);
+    let recovered = recover(&mut after_kill.clone(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.last_seq, events.len() as u64 + 2, "the page cache kept both records");
+    let reopened = Writer::open(after_kill.clone(), Durability::Fsync, &recovered).unwrap();
+    let covered = reopened.covered_seq();
+    for seed in 0..50 {
+        let after_power_loss = after_kill.crash(Crash::PowerLoss, seed);
+        let again = recover(&mut after_power_loss.clone(), Repair::Truncate).unwrap();
+        assert!(
+            again.last_seq >= covered,
+            "seed {seed}: the reopened fsync writer reported {covered} covered, a power loss kept only {}",
+            again.last_seq
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // (c) Snapshot equivalence.
 
