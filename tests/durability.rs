@@ -359,6 +359,21 @@ fn a_reopened_fsync_journal_syncs_what_it_recovered_before_calling_it_covered() 
     }
 }
 
+#[test]
+fn recovery_removes_its_own_leftover_temporary_snapshots_and_no_other_tmp_file() {
+    let dir = std::env::temp_dir().join(format!("cairn-durability-{}-tmp-files", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let leftover = format!("snapshot-{:020}.snap.tmp", 7);
+    std::fs::write(dir.join(&leftover), b"half a snapshot").unwrap();
+    // Not Cairn's: an operator's notes, kept beside the journal.
+    std::fs::write(dir.join("notes.tmp"), b"moved the disk on Tuesday").unwrap();
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    assert!(!dir.join(&leftover).exists(), "the leftover temporary snapshot was kept");
+    assert!(dir.join("notes.tmp").exists(), "recovery deleted notes.tmp, a file it never wrote: {:?}", recovered.notes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // (c) Snapshot equivalence.
 

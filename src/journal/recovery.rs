@@ -96,7 +96,11 @@ pub fn recover<S: Storage>(storage: &mut S, repair: Repair) -> Result<Recovered,
     let names = storage.list().map_err(io_error("list", storage.describe("")))?;
     let mut notes = Vec::new();
     if repair == Repair::Truncate {
-        for name in names.iter().filter(|name| name.ends_with(TEMPORARY_SUFFIX)) {
+        // Only names this build writes: a `.tmp` file of anyone else's is not ours to delete.
+        let temporary_snapshot = |name: &&String| {
+            name.strip_suffix(TEMPORARY_SUFFIX).is_some_and(|name| parse_snapshot_name(name).is_some())
+        };
+        for name in names.iter().filter(temporary_snapshot) {
             storage.remove(name).map_err(io_error("remove", storage.describe(name)))?;
             notes.push(format!("removed {}, a snapshot that was never completed", storage.describe(name)));
         }
