@@ -1000,6 +1000,46 @@ fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_restart() {
+    use cairn::server::{Config as ServerConfig, Server};
+    let dir = process::temporary_dir("interval-max");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        durability: Durability::Os,
+        data_dir: Some(dir.clone()),
+        snapshot_interval_events: u64::MAX,
+        ..ServerConfig::default()
+    };
+    let snapshots = |shard: usize| {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(format!("shard-{shard}")))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".snap"))
+            .collect();
+        names.sort();
+        names
+    };
+    // The first life's graceful stop leaves one snapshot per shard.
+    let server = Server::start(config.clone()).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::set_up(&mut client);
+    drop(client);
+    server.shutdown().unwrap();
+    let at_stop = (snapshots(0), snapshots(1));
+    assert_eq!((at_stop.0.len(), at_stop.1.len()), (1, 1), "{at_stop:?}");
+    // The second life journals more on both shards; no interval has passed.
+    let server = Server::start(config).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::place_treasures(&mut client, 0);
+    let serving = (snapshots(0), snapshots(1));
+    drop(client);
+    server.shutdown().unwrap();
+    assert_eq!(serving, at_stop, "snapshots were written while serving, with an interval of u64::MAX events");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // Real full disks and real failed fdatasyncs, under a real server process.
 
