@@ -1040,6 +1040,31 @@ fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_r
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
+    let run = |command: &str, dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).args(["journal", command]).arg(dir).output().unwrap()
+    };
+    // A mistyped path that exists: a directory with something else in it.
+    let dir = process::temporary_dir("no-journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("readme.txt"), b"not a journal").unwrap();
+    for command in ["verify", "dump"] {
+        let output = run(command, &dir);
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!output.status.success(), "journal {command} of a directory without a journal said: {stdout}");
+        assert!(stderr.contains("no journal") && stderr.contains(&dir.display().to_string()), "{stderr}");
+    }
+    // A shard directory a server opened but never wrote to is a journal, and verifies.
+    let shard = dir.join("shard-0");
+    let recovered = recover(&mut FileStorage::open(&shard).unwrap(), Repair::Truncate).unwrap();
+    drop(Writer::open(FileStorage::open(&shard).unwrap(), Durability::Os, &recovered).unwrap());
+    let output = run("verify", &dir);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("shard-0: ok"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // Real full disks and real failed fdatasyncs, under a real server process.
 
