@@ -1113,6 +1113,16 @@ mod mounts {
         Ok(Mount { point: point.to_path_buf(), loop_device: Some(device) })
     }
 
+    /// `point` bound over itself read-only: its files stay readable, every write fails with
+    /// "Read-only file system" (root included, unlike file permissions).
+    pub fn read_only(point: &Path) -> Result<Mount, String> {
+        let point_text = point.to_str().unwrap();
+        run("mount", &["--bind", point_text, point_text])?;
+        let mount = Mount { point: point.to_path_buf(), loop_device: None };
+        run("mount", &["-o", "remount,bind,ro", point_text])?;
+        Ok(mount)
+    }
+
     impl Drop for Mount {
         fn drop(&mut self) {
             // Lazy: a server that is still shutting down does not keep it mounted.
@@ -1309,6 +1319,50 @@ fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit()
     assert!(stderr.contains("cannot be retried"), "{stderr}");
     drop(disk);
     drop(backing);
+}
+
+#[test]
+fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
+    use cairn::server::{Config as ServerConfig, Server};
+    let root = process::temporary_dir("read-only");
+    let dir = root.join("data");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        durability: Durability::Os,
+        data_dir: Some(dir.clone()),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config.clone()).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::set_up(&mut client);
+    drop(client);
+    server.shutdown().unwrap();
+    let mount = match mounts::read_only(&dir) {
+        Ok(mount) => mount,
+        Err(why) => {
+            let _ = std::fs::remove_dir_all(&root);
+            return mounts::skipped("the read-only journal test", &why);
+        }
+    };
+    match Server::start(config) {
+        Err(error) => {
+            let message = format!("{error:#}");
+            assert!(message.contains("journal-") && message.contains("Read-only file system"), "{message}");
+        }
+        Ok(server) => {
+            // What a game backend would meet: the first mutation after a ready start.
+            let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+            let first = client.join(process::hunts()[0], 1_000, 1, process::spot_of(0));
+            drop(client);
+            let stopped = server.shutdown();
+            drop(mount);
+            let _ = std::fs::remove_dir_all(&root);
+            panic!("the server started on a journal it cannot write; its first mutation got {first:?}, its stop {stopped:?}");
+        }
+    }
+    drop(mount);
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]

@@ -81,6 +81,9 @@ impl<S: Storage> Writer<S> {
         if sync {
             sync_recovered(&mut storage)?;
         }
+        // Opens the segment for appending now (an empty append writes nothing), so a
+        // journal this process may not write refuses the start, not the first mutation.
+        storage.append(&segment, &[]).map_err(io_error("open", storage.describe(&segment)))?;
         Ok(Writer {
             storage,
             sync,
