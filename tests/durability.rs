@@ -302,6 +302,78 @@ fn an_unusable_newest_snapshot_refuses_rather_than_forgetting_its_events() {
     }
 }
 
+#[test]
+fn an_empty_or_torn_last_segment_named_past_the_end_of_the_journal_is_refused_as_a_gap() {
+    let (storage, events) = small_journal(5);
+    let last_seq = events.len() as u64;
+    // The writer starts segment `journal-N` only once records up to N - 1 are covered, so
+    // this name says records up to `last_seq + 4` were written; they are gone.
+    let name = format!("journal-{:020}.log", last_seq + 5);
+    for contents in [Vec::new(), vec![0u8; 10]] {
+        let damaged = storage.crash(Crash::Process, 0);
+        damaged.replace(&name, contents.clone());
+        match recover(&mut damaged.clone(), Repair::Truncate) {
+            Err(JournalError::Gap { file, expected, found, .. }) => {
+                assert!(file.contains(&name), "{file}");
+                assert_eq!((expected, found), (last_seq + 1, last_seq + 5));
+            }
+            Err(other) => panic!("{} bytes in {name}: unexpected error {other}", contents.len()),
+            Ok(recovered) => panic!(
+                "{} bytes in {name}: recovered up to {} and would number the next record {} again, \
+                 forgetting records {}..={} the segment's name says were written",
+                contents.len(),
+                recovered.last_seq,
+                recovered.last_seq + 1,
+                last_seq + 1,
+                last_seq + 4
+            ),
+        }
+    }
+    // The segment a writer opens right after the last record is no gap.
+    let fresh_segment = storage.crash(Crash::Process, 0);
+    fresh_segment.replace(&format!("journal-{:020}.log", last_seq + 1), Vec::new());
+    assert_eq!(recover(&mut fresh_segment.clone(), Repair::Truncate).unwrap().last_seq, last_seq);
+}
+
+#[test]
+fn a_reopened_fsync_journal_syncs_what_it_recovered_before_calling_it_covered() {
+    let (storage, events) = small_journal(3);
+    let mut writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
+    writer.append(&Event::EndHunt { hunt: 1 }, 10);
+    writer.append(&Event::EndHunt { hunt: 1 }, 11);
+    // Written, but the process dies before its fdatasync: nothing of it was acknowledged.
+    writer.write_pending().unwrap();
+    let after_kill = storage.crash(Crash::Process, 0);
+    let recovered = recover(&mut after_kill.clone(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.last_seq, events.len() as u64 + 2, "the page cache kept both records");
+    let reopened = Writer::open(after_kill.clone(), Durability::Fsync, &recovered).unwrap();
+    let covered = reopened.covered_seq();
+    for seed in 0..50 {
+        let after_power_loss = after_kill.crash(Crash::PowerLoss, seed);
+        let again = recover(&mut after_power_loss.clone(), Repair::Truncate).unwrap();
+        assert!(
+            again.last_seq >= covered,
+            "seed {seed}: the reopened fsync writer reported {covered} covered, a power loss kept only {}",
+            again.last_seq
+        );
+    }
+}
+
+#[test]
+fn recovery_removes_its_own_leftover_temporary_snapshots_and_no_other_tmp_file() {
+    let dir = std::env::temp_dir().join(format!("cairn-durability-{}-tmp-files", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let leftover = format!("snapshot-{:020}.snap.tmp", 7);
+    std::fs::write(dir.join(&leftover), b"half a snapshot").unwrap();
+    // Not Cairn's: an operator's notes, kept beside the journal.
+    std::fs::write(dir.join("notes.tmp"), b"moved the disk on Tuesday").unwrap();
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    assert!(!dir.join(&leftover).exists(), "the leftover temporary snapshot was kept");
+    assert!(dir.join("notes.tmp").exists(), "recovery deleted notes.tmp, a file it never wrote: {:?}", recovered.notes);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // (c) Snapshot equivalence.
 
@@ -939,6 +1011,71 @@ fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+#[test]
+fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_restart() {
+    use cairn::server::{Config as ServerConfig, Server};
+    let dir = process::temporary_dir("interval-max");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        durability: Durability::Os,
+        data_dir: Some(dir.clone()),
+        snapshot_interval_events: u64::MAX,
+        ..ServerConfig::default()
+    };
+    let snapshots = |shard: usize| {
+        let mut names: Vec<String> = std::fs::read_dir(dir.join(format!("shard-{shard}")))
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .filter(|name| name.ends_with(".snap"))
+            .collect();
+        names.sort();
+        names
+    };
+    // The first life's graceful stop leaves one snapshot per shard.
+    let server = Server::start(config.clone()).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::set_up(&mut client);
+    drop(client);
+    server.shutdown().unwrap();
+    let at_stop = (snapshots(0), snapshots(1));
+    assert_eq!((at_stop.0.len(), at_stop.1.len()), (1, 1), "{at_stop:?}");
+    // The second life journals more on both shards; no interval has passed.
+    let server = Server::start(config).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::place_treasures(&mut client, 0);
+    let serving = (snapshots(0), snapshots(1));
+    drop(client);
+    server.shutdown().unwrap();
+    assert_eq!(serving, at_stop, "snapshots were written while serving, with an interval of u64::MAX events");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
+    let run = |command: &str, dir: &std::path::Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).args(["journal", command]).arg(dir).output().unwrap()
+    };
+    // A mistyped path that exists: a directory with something else in it.
+    let dir = process::temporary_dir("no-journal");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("readme.txt"), b"not a journal").unwrap();
+    for command in ["verify", "dump"] {
+        let output = run(command, &dir);
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(!output.status.success(), "journal {command} of a directory without a journal said: {stdout}");
+        assert!(stderr.contains("no journal") && stderr.contains(&dir.display().to_string()), "{stderr}");
+    }
+    // A shard directory a server opened but never wrote to is a journal, and verifies.
+    let shard = dir.join("shard-0");
+    let recovered = recover(&mut FileStorage::open(&shard).unwrap(), Repair::Truncate).unwrap();
+    drop(Writer::open(FileStorage::open(&shard).unwrap(), Durability::Os, &recovered).unwrap());
+    let output = run("verify", &dir);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("shard-0: ok"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // Real full disks and real failed fdatasyncs, under a real server process.
 
@@ -985,6 +1122,16 @@ mod mounts {
             return Err(error);
         }
         Ok(Mount { point: point.to_path_buf(), loop_device: Some(device) })
+    }
+
+    /// `point` bound over itself read-only: its files stay readable, every write fails with
+    /// "Read-only file system" (root included, unlike file permissions).
+    pub fn read_only(point: &Path) -> Result<Mount, String> {
+        let point_text = point.to_str().unwrap();
+        run("mount", &["--bind", point_text, point_text])?;
+        let mount = Mount { point: point.to_path_buf(), loop_device: None };
+        run("mount", &["-o", "remount,bind,ro", point_text])?;
+        Ok(mount)
     }
 
     impl Drop for Mount {
@@ -1185,6 +1332,50 @@ fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit()
     assert!(stderr.contains("cannot be retried"), "{stderr}");
     drop(disk);
     drop(backing);
+}
+
+#[test]
+fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
+    use cairn::server::{Config as ServerConfig, Server};
+    let root = process::temporary_dir("read-only");
+    let dir = root.join("data");
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: 2,
+        durability: Durability::Os,
+        data_dir: Some(dir.clone()),
+        ..ServerConfig::default()
+    };
+    let server = Server::start(config.clone()).unwrap();
+    let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+    process::set_up(&mut client);
+    drop(client);
+    server.shutdown().unwrap();
+    let mount = match mounts::read_only(&dir) {
+        Ok(mount) => mount,
+        Err(why) => {
+            let _ = std::fs::remove_dir_all(&root);
+            return mounts::skipped("the read-only journal test", &why);
+        }
+    };
+    match Server::start(config) {
+        Err(error) => {
+            let message = format!("{error:#}");
+            assert!(message.contains("journal-") && message.contains("Read-only file system"), "{message}");
+        }
+        Ok(server) => {
+            // What a game backend would meet: the first mutation after a ready start.
+            let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
+            let first = client.join(process::hunts()[0], 1_000, 1, process::spot_of(0));
+            drop(client);
+            let stopped = server.shutdown();
+            drop(mount);
+            let _ = std::fs::remove_dir_all(&root);
+            panic!("the server started on a journal it cannot write; its first mutation got {first:?}, its stop {stopped:?}");
+        }
+    }
+    drop(mount);
+    std::fs::remove_dir_all(&root).unwrap();
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! A server's data directory holds one subdirectory per shard (`shard-0`, `shard-1`,
 //! ...); both commands accept either that data directory or one shard's directory. Both
 //! open the files read-only in effect: they run recovery with [`Repair::ReadOnly`], so a
-//! torn tail is reported, not cut.
+//! torn tail is reported, not cut. A directory that holds no journal at all (no segment,
+//! snapshot or shard directory) is refused, so a mistyped path does not pass for an empty
+//! journal.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -12,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use super::recovery::{read_journal, recover, Repair, Truncation};
 use super::storage::{FileStorage, Storage};
-use super::{parse_segment_name, JournalError};
+use super::{parse_segment_name, parse_snapshot_name, JournalError};
 
 /// The prefix of a shard's subdirectory in a data directory.
 pub const SHARD_DIR_PREFIX: &str = "shard-";
@@ -88,7 +90,19 @@ fn open_existing(dir: &Path) -> Result<FileStorage, JournalError> {
         let source = io::Error::new(io::ErrorKind::NotFound, "no such directory");
         return Err(JournalError::Io { operation: "open", file, source });
     }
-    FileStorage::open(dir).map_err(|source| JournalError::Io { operation: "open", file, source })
+    let mut storage =
+        FileStorage::open(dir).map_err(|source| JournalError::Io { operation: "open", file: file.clone(), source })?;
+    // A mistyped path must not read as a healthy, empty journal: a shard directory a
+    // server opened always holds a segment.
+    let names = storage.list().map_err(|source| JournalError::Io { operation: "list", file: file.clone(), source })?;
+    if !names.iter().any(|name| parse_segment_name(name).is_some() || parse_snapshot_name(name).is_some()) {
+        let source = io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no journal segments, snapshots or {SHARD_DIR_PREFIX}k directories there"),
+        );
+        return Err(JournalError::Io { operation: "find a journal in", file, source });
+    }
+    Ok(storage)
 }
 
 /// Recovers one shard directory without changing it, and reports what a start would do.

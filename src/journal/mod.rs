@@ -129,7 +129,7 @@ pub enum JournalError {
         reason: &'static str,
     },
     /// Records are missing between two that survived, or a segment starts elsewhere than
-    /// its name says.
+    /// its name says, or the last segment is named past the end of the records before it.
     #[error("journal {file} at byte offset {offset}: sequence number {found} where {expected} was expected")]
     Gap {
         /// The segment.

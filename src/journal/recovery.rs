@@ -96,7 +96,11 @@ pub fn recover<S: Storage>(storage: &mut S, repair: Repair) -> Result<Recovered,
     let names = storage.list().map_err(io_error("list", storage.describe("")))?;
     let mut notes = Vec::new();
     if repair == Repair::Truncate {
-        for name in names.iter().filter(|name| name.ends_with(TEMPORARY_SUFFIX)) {
+        // Only names this build writes: a `.tmp` file of anyone else's is not ours to delete.
+        let temporary_snapshot = |name: &&String| {
+            name.strip_suffix(TEMPORARY_SUFFIX).is_some_and(|name| parse_snapshot_name(name).is_some())
+        };
+        for name in names.iter().filter(temporary_snapshot) {
             storage.remove(name).map_err(io_error("remove", storage.describe(name)))?;
             notes.push(format!("removed {}, a snapshot that was never completed", storage.describe(name)));
         }
@@ -130,7 +134,20 @@ pub fn recover<S: Storage>(storage: &mut S, repair: Repair) -> Result<Recovered,
             let (event, time) = ahead.pop_front().expect("more than PREFETCH_AHEAD records wait");
             shard.apply(&event, time);
         }
-    })?;
+    });
+    let summary = match summary {
+        // The segment the unusable snapshot rolled to starts past the journal before it:
+        // the snapshot is what is missing, so name it.
+        Err(gap @ JournalError::Gap { .. }) if newest_snapshot > snapshot_seq => {
+            return Err(JournalError::Missing(format!(
+                "snapshot {} is unusable and the journal does not reach back to the events it held ({gap}); \
+                 refusing to start without them ({})",
+                storage.describe(&super::snapshot_name(newest_snapshot)),
+                notes.join("; ")
+            )))
+        }
+        summary => summary?,
+    };
     for (event, time) in ahead {
         shard.apply(&event, time);
     }
@@ -179,6 +196,18 @@ pub fn read_journal<S: Storage>(
     for (index, (first_seq, name)) in segments.iter().enumerate() {
         let is_last = index + 1 == segments.len();
         storage.read_into(name, &mut bytes).map_err(io_error("read", storage.describe(name)))?;
+        // The writer starts a segment only once every record before its first is covered,
+        // so a last segment named past the end of the others says records were lost, even
+        // with no valid record of its own (empty, or torn from its first byte) to show it.
+        let next_seq = previous.max(after_seq).saturating_add(1);
+        if is_last && *first_seq > next_seq && !valid_record_follows(&bytes) {
+            return Err(JournalError::Gap {
+                file: storage.describe(name),
+                offset: 0,
+                expected: next_seq,
+                found: *first_seq,
+            });
+        }
         let mut offset = 0usize;
         let mut first_in_segment = true;
         while offset < bytes.len() {

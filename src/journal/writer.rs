@@ -78,6 +78,12 @@ impl<S: Storage> Writer<S> {
                 (name, 0)
             }
         };
+        if sync {
+            sync_recovered(&mut storage)?;
+        }
+        // Opens the segment for appending now (an empty append writes nothing), so a
+        // journal this process may not write refuses the start, not the first mutation.
+        storage.append(&segment, &[]).map_err(io_error("open", storage.describe(&segment)))?;
         Ok(Writer {
             storage,
             sync,
@@ -313,6 +319,18 @@ impl Writer<super::FileStorage> {
         self.sync_segment = Some(self.segment.clone());
         Ok(Some(file))
     }
+}
+
+/// Syncs every segment and the directory before an `fsync` writer reports what recovery
+/// read as covered: a killed process leaves written records in the page cache that were
+/// never synced (so never acknowledged), recovery reads them back, and the state built on
+/// them must not vanish at a later power loss. A life in `os` mode never synced at all.
+fn sync_recovered<S: Storage>(storage: &mut S) -> Result<(), JournalError> {
+    let names = storage.list().map_err(io_error("list", storage.describe("")))?;
+    for name in names.iter().filter(|name| parse_segment_name(name).is_some()) {
+        storage.sync(name).map_err(|source| JournalError::SyncFailed { file: storage.describe(name), source })?;
+    }
+    storage.sync_dir().map_err(|source| JournalError::SyncFailed { file: storage.describe(""), source })
 }
 
 /// Creates an empty segment; in `fsync` mode makes its directory entry durable, since

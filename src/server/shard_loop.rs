@@ -212,8 +212,11 @@ impl ShardLoop {
         let shard_count = shared.config.shards;
         let connections_max = shared.config.connections_per_shard_max;
         let ring_size_bytes = shared.config.ring_size_bytes;
-        let snapshot_due_seq =
-            writer.as_ref().map_or(0, |writer| writer.snapshot_seq()) + shared.config.snapshot_interval_events;
+        // Saturating: an interval of u64::MAX events means never, not a wrapped sum.
+        let snapshot_due_seq = writer
+            .as_ref()
+            .map_or(0, |writer| writer.snapshot_seq())
+            .saturating_add(shared.config.snapshot_interval_events);
         let clock = ShardClock::new(shared.epoch, writer.as_ref().map_or(0, |writer| writer.last_time()));
         if clock.ahead_of_wall_clock_us() > 0 {
             eprintln!(
@@ -1155,7 +1158,7 @@ impl ShardLoop {
         let Some(writer) = self.writer.as_mut() else { return Ok(()) };
         let before = self.allocations.allocations();
         let result = writer.snapshot(&self.engine);
-        self.snapshot_due_seq = writer.last_seq() + self.shared.config.snapshot_interval_events;
+        self.snapshot_due_seq = writer.last_seq().saturating_add(self.shared.config.snapshot_interval_events);
         self.stats.allocations_excluded += self.allocations.allocations() - before;
         match result {
             Ok(_) => {
