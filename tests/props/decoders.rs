@@ -193,8 +193,9 @@ const SNAPSHOT_HEADER_CRC: std::ops::Range<usize> = 12..16;
 const SNAPSHOT_BODY_SIZE: std::ops::Range<usize> = 24..32;
 const SNAPSHOT_BODY_CRC: std::ops::Range<usize> = 32..36;
 
-/// Makes the header agree with the body: magic, version 1, body size, both CRCs. Bytes
-/// shorter than a header are padded to one.
+/// Makes the header agree with the body: magic, version 2 (the format
+/// `src/journal/snapshot.rs` writes), body size, both CRCs. Bytes shorter than a header
+/// are padded to one.
 pub fn seal_snapshot(bytes: &mut Vec<u8>) {
     if bytes.len() < SNAPSHOT_HEADER_SIZE {
         bytes.resize(SNAPSHOT_HEADER_SIZE, 0);
