@@ -82,6 +82,19 @@ pub const fn negotiate(version_min: u16, version_max: u16) -> Option<u16> {
     }
 }
 
+/// The error for a request header whose reserved field or flags are not clear: the
+/// reserved field first, as in responses.
+#[cold]
+fn header_bits_error(header: &FrameHeader, opcode: Opcode) -> ProtocolError {
+    match check_reserved(header) {
+        Err(error) => error,
+        Ok(()) => {
+            debug_assert!(header.flags & !opcode.flags_allowed() != 0);
+            ProtocolError::InvalidFlags { opcode: header.opcode, flags: header.flags }
+        }
+    }
+}
+
 /// Decodes one complete request frame (exactly `length` bytes, as [`super::next_frame`]
 /// delimits it) without allocating.
 pub fn decode_request(frame: &[u8]) -> Result<(FrameHeader, Request<'_>), ProtocolError> {
@@ -90,9 +103,11 @@ pub fn decode_request(frame: &[u8]) -> Result<(FrameHeader, Request<'_>), Protoc
         Some(opcode) if opcode.is_request() => opcode,
         _ => return Err(ProtocolError::UnknownOpcode { opcode: header.opcode }),
     };
-    check_reserved(&header)?;
-    if header.flags & !opcode.flags_allowed() != 0 {
-        return Err(ProtocolError::InvalidFlags { opcode: header.opcode, flags: header.flags });
+    // One branch for both header checks on the hot path; which one failed is sorted out
+    // only on the way to the error (measured: +9 instructions per pipelined event with
+    // two branches, in `tools/bench-gate`'s `decode_pipelined`).
+    if (header.reserved != 0) | (header.flags & !opcode.flags_allowed() != 0) {
+        return Err(header_bits_error(&header, opcode));
     }
     let request = match opcode {
         Opcode::Hello => get_hello(body)?,
