@@ -70,7 +70,8 @@ pub(crate) struct Player {
     pub(crate) claims: u32,
     pub(crate) position: Point,
     pub(crate) last_time: Micros,
-    /// Travel the player may still make under the speed limit, in internal units.
+    /// Travel banked under the speed limit, in internal units, at most `travel_budget_max`:
+    /// what a move may cover beyond the travel the time since the last move earns.
     pub(crate) travel_budget_units: u64,
     pub(crate) score: i64,
     pub(crate) reached_at: Micros,
@@ -451,17 +452,21 @@ impl Hunt {
         if self.spec.options.speed_max == 0 {
             return Ok((point, 0));
         }
+        // The whole time since the last move counts, however long: a player who reports
+        // rarely walked all along. Only what is left over is banked, and at most
+        // `travel_budget_max`. Saturating changes no answer: even a saturated product
+        // leaves 2^64 / 10^6 units, far beyond any distance between two points.
         let speed = self.speed_units_per_second();
-        let elapsed_us = time.saturating_sub(player.last_time).min(SPEED_BURST_US);
-        let earned = speed * elapsed_us / MICROS_PER_SECOND;
-        let budget = (player.travel_budget_units + earned).min(self.travel_budget_max());
+        let elapsed_us = time.saturating_sub(player.last_time);
+        let earned = speed.saturating_mul(elapsed_us) / MICROS_PER_SECOND;
+        let budget = player.travel_budget_units.saturating_add(earned);
         let distance = geo::distance(player.position, point);
         if distance > budget {
             let distance = self.projection.units_to_length(distance);
             let allowed = self.projection.units_to_length(budget);
             return Err(Rejection::TooFast { distance, allowed });
         }
-        Ok((point, budget - distance))
+        Ok((point, (budget - distance).min(self.travel_budget_max())))
     }
 
     fn commit_move(&mut self, slot: usize, seq: Sequence, point: Point, budget: u64, time: Micros) {

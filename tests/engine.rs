@@ -152,6 +152,26 @@ fn the_speed_limit_allows_a_burst_then_the_earned_distance() {
 }
 
 #[test]
+fn a_player_who_reports_rarely_may_cover_what_the_speed_limit_allows_in_the_time() {
+    let options = HuntOptions { speed_max: 10, ..HuntOptions::default() };
+    let t = 20 * SECOND;
+    let leave = |seq| Event::Leave { hunt: HUNT, player: 1, seq };
+    check(&[
+        (t, create(options), Outcome::HuntCreated),
+        (t, join(1, 1, 0, 0), Outcome::Joined { score: 0, rank: 1 }),
+        // Ten seconds later, 50 units further: 5 units/s, half the limit. The limit allows
+        // 10 s at 10 units/s plus the 2 s burst: 120 units.
+        (t + 10 * SECOND, step(1, 2, 50, 0), Outcome::Moved { claims: &[] }),
+        (t + 20 * SECOND, step(1, 3, 171, 0), Outcome::Rejected(Rejection::TooFast { distance: 121, allowed: 120 })),
+        (t + 20 * SECOND, step(1, 3, 170, 0), Outcome::Moved { claims: &[] }),
+        // What a move may not cover, leaving and rejoining may not either.
+        (t + 30 * SECOND, leave(4), Outcome::Left),
+        (t + 40 * SECOND, join(1, 5, 400, 0), Outcome::Rejected(Rejection::TooFast { distance: 230, allowed: 220 })),
+        (t + 40 * SECOND, join(1, 5, 390, 0), Outcome::Joined { score: 0, rank: 1 }),
+    ]);
+}
+
+#[test]
 fn leaving_and_rejoining_is_no_way_around_the_speed_limit() {
     let options = HuntOptions { speed_max: 10, ..HuntOptions::default() };
     let t = 20 * SECOND;
