@@ -430,7 +430,7 @@ impl Hunt {
         let distance = geo::distance(player.position, point);
         if distance as u128 > reach {
             let allowed = self.projection.units_to_length(reach.min(u64::MAX as u128) as u64);
-            return Err(Rejection::TooFast { distance: self.projection.units_to_length(distance), allowed });
+            return Err(Rejection::TooFast { distance: self.projection.units_to_length_up(distance), allowed });
         }
         Ok(())
     }
@@ -462,7 +462,8 @@ impl Hunt {
         let budget = player.travel_budget_units.saturating_add(earned);
         let distance = geo::distance(player.position, point);
         if distance > budget {
-            let distance = self.projection.units_to_length(distance);
+            // Rounded up, and the allowance down, so the refusal never reads "20 of 20".
+            let distance = self.projection.units_to_length_up(distance);
             let allowed = self.projection.units_to_length(budget);
             return Err(Rejection::TooFast { distance, allowed });
         }
@@ -542,7 +543,8 @@ impl Hunt {
         }
         let distance_squared = geo::distance_squared(point, treasure.center);
         if distance_squared > treasure.radius_units * treasure.radius_units {
-            let distance = self.projection.units_to_length(geo::isqrt(distance_squared));
+            // Rounded up: a point just beyond the radius must not read as at the radius.
+            let distance = self.projection.units_to_length_up(geo::isqrt_up(distance_squared));
             return Err(Rejection::OutOfReach { distance, radius: treasure.spec.radius });
         }
         let index = treasure.claimed + 1;

@@ -307,6 +307,7 @@ fn geographic_hunts_measure_reach_in_metres() {
     let place = TreasureSpec { id: 1, position: spot, radius: 30, value: 10, capacity: 1, hint_radius: 0 };
     // 0.0002 degrees of latitude north is about 22.2 m: within 30 m.
     let near = Position::new(23_500_000, 488_602_000);
+    // 0.0004 degrees is about 44.5 m, which a refusal reports rounded up.
     let far = Position::new(23_500_000, 488_604_000);
     let mut shard = check(&[
         (t, Event::CreateHunt { hunt: HUNT, spec }, Outcome::HuntCreated),
@@ -314,9 +315,56 @@ fn geographic_hunts_measure_reach_in_metres() {
         (t, Event::Join { hunt: HUNT, player: 1, seq: 1, position: far }, Outcome::Joined { score: 0, rank: 1 }),
     ]);
     let outcome = shard.apply(&Event::Dig { hunt: HUNT, player: 1, seq: 2, treasure: 1, position: far }, t);
-    assert!(matches!(outcome, Outcome::Rejected(Rejection::OutOfReach { distance: 44, radius: 30 })), "{outcome:?}");
+    assert!(matches!(outcome, Outcome::Rejected(Rejection::OutOfReach { distance: 45, radius: 30 })), "{outcome:?}");
     let outcome = shard.apply(&Event::Dig { hunt: HUNT, player: 1, seq: 2, treasure: 1, position: near }, t);
     assert!(matches!(outcome, Outcome::Dug { .. }), "{outcome:?}");
+}
+
+/// A refusal for distance names a distance beyond the limit it broke: distances are
+/// rounded up there, so "10 from the treasure, beyond its radius of 10" cannot happen.
+#[test]
+fn refused_distances_are_rounded_up_past_the_limit() {
+    let t = 20 * SECOND;
+    check(&[
+        (t, create(HuntOptions::default()), Outcome::HuntCreated),
+        (t, treasure(1, 100, 100, 10, 1), Outcome::TreasurePlaced),
+        (t, join(1, 1, 100, 100), Outcome::Joined { score: 0, rank: 1 }),
+        // 7 and 8 units away: 10.63 units, beyond a radius of 10.
+        (t, dig(1, 2, 1, 107, 108), Outcome::Rejected(Rejection::OutOfReach { distance: 11, radius: 10 })),
+    ]);
+    // The same in metres: about 30.50 m north of a treasure of radius 30 m, and a move of
+    // about 2.5 m against a speed limit of 1 m/s with its 2 m burst.
+    let options = HuntOptions { speed_max: 1, ..HuntOptions::default() };
+    let spec = HuntSpec {
+        coordinates: Coordinates::Geographic,
+        min: Position::new(23_000_000, 488_000_000),
+        max: Position::new(23_800_000, 489_200_000),
+        ..planar(options)
+    };
+    let spot = Position::new(23_500_000, 488_600_000);
+    let place = TreasureSpec { id: 1, position: spot, radius: 30, value: 10, capacity: 1, hint_radius: 0 };
+    let beyond = Position::new(23_500_000, 488_602_743);
+    let too_far = Position::new(23_500_000, 488_600_225);
+    let mut shard = check(&[
+        (t, Event::CreateHunt { hunt: HUNT, spec }, Outcome::HuntCreated),
+        (t, Event::PlaceTreasure { hunt: HUNT, treasure: place }, Outcome::TreasurePlaced),
+        (t, Event::Join { hunt: HUNT, player: 1, seq: 1, position: spot }, Outcome::Joined { score: 0, rank: 1 }),
+        (
+            t,
+            Event::Move { hunt: HUNT, player: 1, seq: 2, position: too_far },
+            Outcome::Rejected(Rejection::TooFast { distance: 3, allowed: 2 }),
+        ),
+    ]);
+    let join = Event::Join { hunt: HUNT, player: 2, seq: 1, position: beyond };
+    assert_eq!(shard.apply(&join, t), Outcome::Joined { score: 0, rank: 2 });
+    let dig = Event::Dig { hunt: HUNT, player: 2, seq: 2, treasure: 1, position: beyond };
+    let outcome = shard.apply(&dig, t);
+    assert_eq!(outcome, Outcome::Rejected(Rejection::OutOfReach { distance: 31, radius: 30 }));
+    let message = match outcome {
+        Outcome::Rejected(rejection) => rejection.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(message, "the player is 31 from the treasure, beyond its radius of 30");
 }
 
 #[test]

@@ -670,7 +670,10 @@ impl Hunt {
         }
         let distance_squared = distance_squared(position, spec.position);
         if distance_squared > spec.radius as u64 * spec.radius as u64 {
-            return Err(Rejection::OutOfReach { distance: isqrt(distance_squared), radius: spec.radius });
+            // Rounded up, so the distance reported is beyond the radius.
+            let root = isqrt(distance_squared);
+            let distance = if root * root == distance_squared { root } else { root + 1 };
+            return Err(Rejection::OutOfReach { distance, radius: spec.radius });
         }
         Ok(points(self.spec.options.points, spec.value, treasure.claimed() + 1, spec.capacity))
     }
