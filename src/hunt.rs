@@ -686,7 +686,8 @@ impl Hunt {
     }
 
     /// Feeds the hunt's canonical state to `hasher`: sorted by id, independent of hash
-    /// map order and slab layout (slow path: allocates to sort).
+    /// map order and of where players sit in their table, but with each treasure's handle
+    /// and the free handles, which decide later outcomes (slow path: allocates to sort).
     pub(crate) fn digest_into(&self, hasher: &mut xxhash_rust::xxh3::Xxh3) {
         let spec = &self.spec;
         let mut put = |value: i64| hasher.update(&value.to_le_bytes());
@@ -705,9 +706,13 @@ impl Hunt {
         for seq in self.topic_seqs {
             put(seq as i64);
         }
-        let mut treasures: Vec<&Treasure> = self.treasures.iter().filter(|treasure| treasure.live).collect();
-        treasures.sort_by_key(|treasure| treasure.spec.id);
-        for treasure in treasures {
+        // Handles and the free list are state too: a move claims the treasures it reaches
+        // in handle order, and the next placement takes the last free handle.
+        let mut treasures: Vec<(u32, &Treasure)> =
+            (0..).zip(&self.treasures).filter(|(_, treasure)| treasure.live).collect();
+        treasures.sort_by_key(|(_, treasure)| treasure.spec.id);
+        for (handle, treasure) in treasures {
+            put(handle as i64);
             let spec = &treasure.spec;
             for value in [spec.id as i64, spec.position.x as i64, spec.position.y as i64, spec.radius as i64] {
                 put(value);
@@ -715,6 +720,10 @@ impl Hunt {
             for value in [spec.value, spec.capacity, spec.hint_radius, treasure.claimed] {
                 put(value as i64);
             }
+        }
+        put(self.treasures_free.len() as i64);
+        for &handle in &self.treasures_free {
+            put(handle as i64);
         }
         let mut players: Vec<&Player> = self.players.iter().collect();
         players.sort_by_key(|player| player.id);

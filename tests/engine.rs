@@ -396,6 +396,47 @@ fn replaying_the_same_events_gives_the_same_digest() {
     assert_ne!(run(1, false), run(2, false));
 }
 
+/// Equal digests promise equal futures. Which slot a placed treasure takes depends on
+/// the order earlier ones were removed in, and a move that reaches more treasures than
+/// it may claim at once claims them in slot order; so two shards whose treasures sit in
+/// different slots must not share a digest.
+#[test]
+fn shards_with_equal_digests_answer_alike() {
+    let t = 20 * SECOND;
+    let options = HuntOptions { auto_discover: true, ..HuntOptions::default() };
+    let remove = |treasure| Event::RemoveTreasure { hunt: HUNT, treasure };
+    let prefix = |removals: [u32; 2]| {
+        let mut shard = Shard::new();
+        for event in [create(options), treasure(1, 0, 0, 5, 1), treasure(2, 0, 0, 5, 1)] {
+            assert!(!shard.apply(&event, t).is_rejected(), "{event:?}");
+        }
+        for id in removals {
+            assert_eq!(shard.apply(&remove(id), t), Outcome::TreasureRemoved);
+        }
+        shard
+    };
+    let continuation = |shard: &mut Shard| {
+        let mut claims = Vec::new();
+        for id in 10..15 {
+            assert_eq!(shard.apply(&treasure(id, 500, 500, 5, 1), t), Outcome::TreasurePlaced);
+        }
+        assert!(!shard.apply(&join(1, 1, 0, 0), t).is_rejected());
+        if let Outcome::Moved { claims: moved } = shard.apply(&step(1, 2, 500, 500), t) {
+            claims.extend_from_slice(moved);
+        }
+        claims
+    };
+    let (mut first, mut second) = (prefix([1, 2]), prefix([2, 1]));
+    let digests = (first.digest(), second.digest());
+    let (first_claims, second_claims) = (continuation(&mut first), continuation(&mut second));
+    assert_eq!(first_claims.len(), 4);
+    assert!(
+        first_claims == second_claims || digests.0 != digests.1,
+        "equal digests {:x}, different claims: {first_claims:?} and {second_claims:?}",
+        digests.0
+    );
+}
+
 /// The counting allocator is installed: otherwise the zero-allocation proof below would
 /// pass without measuring anything.
 #[test]
