@@ -132,13 +132,15 @@ impl Hunt {
         if spec.start >= spec.end {
             return Err(Rejection::InvalidHunt("start time must be before end time"));
         }
-        if spec.min.x > spec.max.x || spec.min.y > spec.max.y {
-            return Err(Rejection::InvalidHunt("the minimum corner must not exceed the maximum corner"));
-        }
+        // Geographic bounds are checked by the projection, whose refusals name latitude or
+        // longitude (and the antimeridian, which a hunt may not cross).
         let projection = match spec.coordinates {
             Coordinates::Planar => Projection::planar(),
             Coordinates::Geographic => Projection::geographic(spec.min, spec.max).map_err(Rejection::InvalidHunt)?,
         };
+        if spec.min.x > spec.max.x || spec.min.y > spec.max.y {
+            return Err(Rejection::InvalidHunt("the minimum corner must not exceed the maximum corner"));
+        }
         // The grid covers every projected position of the bounds: for geographic hunts the
         // projected rectangle is not the image of the two corners alone.
         let (min, max) = projection

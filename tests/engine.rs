@@ -276,6 +276,34 @@ fn invalid_hunts_and_treasures_are_refused_with_the_field_named() {
     );
 }
 
+/// A geographic hunt whose longitudes run backwards is refused with the reason that
+/// applies to longitudes (hunts may not cross the antimeridian), not the planar one.
+#[test]
+fn a_geographic_hunt_across_the_antimeridian_is_refused_with_that_reason() {
+    let geographic = |min: Position, max: Position| HuntSpec {
+        coordinates: Coordinates::Geographic,
+        min,
+        max,
+        ..planar(HuntOptions::default())
+    };
+    let across = geographic(Position::new(1_799_000_000, 0), Position::new(-1_799_000_000, 1_000_000));
+    let southward = geographic(Position::new(0, 1_000_000), Position::new(1_000_000, 0));
+    check(&[
+        (
+            SECOND,
+            Event::CreateHunt { hunt: 1, spec: across },
+            Outcome::Rejected(Rejection::InvalidHunt(
+                "geographic bounds: the minimum longitude exceeds the maximum (hunts may not cross the antimeridian)",
+            )),
+        ),
+        (
+            SECOND,
+            Event::CreateHunt { hunt: 1, spec: southward },
+            Outcome::Rejected(Rejection::InvalidHunt("geographic bounds: the minimum latitude exceeds the maximum")),
+        ),
+    ]);
+}
+
 #[test]
 fn the_hint_is_the_distance_to_the_nearest_treasure_still_claimable() {
     let t = 20 * SECOND;
