@@ -108,6 +108,24 @@ fn sequence_numbers_make_retries_harmless() {
     assert_eq!(shard.apply(&Event::Rank { hunt: HUNT, player: 1 }, t), Outcome::Standing(expected));
 }
 
+/// What `docs/protocol.md` says under "Retries": a refused event leaves its sequence
+/// number free, so a retry is judged afresh; once a later number is applied, the earlier
+/// refused one is a duplicate although it was never applied.
+#[test]
+fn a_refused_event_leaves_its_sequence_number_free() {
+    let t = 20 * SECOND;
+    check(&[
+        (t, create(HuntOptions::default()), Outcome::HuntCreated),
+        (t, join(1, 1, 0, 0), Outcome::Joined { score: 0, rank: 1 }),
+        (t, dig(1, 2, 1, 0, 0), Outcome::Rejected(Rejection::TreasureNotFound)),
+        (t, treasure(1, 0, 0, 5, 2), Outcome::TreasurePlaced),
+        (t, dig(1, 2, 1, 0, 0), Outcome::Dug { claim: claim(1, 1, 2, 100, 100, 1) }),
+        (t, dig(1, 3, 1, 0, 0), Outcome::Rejected(Rejection::AlreadyClaimed)),
+        (t, adjust(1, 4, 1), Outcome::Adjusted { score: 101, rank: 1 }),
+        (t, dig(1, 3, 1, 0, 0), Outcome::Rejected(Rejection::Duplicate { seq: 3, last: 4 })),
+    ]);
+}
+
 #[test]
 fn ties_are_broken_by_the_time_the_score_was_reached_then_by_id() {
     let t = 20 * SECOND;
