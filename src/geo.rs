@@ -72,6 +72,18 @@ pub fn isqrt(n: u64) -> u64 {
     root
 }
 
+/// The smallest `r` with `r * r >= n`: a distance rounded up, for refusals that must name
+/// a distance beyond the limit it broke.
+pub fn isqrt_up(n: u64) -> u64 {
+    let root = isqrt(n);
+    // `root` is below 2^32, so its square fits.
+    if root * root == n {
+        root
+    } else {
+        root + 1
+    }
+}
+
 /// The Earth's mean radius, in metres (IUGG).
 pub const EARTH_RADIUS_METRES: f64 = 6_371_008.8;
 
@@ -321,6 +333,15 @@ impl Projection {
             Kind::Geographic(_) => units / GEO_UNITS_PER_METRE as u64,
         }
     }
+
+    /// A distance in internal units expressed in input units, rounded up: what a refusal
+    /// reports as the distance that broke a limit, so it never reads as equal to the limit.
+    pub fn units_to_length_up(&self, units: u64) -> u64 {
+        match self.kind {
+            Kind::Planar => units,
+            Kind::Geographic(_) => units.div_ceil(GEO_UNITS_PER_METRE as u64),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -366,6 +387,9 @@ mod tests {
         }
         check(u64::MAX, (1 << 32) - 1);
         check(u64::MAX - 1, (1 << 32) - 1);
+        for (n, root_up) in [(0, 0), (1, 1), (2, 2), (4, 2), (5, 3), (113, 11), (u64::MAX, 1 << 32)] {
+            assert_eq!(isqrt_up(n), root_up, "isqrt_up({n})");
+        }
         // The float fast path ends at 2^52: the squares just below and above it, and the
         // largest roots it serves, where rounding up would show first.
         let fast_end = 1u64 << 26;
@@ -448,6 +472,9 @@ mod tests {
         assert_eq!(north.length_to_units(25), 2_500);
         assert_eq!(north.units_to_length(2_599), 25);
         assert_eq!(north.units_to_length(99), 0);
+        assert_eq!(north.units_to_length_up(2_500), 25);
+        assert_eq!(north.units_to_length_up(2_501), 26);
+        assert_eq!(Projection::planar().units_to_length_up(1234), 1234);
     }
 
     #[test]

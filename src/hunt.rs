@@ -70,7 +70,8 @@ pub(crate) struct Player {
     pub(crate) claims: u32,
     pub(crate) position: Point,
     pub(crate) last_time: Micros,
-    /// Travel the player may still make under the speed limit, in internal units.
+    /// Travel banked under the speed limit, in internal units, at most `travel_budget_max`:
+    /// what a move may cover beyond the travel the time since the last move earns.
     pub(crate) travel_budget_units: u64,
     pub(crate) score: i64,
     pub(crate) reached_at: Micros,
@@ -131,13 +132,15 @@ impl Hunt {
         if spec.start >= spec.end {
             return Err(Rejection::InvalidHunt("start time must be before end time"));
         }
-        if spec.min.x > spec.max.x || spec.min.y > spec.max.y {
-            return Err(Rejection::InvalidHunt("the minimum corner must not exceed the maximum corner"));
-        }
+        // Geographic bounds are checked by the projection, whose refusals name latitude or
+        // longitude (and the antimeridian, which a hunt may not cross).
         let projection = match spec.coordinates {
             Coordinates::Planar => Projection::planar(),
             Coordinates::Geographic => Projection::geographic(spec.min, spec.max).map_err(Rejection::InvalidHunt)?,
         };
+        if spec.min.x > spec.max.x || spec.min.y > spec.max.y {
+            return Err(Rejection::InvalidHunt("the minimum corner must not exceed the maximum corner"));
+        }
         // The grid covers every projected position of the bounds: for geographic hunts the
         // projected rectangle is not the image of the two corners alone.
         let (min, max) = projection
@@ -429,7 +432,7 @@ impl Hunt {
         let distance = geo::distance(player.position, point);
         if distance as u128 > reach {
             let allowed = self.projection.units_to_length(reach.min(u64::MAX as u128) as u64);
-            return Err(Rejection::TooFast { distance: self.projection.units_to_length(distance), allowed });
+            return Err(Rejection::TooFast { distance: self.projection.units_to_length_up(distance), allowed });
         }
         Ok(())
     }
@@ -451,17 +454,22 @@ impl Hunt {
         if self.spec.options.speed_max == 0 {
             return Ok((point, 0));
         }
+        // The whole time since the last move counts, however long: a player who reports
+        // rarely walked all along. Only what is left over is banked, and at most
+        // `travel_budget_max`. Saturating changes no answer: even a saturated product
+        // leaves 2^64 / 10^6 units, far beyond any distance between two points.
         let speed = self.speed_units_per_second();
-        let elapsed_us = time.saturating_sub(player.last_time).min(SPEED_BURST_US);
-        let earned = speed * elapsed_us / MICROS_PER_SECOND;
-        let budget = (player.travel_budget_units + earned).min(self.travel_budget_max());
+        let elapsed_us = time.saturating_sub(player.last_time);
+        let earned = speed.saturating_mul(elapsed_us) / MICROS_PER_SECOND;
+        let budget = player.travel_budget_units.saturating_add(earned);
         let distance = geo::distance(player.position, point);
         if distance > budget {
-            let distance = self.projection.units_to_length(distance);
+            // Rounded up, and the allowance down, so the refusal never reads "20 of 20".
+            let distance = self.projection.units_to_length_up(distance);
             let allowed = self.projection.units_to_length(budget);
             return Err(Rejection::TooFast { distance, allowed });
         }
-        Ok((point, budget - distance))
+        Ok((point, (budget - distance).min(self.travel_budget_max())))
     }
 
     fn commit_move(&mut self, slot: usize, seq: Sequence, point: Point, budget: u64, time: Micros) {
@@ -537,7 +545,8 @@ impl Hunt {
         }
         let distance_squared = geo::distance_squared(point, treasure.center);
         if distance_squared > treasure.radius_units * treasure.radius_units {
-            let distance = self.projection.units_to_length(geo::isqrt(distance_squared));
+            // Rounded up: a point just beyond the radius must not read as at the radius.
+            let distance = self.projection.units_to_length_up(geo::isqrt_up(distance_squared));
             return Err(Rejection::OutOfReach { distance, radius: treasure.spec.radius });
         }
         let index = treasure.claimed + 1;
@@ -679,7 +688,8 @@ impl Hunt {
     }
 
     /// Feeds the hunt's canonical state to `hasher`: sorted by id, independent of hash
-    /// map order and slab layout (slow path: allocates to sort).
+    /// map order and of where players sit in their table, but with each treasure's handle
+    /// and the free handles, which decide later outcomes (slow path: allocates to sort).
     pub(crate) fn digest_into(&self, hasher: &mut xxhash_rust::xxh3::Xxh3) {
         let spec = &self.spec;
         let mut put = |value: i64| hasher.update(&value.to_le_bytes());
@@ -698,9 +708,13 @@ impl Hunt {
         for seq in self.topic_seqs {
             put(seq as i64);
         }
-        let mut treasures: Vec<&Treasure> = self.treasures.iter().filter(|treasure| treasure.live).collect();
-        treasures.sort_by_key(|treasure| treasure.spec.id);
-        for treasure in treasures {
+        // Handles and the free list are state too: a move claims the treasures it reaches
+        // in handle order, and the next placement takes the last free handle.
+        let mut treasures: Vec<(u32, &Treasure)> =
+            (0..).zip(&self.treasures).filter(|(_, treasure)| treasure.live).collect();
+        treasures.sort_by_key(|(_, treasure)| treasure.spec.id);
+        for (handle, treasure) in treasures {
+            put(handle as i64);
             let spec = &treasure.spec;
             for value in [spec.id as i64, spec.position.x as i64, spec.position.y as i64, spec.radius as i64] {
                 put(value);
@@ -708,6 +722,10 @@ impl Hunt {
             for value in [spec.value, spec.capacity, spec.hint_radius, treasure.claimed] {
                 put(value as i64);
             }
+        }
+        put(self.treasures_free.len() as i64);
+        for &handle in &self.treasures_free {
+            put(handle as i64);
         }
         let mut players: Vec<&Player> = self.players.iter().collect();
         players.sort_by_key(|player| player.id);

@@ -108,6 +108,24 @@ fn sequence_numbers_make_retries_harmless() {
     assert_eq!(shard.apply(&Event::Rank { hunt: HUNT, player: 1 }, t), Outcome::Standing(expected));
 }
 
+/// What `docs/protocol.md` says under "Retries": a refused event leaves its sequence
+/// number free, so a retry is judged afresh; once a later number is applied, the earlier
+/// refused one is a duplicate although it was never applied.
+#[test]
+fn a_refused_event_leaves_its_sequence_number_free() {
+    let t = 20 * SECOND;
+    check(&[
+        (t, create(HuntOptions::default()), Outcome::HuntCreated),
+        (t, join(1, 1, 0, 0), Outcome::Joined { score: 0, rank: 1 }),
+        (t, dig(1, 2, 1, 0, 0), Outcome::Rejected(Rejection::TreasureNotFound)),
+        (t, treasure(1, 0, 0, 5, 2), Outcome::TreasurePlaced),
+        (t, dig(1, 2, 1, 0, 0), Outcome::Dug { claim: claim(1, 1, 2, 100, 100, 1) }),
+        (t, dig(1, 3, 1, 0, 0), Outcome::Rejected(Rejection::AlreadyClaimed)),
+        (t, adjust(1, 4, 1), Outcome::Adjusted { score: 101, rank: 1 }),
+        (t, dig(1, 3, 1, 0, 0), Outcome::Rejected(Rejection::Duplicate { seq: 3, last: 4 })),
+    ]);
+}
+
 #[test]
 fn ties_are_broken_by_the_time_the_score_was_reached_then_by_id() {
     let t = 20 * SECOND;
@@ -148,6 +166,26 @@ fn the_speed_limit_allows_a_burst_then_the_earned_distance() {
         // Half a second later, 5 units have been earned.
         (t + SECOND / 2, step(1, 3, 25, 0), Outcome::Moved { claims: &[] }),
         (t + 10 * SECOND, step(1, 4, 45, 0), Outcome::Moved { claims: &[] }),
+    ]);
+}
+
+#[test]
+fn a_player_who_reports_rarely_may_cover_what_the_speed_limit_allows_in_the_time() {
+    let options = HuntOptions { speed_max: 10, ..HuntOptions::default() };
+    let t = 20 * SECOND;
+    let leave = |seq| Event::Leave { hunt: HUNT, player: 1, seq };
+    check(&[
+        (t, create(options), Outcome::HuntCreated),
+        (t, join(1, 1, 0, 0), Outcome::Joined { score: 0, rank: 1 }),
+        // Ten seconds later, 50 units further: 5 units/s, half the limit. The limit allows
+        // 10 s at 10 units/s plus the 2 s burst: 120 units.
+        (t + 10 * SECOND, step(1, 2, 50, 0), Outcome::Moved { claims: &[] }),
+        (t + 20 * SECOND, step(1, 3, 171, 0), Outcome::Rejected(Rejection::TooFast { distance: 121, allowed: 120 })),
+        (t + 20 * SECOND, step(1, 3, 170, 0), Outcome::Moved { claims: &[] }),
+        // What a move may not cover, leaving and rejoining may not either.
+        (t + 30 * SECOND, leave(4), Outcome::Left),
+        (t + 40 * SECOND, join(1, 5, 400, 0), Outcome::Rejected(Rejection::TooFast { distance: 230, allowed: 220 })),
+        (t + 40 * SECOND, join(1, 5, 390, 0), Outcome::Joined { score: 0, rank: 1 }),
     ]);
 }
 
@@ -256,6 +294,34 @@ fn invalid_hunts_and_treasures_are_refused_with_the_field_named() {
     );
 }
 
+/// A geographic hunt whose longitudes run backwards is refused with the reason that
+/// applies to longitudes (hunts may not cross the antimeridian), not the planar one.
+#[test]
+fn a_geographic_hunt_across_the_antimeridian_is_refused_with_that_reason() {
+    let geographic = |min: Position, max: Position| HuntSpec {
+        coordinates: Coordinates::Geographic,
+        min,
+        max,
+        ..planar(HuntOptions::default())
+    };
+    let across = geographic(Position::new(1_799_000_000, 0), Position::new(-1_799_000_000, 1_000_000));
+    let southward = geographic(Position::new(0, 1_000_000), Position::new(1_000_000, 0));
+    check(&[
+        (
+            SECOND,
+            Event::CreateHunt { hunt: 1, spec: across },
+            Outcome::Rejected(Rejection::InvalidHunt(
+                "geographic bounds: the minimum longitude exceeds the maximum (hunts may not cross the antimeridian)",
+            )),
+        ),
+        (
+            SECOND,
+            Event::CreateHunt { hunt: 1, spec: southward },
+            Outcome::Rejected(Rejection::InvalidHunt("geographic bounds: the minimum latitude exceeds the maximum")),
+        ),
+    ]);
+}
+
 #[test]
 fn the_hint_is_the_distance_to_the_nearest_treasure_still_claimable() {
     let t = 20 * SECOND;
@@ -287,6 +353,7 @@ fn geographic_hunts_measure_reach_in_metres() {
     let place = TreasureSpec { id: 1, position: spot, radius: 30, value: 10, capacity: 1, hint_radius: 0 };
     // 0.0002 degrees of latitude north is about 22.2 m: within 30 m.
     let near = Position::new(23_500_000, 488_602_000);
+    // 0.0004 degrees is about 44.5 m, which a refusal reports rounded up.
     let far = Position::new(23_500_000, 488_604_000);
     let mut shard = check(&[
         (t, Event::CreateHunt { hunt: HUNT, spec }, Outcome::HuntCreated),
@@ -294,9 +361,56 @@ fn geographic_hunts_measure_reach_in_metres() {
         (t, Event::Join { hunt: HUNT, player: 1, seq: 1, position: far }, Outcome::Joined { score: 0, rank: 1 }),
     ]);
     let outcome = shard.apply(&Event::Dig { hunt: HUNT, player: 1, seq: 2, treasure: 1, position: far }, t);
-    assert!(matches!(outcome, Outcome::Rejected(Rejection::OutOfReach { distance: 44, radius: 30 })), "{outcome:?}");
+    assert!(matches!(outcome, Outcome::Rejected(Rejection::OutOfReach { distance: 45, radius: 30 })), "{outcome:?}");
     let outcome = shard.apply(&Event::Dig { hunt: HUNT, player: 1, seq: 2, treasure: 1, position: near }, t);
     assert!(matches!(outcome, Outcome::Dug { .. }), "{outcome:?}");
+}
+
+/// A refusal for distance names a distance beyond the limit it broke: distances are
+/// rounded up there, so "10 from the treasure, beyond its radius of 10" cannot happen.
+#[test]
+fn refused_distances_are_rounded_up_past_the_limit() {
+    let t = 20 * SECOND;
+    check(&[
+        (t, create(HuntOptions::default()), Outcome::HuntCreated),
+        (t, treasure(1, 100, 100, 10, 1), Outcome::TreasurePlaced),
+        (t, join(1, 1, 100, 100), Outcome::Joined { score: 0, rank: 1 }),
+        // 7 and 8 units away: 10.63 units, beyond a radius of 10.
+        (t, dig(1, 2, 1, 107, 108), Outcome::Rejected(Rejection::OutOfReach { distance: 11, radius: 10 })),
+    ]);
+    // The same in metres: about 30.50 m north of a treasure of radius 30 m, and a move of
+    // about 2.5 m against a speed limit of 1 m/s with its 2 m burst.
+    let options = HuntOptions { speed_max: 1, ..HuntOptions::default() };
+    let spec = HuntSpec {
+        coordinates: Coordinates::Geographic,
+        min: Position::new(23_000_000, 488_000_000),
+        max: Position::new(23_800_000, 489_200_000),
+        ..planar(options)
+    };
+    let spot = Position::new(23_500_000, 488_600_000);
+    let place = TreasureSpec { id: 1, position: spot, radius: 30, value: 10, capacity: 1, hint_radius: 0 };
+    let beyond = Position::new(23_500_000, 488_602_743);
+    let too_far = Position::new(23_500_000, 488_600_225);
+    let mut shard = check(&[
+        (t, Event::CreateHunt { hunt: HUNT, spec }, Outcome::HuntCreated),
+        (t, Event::PlaceTreasure { hunt: HUNT, treasure: place }, Outcome::TreasurePlaced),
+        (t, Event::Join { hunt: HUNT, player: 1, seq: 1, position: spot }, Outcome::Joined { score: 0, rank: 1 }),
+        (
+            t,
+            Event::Move { hunt: HUNT, player: 1, seq: 2, position: too_far },
+            Outcome::Rejected(Rejection::TooFast { distance: 3, allowed: 2 }),
+        ),
+    ]);
+    let join = Event::Join { hunt: HUNT, player: 2, seq: 1, position: beyond };
+    assert_eq!(shard.apply(&join, t), Outcome::Joined { score: 0, rank: 2 });
+    let dig = Event::Dig { hunt: HUNT, player: 2, seq: 2, treasure: 1, position: beyond };
+    let outcome = shard.apply(&dig, t);
+    assert_eq!(outcome, Outcome::Rejected(Rejection::OutOfReach { distance: 31, radius: 30 }));
+    let message = match outcome {
+        Outcome::Rejected(rejection) => rejection.to_string(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(message, "the player is 31 from the treasure, beyond its radius of 30");
 }
 
 #[test]
@@ -326,6 +440,47 @@ fn replaying_the_same_events_gives_the_same_digest() {
     assert_eq!(run(1, false), run(1, false));
     assert_eq!(run(1, false), run(1, true));
     assert_ne!(run(1, false), run(2, false));
+}
+
+/// Equal digests promise equal futures. Which slot a placed treasure takes depends on
+/// the order earlier ones were removed in, and a move that reaches more treasures than
+/// it may claim at once claims them in slot order; so two shards whose treasures sit in
+/// different slots must not share a digest.
+#[test]
+fn shards_with_equal_digests_answer_alike() {
+    let t = 20 * SECOND;
+    let options = HuntOptions { auto_discover: true, ..HuntOptions::default() };
+    let remove = |treasure| Event::RemoveTreasure { hunt: HUNT, treasure };
+    let prefix = |removals: [u32; 2]| {
+        let mut shard = Shard::new();
+        for event in [create(options), treasure(1, 0, 0, 5, 1), treasure(2, 0, 0, 5, 1)] {
+            assert!(!shard.apply(&event, t).is_rejected(), "{event:?}");
+        }
+        for id in removals {
+            assert_eq!(shard.apply(&remove(id), t), Outcome::TreasureRemoved);
+        }
+        shard
+    };
+    let continuation = |shard: &mut Shard| {
+        let mut claims = Vec::new();
+        for id in 10..15 {
+            assert_eq!(shard.apply(&treasure(id, 500, 500, 5, 1), t), Outcome::TreasurePlaced);
+        }
+        assert!(!shard.apply(&join(1, 1, 0, 0), t).is_rejected());
+        if let Outcome::Moved { claims: moved } = shard.apply(&step(1, 2, 500, 500), t) {
+            claims.extend_from_slice(moved);
+        }
+        claims
+    };
+    let (mut first, mut second) = (prefix([1, 2]), prefix([2, 1]));
+    let digests = (first.digest(), second.digest());
+    let (first_claims, second_claims) = (continuation(&mut first), continuation(&mut second));
+    assert_eq!(first_claims.len(), 4);
+    assert!(
+        first_claims == second_claims || digests.0 != digests.1,
+        "equal digests {:x}, different claims: {first_claims:?} and {second_claims:?}",
+        digests.0
+    );
 }
 
 /// The counting allocator is installed: otherwise the zero-allocation proof below would

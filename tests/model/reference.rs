@@ -627,9 +627,10 @@ impl Hunt {
         Ok(Answer::Left)
     }
 
-    /// Bounds and the speed limit: a player banks travel at the hunt's speed, at most
-    /// `SPEED_BURST_US` worth of it, and a move spends its (floored) length. Returns the
-    /// budget left after the move.
+    /// Bounds and the speed limit: a move may cover what the hunt's speed earns over the
+    /// whole time since the player's last move, plus what they banked; what it leaves,
+    /// at most `SPEED_BURST_US` worth, stays banked. A move spends its (floored) length.
+    /// Returns the budget left after the move.
     fn check_move(&self, player: &Player, position: Position, time: Micros) -> Result<u64, Rejection> {
         if !self.inside(position) {
             return Err(Rejection::OutOfBounds);
@@ -638,13 +639,13 @@ impl Hunt {
         if speed == 0 {
             return Ok(0);
         }
-        let elapsed = time.saturating_sub(player.last_time).min(SPEED_BURST_US);
-        let budget = (player.budget + speed * elapsed / MICROS_PER_SECOND).min(self.budget_max());
+        let elapsed = time.saturating_sub(player.last_time) as u128;
+        let budget = player.budget as u128 + speed as u128 * elapsed / MICROS_PER_SECOND as u128;
         let distance = isqrt(distance_squared(player.position, position));
-        if distance > budget {
-            return Err(Rejection::TooFast { distance, allowed: budget });
+        if distance as u128 > budget {
+            return Err(Rejection::TooFast { distance, allowed: budget as u64 });
         }
-        Ok(budget - distance)
+        Ok((budget - distance as u128).min(self.budget_max() as u128) as u64)
     }
 
     fn claims_left(&self, player: &Player) -> u32 {
@@ -669,7 +670,10 @@ impl Hunt {
         }
         let distance_squared = distance_squared(position, spec.position);
         if distance_squared > spec.radius as u64 * spec.radius as u64 {
-            return Err(Rejection::OutOfReach { distance: isqrt(distance_squared), radius: spec.radius });
+            // Rounded up, so the distance reported is beyond the radius.
+            let root = isqrt(distance_squared);
+            let distance = if root * root == distance_squared { root } else { root + 1 };
+            return Err(Rejection::OutOfReach { distance, radius: spec.radius });
         }
         Ok(points(self.spec.options.points, spec.value, treasure.claimed() + 1, spec.capacity))
     }
