@@ -477,6 +477,27 @@ fn a_full_disk_keeps_records_pending_and_acknowledges_nothing_unwritten() {
     assert_eq!(recovered.last_seq, events.len() as u64 + 2);
 }
 
+/// A disk quota (`EDQUOT`) is a full disk for this user: the records stay pending, the
+/// journal stays usable, and it resumes once the quota allows, as with `ENOSPC`.
+#[test]
+fn an_exceeded_disk_quota_is_a_full_disk_not_a_stop() {
+    let (storage, events) = small_journal(5);
+    let size = storage.contents(FIRST_SEGMENT).unwrap().len();
+    let mut writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
+    let covered = writer.covered_seq();
+    storage.set_quota(Some(size as u64 + 30));
+    writer.append(&Event::EndHunt { hunt: 1 }, 10);
+    writer.append(&Event::EndHunt { hunt: 1 }, 11);
+    let error = writer.commit().unwrap_err();
+    assert!(matches!(error, JournalError::DiskFull { .. }), "{error}");
+    assert!(error.is_recoverable());
+    assert_eq!(storage.contents(FIRST_SEGMENT).unwrap().len(), size, "a partial write was left behind");
+    storage.set_quota(None);
+    assert_eq!(writer.commit().unwrap(), covered + 2);
+    let recovered = recover(&mut storage.clone(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.last_seq, events.len() as u64 + 2);
+}
+
 #[test]
 fn a_failed_fdatasync_stops_the_journal_for_good() {
     let (storage, _) = small_journal(2);

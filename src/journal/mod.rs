@@ -20,9 +20,9 @@
 //! `recovery.rs` snapshot choice, replay, torn tails and corruption; `inspect.rs` what
 //! `cairn journal verify` and `dump` print.
 //!
-//! Error policy: a full disk ([`JournalError::DiskFull`]) keeps the unwritten records
-//! pending and is recoverable, so the server can refuse new mutations and keep answering
-//! queries; a failed fdatasync ([`JournalError::SyncFailed`]) poisons the writer for
+//! Error policy: a full disk or an exceeded disk quota ([`JournalError::DiskFull`])
+//! keeps the unwritten records pending and is recoverable, so the server can refuse new
+//! mutations and keep answering queries; a failed fdatasync ([`JournalError::SyncFailed`]) poisons the writer for
 //! good, because the kernel may have dropped the pages it failed to write and a retried
 //! fsync can report success for data that never reached the disk.
 
@@ -96,7 +96,9 @@ pub enum JournalError {
     },
     /// The disk is full; the records not written stay pending, and nothing was
     /// acknowledged that was not written.
-    #[error("disk full while writing {file}: mutating events are refused until space is freed")]
+    #[error(
+        "disk full (or disk quota exceeded) while writing {file}: mutating events are refused until space is freed"
+    )]
     DiskFull {
         /// The file being written.
         file: String,

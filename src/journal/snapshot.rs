@@ -442,7 +442,7 @@ pub(crate) fn write_snapshot<S: Storage>(
         let file = storage.describe(&temporary);
         // Best effort: the file is useless, and recovery removes leftovers anyway.
         let _ = storage.remove(&temporary);
-        if error.kind() == std::io::ErrorKind::StorageFull {
+        if super::storage::is_out_of_space(&error) {
             return Err(JournalError::DiskFull { file });
         }
         return Err(JournalError::Io { operation: "write", file, source: error });

@@ -26,10 +26,18 @@ use std::rc::Rc;
 
 use crate::rng::Rng;
 
+/// Returns true if and only if `error` says the file system has no room for this user:
+/// a full disk (`ENOSPC`) or an exceeded disk quota (`EDQUOT`). Both pass once space is
+/// freed or the quota raised, so the journal keeps its records pending rather than stop.
+pub fn is_out_of_space(error: &io::Error) -> bool {
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+}
+
 /// A directory of named files with the operations the journal needs.
 ///
 /// Every method may fail with an I/O error; `append` reports a full disk as
-/// [`io::ErrorKind::StorageFull`], possibly after writing part of the bytes.
+/// [`io::ErrorKind::StorageFull`] (or an exceeded quota as
+/// [`io::ErrorKind::QuotaExceeded`]), possibly after writing part of the bytes.
 pub trait Storage {
     /// Names of the files in the directory, in no particular order.
     fn list(&mut self) -> io::Result<Vec<String>>;
@@ -195,6 +203,9 @@ struct SimDisk {
     durable: BTreeMap<String, usize>,
     /// Bytes all live files may hold together; an append past it fails as a full disk.
     capacity_bytes: Option<u64>,
+    /// Set: the limit is the user's disk quota, and an append past it fails as the
+    /// kernel reports that (`EDQUOT`), not as a full disk (`ENOSPC`).
+    capacity_is_quota: bool,
     /// Every `sync` fails with an I/O error from now on.
     sync_fails: bool,
     counters: SimCounters,
@@ -228,7 +239,17 @@ impl SimStorage {
 
     /// Limits the bytes all files may hold together (`None`: unlimited).
     pub fn set_capacity(&self, bytes: Option<u64>) {
-        self.disk.borrow_mut().capacity_bytes = bytes;
+        let mut disk = self.disk.borrow_mut();
+        disk.capacity_bytes = bytes;
+        disk.capacity_is_quota = false;
+    }
+
+    /// Limits the bytes all files may hold together as a disk quota would: an append past
+    /// it fails with [`io::ErrorKind::QuotaExceeded`] (`None`: unlimited).
+    pub fn set_quota(&self, bytes: Option<u64>) {
+        let mut disk = self.disk.borrow_mut();
+        disk.capacity_bytes = bytes;
+        disk.capacity_is_quota = bytes.is_some();
     }
 
     /// Makes every later `sync` fail (or succeed again).
@@ -343,6 +364,9 @@ impl Storage for SimStorage {
         if (bytes.len() as u64) > room {
             // A full disk may take part of a write before it refuses the rest.
             disk.files[id].data.extend_from_slice(&bytes[..room as usize]);
+            if disk.capacity_is_quota {
+                return Err(io::Error::new(io::ErrorKind::QuotaExceeded, "simulated disk quota exceeded"));
+            }
             return Err(io::Error::new(io::ErrorKind::StorageFull, "simulated disk full"));
         }
         disk.files[id].data.extend_from_slice(bytes);

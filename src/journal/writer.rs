@@ -223,7 +223,7 @@ impl<S: Storage> Writer<S> {
         }
         if let Err(error) = self.storage.append(&self.segment, &self.buffer) {
             let file = self.storage.describe(&self.segment);
-            if error.kind() != std::io::ErrorKind::StorageFull {
+            if !super::storage::is_out_of_space(&error) {
                 return Err(JournalError::Io { operation: "append to", file, source: error });
             }
             // Cut a partial write back, or the next commit would put valid records after
