@@ -1102,6 +1102,15 @@ mod tests {
         serve: impl FnOnce(Vec<(u32, u8, Request<'static>)>) -> Vec<Response> + Send + 'static,
         count: usize,
     ) -> SocketAddr {
+        fake_server_bytes(move |requests| frames(&serve(requests)), count)
+    }
+
+    /// Like [`fake_server`], but `serve` returns the bytes to send, which need not be
+    /// frames a real server would send.
+    fn fake_server_bytes(
+        serve: impl FnOnce(Vec<(u32, u8, Request<'static>)>) -> Vec<u8> + Send + 'static,
+        count: usize,
+    ) -> SocketAddr {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         std::thread::spawn(move || {
@@ -1113,7 +1122,7 @@ mod tests {
             let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(3)) };
             stream.write_all(&frames(&[reply])).unwrap();
             let requests = read_requests(&mut stream, &mut buffer, count);
-            stream.write_all(&frames(&serve(requests))).unwrap();
+            stream.write_all(&serve(requests)).unwrap();
             // Hold the connection open until the client closes it.
             let _ = stream.read(&mut [0u8; 16]);
         });
@@ -1202,21 +1211,15 @@ mod tests {
 
     #[test]
     fn an_undecodable_frame_from_the_server_closes_the_client() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap();
-        std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut buffer = Vec::new();
-            let hello = read_requests(&mut stream, &mut buffer, 1);
-            let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(1)) };
-            stream.write_all(&frames(&[reply])).unwrap();
-            read_requests(&mut stream, &mut buffer, 1);
-            // A frame with an opcode no reply has, then a good PONG behind it.
-            stream.write_all(&[12, 0, 0, 0, 0x7E, 0, 0, 0, 1, 0, 0, 0]).unwrap();
-            stream.write_all(&frames(&[Response::Reply { request_id: 1, body: ReplyBody::Pong }])).unwrap();
-            let _ = stream.read(&mut [0u8; 16]);
-        });
+        let address = fake_server_bytes(
+            |requests| {
+                // A frame with an opcode no reply has, then a good PONG behind it.
+                let mut bytes = vec![12, 0, 0, 0, 0x7E, 0, 0, 0, 1, 0, 0, 0];
+                bytes.extend(frames(&[Response::Reply { request_id: requests[0].0, body: ReplyBody::Pong }]));
+                bytes
+            },
+            1,
+        );
         let mut client = Client::connect(address).unwrap();
         let error = client.ping().unwrap_err();
         assert!(matches!(error, ClientError::Protocol(_)), "{error}");

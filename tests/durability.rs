@@ -458,41 +458,34 @@ fn a_commit_is_one_write_and_one_fdatasync_whatever_it_covers() {
 
 #[test]
 fn a_full_disk_keeps_records_pending_and_acknowledges_nothing_unwritten() {
-    let (storage, events) = small_journal(5);
-    let size = storage.contents(FIRST_SEGMENT).unwrap().len();
-    let mut writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
-    let covered = writer.covered_seq();
-    storage.set_capacity(Some(size as u64 + 30));
-    writer.append(&Event::EndHunt { hunt: 1 }, 10);
-    writer.append(&Event::EndHunt { hunt: 1 }, 11);
-    let error = writer.commit().unwrap_err();
-    assert!(matches!(error, JournalError::DiskFull { .. }), "{error}");
-    assert!(error.to_string().contains("disk full"));
-    assert_eq!(writer.covered_seq(), covered);
-    assert_eq!(storage.contents(FIRST_SEGMENT).unwrap().len(), size, "a partial write was left behind");
-    // Space comes back: the same records are written, once, and covered.
-    storage.set_capacity(None);
-    assert_eq!(writer.commit().unwrap(), covered + 2);
-    let recovered = recover(&mut storage.clone(), Repair::Truncate).unwrap();
-    assert_eq!(recovered.last_seq, events.len() as u64 + 2);
+    check_out_of_space(SimStorage::set_capacity);
 }
 
 /// A disk quota (`EDQUOT`) is a full disk for this user: the records stay pending, the
 /// journal stays usable, and it resumes once the quota allows, as with `ENOSPC`.
 #[test]
 fn an_exceeded_disk_quota_is_a_full_disk_not_a_stop() {
+    check_out_of_space(SimStorage::set_quota);
+}
+
+/// Runs out of room with `limit` (a full disk or a quota) during a commit: the error is
+/// `DiskFull` and recoverable, nothing partial stays behind, and once the limit is
+/// lifted the same records are written, once, and covered.
+fn check_out_of_space(limit: fn(&SimStorage, Option<u64>)) {
     let (storage, events) = small_journal(5);
     let size = storage.contents(FIRST_SEGMENT).unwrap().len();
     let mut writer = Writer::open(storage.clone(), Durability::Fsync, &fresh(&storage)).unwrap();
     let covered = writer.covered_seq();
-    storage.set_quota(Some(size as u64 + 30));
+    limit(&storage, Some(size as u64 + 30));
     writer.append(&Event::EndHunt { hunt: 1 }, 10);
     writer.append(&Event::EndHunt { hunt: 1 }, 11);
     let error = writer.commit().unwrap_err();
     assert!(matches!(error, JournalError::DiskFull { .. }), "{error}");
     assert!(error.is_recoverable());
+    assert!(error.to_string().contains("disk full"));
+    assert_eq!(writer.covered_seq(), covered);
     assert_eq!(storage.contents(FIRST_SEGMENT).unwrap().len(), size, "a partial write was left behind");
-    storage.set_quota(None);
+    limit(&storage, None);
     assert_eq!(writer.commit().unwrap(), covered + 2);
     let recovered = recover(&mut storage.clone(), Repair::Truncate).unwrap();
     assert_eq!(recovered.last_seq, events.len() as u64 + 2);
