@@ -469,6 +469,86 @@ fn subscribing_to_a_missing_hunt_is_refused_on_every_shard_and_leaves_nothing_be
     server.shutdown().unwrap();
 }
 
+/// Reads frames from a raw connection until `done` says the responses so far suffice, or
+/// fails once `WAIT` passes.
+fn read_until(stream: &mut TcpStream, done: impl Fn(&[Response]) -> bool) -> Vec<Response> {
+    use std::io::Read;
+    let deadline = Instant::now() + WAIT;
+    let mut buffer = Vec::new();
+    let mut responses = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !done(&responses) {
+        assert!(Instant::now() < deadline, "no complete answer within {WAIT:?}: {responses:?}");
+        let size = stream.read(&mut chunk).expect("the server answers");
+        assert_ne!(size, 0, "the server closed the connection: {responses:?}");
+        buffer.extend_from_slice(&chunk[..size]);
+        while let Some(size) = cairn::protocol::next_frame(&buffer).unwrap() {
+            responses.push(decode_response(&buffer[..size]).unwrap());
+            buffer.drain(..size);
+        }
+    }
+    responses
+}
+
+#[test]
+fn a_refused_subscribe_does_not_undo_a_later_one_pipelined_behind_it() {
+    let server = start_with_shards(2);
+    let mut stream = raw_connect(&server);
+    let mut bytes = hello(1, 1);
+    // One hunt owned by each shard, so one of them is subscribed across the rings.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        let topics = Topic::Discoveries.bit();
+        // Refused: the hunt does not exist yet. The second SUBSCRIBE, sent before the
+        // refusal came back, follows the hunt just created.
+        bytes.extend(frame(base, &Request::Subscribe { hunt, topics }));
+        bytes.extend(frame(
+            base + 1,
+            &Request::Event(Event::CreateHunt { hunt, spec: planar(1_000, HuntOptions::default()) }),
+        ));
+        bytes.extend(frame(base + 2, &Request::Subscribe { hunt, topics }));
+        let treasure = treasure(1, Position::new(10, 10), 5, 10, 1);
+        bytes.extend(frame(base + 3, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        let position = Position::new(10, 10);
+        bytes.extend(frame(base + 4, &Request::Event(Event::Join { hunt, player: 1, seq: 1, position })));
+        let dig = Event::Dig { hunt, player: 1, seq: 2, treasure: 1, position };
+        bytes.extend(frame(base + 5, &Request::Event(dig)));
+        // Answered after the DIG's push, which travels ahead of it on the same path.
+        bytes.extend(frame(base + 6, &Request::Event(Event::Rank { hunt, player: 1 })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let last_ids = [106, 206];
+    let responses = read_until(&mut stream, |responses| {
+        let answered = |id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        };
+        last_ids.iter().all(|&id| answered(id))
+    });
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        let refused = responses.iter().any(|response| {
+            matches!(response, Response::Error { request_id, code, .. } if *request_id == base && *code == Rejection::HuntNotFound.code())
+        });
+        assert!(refused, "hunt {hunt}: the first SUBSCRIBE must be refused: {responses:?}");
+        let subscribed = responses.iter().any(|response| {
+            matches!(response, Response::Reply { request_id, body: ReplyBody::Subscribed { .. } } if *request_id == base + 2)
+        });
+        assert!(subscribed, "hunt {hunt}: the second SUBSCRIBE must succeed: {responses:?}");
+        let discoveries = responses
+            .iter()
+            .filter(|response| matches!(response, Response::Push(PushBody::Notice(notice)) if notice.hunt == hunt))
+            .count();
+        assert_eq!(
+            discoveries,
+            1,
+            "hunt {hunt} (shard {}): the subscriber missed the discovery: {responses:?}",
+            shard_for(hunt, 2)
+        );
+    }
+    server.shutdown().unwrap();
+}
+
 /// Connects with a small receive buffer and Ethernet's segment size, so unread pushes back
 /// up into the server fast: on loopback's 64 KiB segments the kernel would otherwise hold
 /// megabytes for a reader that reads nothing.

@@ -830,7 +830,10 @@ impl ShardLoop {
         };
         let ring = self.rings.request_out[owner].as_mut().expect("a ring to every other shard");
         ring.try_push(&record, &[]).expect("room was checked");
-        self.connections.get_mut(index).expect("served connections exist").inflight += 1;
+        let connection = self.connections.get_mut(index).expect("served connections exist");
+        connection.inflight += 1;
+        // A slow path (a subscription): the list may grow.
+        connection.subscribes_inflight.push(hunt);
         self.wake[owner] = true;
         Step::Next
     }
@@ -1221,7 +1224,14 @@ impl ShardLoop {
                 assert!(connection.inflight > 0);
                 connection.inflight -= 1;
                 connection.output().extend_from_slice(&self.payload);
-                if record.kind == RecordKind::Subscribed && record.flags & SUBSCRIBE_REFUSED != 0 {
+                if record.kind == RecordKind::Subscribed {
+                    let sent = connection.subscribes_inflight.iter().position(|&hunt| hunt == record.hunt);
+                    connection.subscribes_inflight.remove(sent.expect("every SUBSCRIBE sent is listed"));
+                }
+                // A later SUBSCRIBE of the hunt pipelined behind this refused one set the
+                // subscription again; its own answer decides whether it stays.
+                let superseded = connection.subscribes_inflight.contains(&record.hunt);
+                if record.kind == RecordKind::Subscribed && record.flags & SUBSCRIBE_REFUSED != 0 && !superseded {
                     connection.subscriptions.retain(|&known| known != record.hunt);
                     if self.local.unsubscribe(record.hunt, record.token) == Some(true) {
                         self.drop_interest(record.hunt);
