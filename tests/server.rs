@@ -479,7 +479,9 @@ fn read_until(stream: &mut TcpStream, done: impl Fn(&[Response]) -> bool) -> Vec
     let mut chunk = vec![0u8; 64 * 1024];
     while !done(&responses) {
         assert!(Instant::now() < deadline, "no complete answer within {WAIT:?}: {responses:?}");
-        let size = stream.read(&mut chunk).expect("the server answers");
+        let size = stream
+            .read(&mut chunk)
+            .unwrap_or_else(|error| panic!("no complete answer within {WAIT:?} ({error}): {responses:?}"));
         assert_ne!(size, 0, "the server closed the connection: {responses:?}");
         buffer.extend_from_slice(&chunk[..size]);
         while let Some(size) = cairn::protocol::next_frame(&buffer).unwrap() {
@@ -546,6 +548,33 @@ fn a_refused_subscribe_does_not_undo_a_later_one_pipelined_behind_it() {
             shard_for(hunt, 2)
         );
     }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_refused_subscribe_frees_its_in_flight_slot_for_the_requests_behind_it() {
+    // One request in flight at a time: the PING waits for the cross-shard SUBSCRIBE's
+    // answer before it is decoded.
+    let server = start(Config { shards: 2, inflight_requests_per_connection_max: 1, ..Config::default() });
+    let mut stream = raw_connect(&server);
+    let mut bytes = hello(1, 1);
+    // Missing hunts, one owned by each shard, so one SUBSCRIBE crosses the rings.
+    for shard in 0..2 {
+        let hunt = (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap();
+        bytes.extend(frame(10 + shard as u32, &Request::Subscribe { hunt, topics: Topic::Discoveries.bit() }));
+    }
+    bytes.extend(frame(20, &Request::Ping));
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        responses.iter().any(|response| matches!(response, Response::Reply { request_id: 20, .. }))
+    });
+    let refused = |id| {
+        responses.iter().any(|response| {
+            matches!(response, Response::Error { request_id, code, .. }
+                if *request_id == id && *code == Rejection::HuntNotFound.code())
+        })
+    };
+    assert!(refused(10) && refused(11), "both SUBSCRIBEs must be refused: {responses:?}");
     server.shutdown().unwrap();
 }
 

@@ -1236,10 +1236,10 @@ impl ShardLoop {
                     if self.local.unsubscribe(record.hunt, record.token) == Some(true) {
                         self.drop_interest(record.hunt);
                     }
-                    let connection = self.connections.get_current_mut(record.token, record.generation).expect("found");
-                    mark_dirty(&mut self.dirty, connection, record.token);
-                    return;
                 }
+                // A refusal frees its in-flight slot like any answer: what waits behind it
+                // is scheduled below.
+                let connection = self.connections.get_current_mut(record.token, record.generation).expect("found");
                 if record.kind == RecordKind::Reply {
                     let latency_us = self.clock.monotonic_us().saturating_sub(record.enqueue_us);
                     let kind = record.event_kind as usize;
