@@ -20,7 +20,7 @@ use cairn::client::{Answer, Client, ClientError, Options};
 use cairn::constants::FRAME_SIZE_MAX;
 use cairn::event::{Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PointsRule, Position, TreasureSpec};
 use cairn::journal::Durability;
-use cairn::outcome::{NoticeKind, Rejection, Topic};
+use cairn::outcome::{Lifecycle, NoticeKind, Rejection, Topic};
 use cairn::protocol::{
     decode_response, encode_outcome, encode_request, reply_wanted, ErrorCode, PushBody, ReplyBody, Request, Response,
     FLAG_QUIET, TOPICS_ALL,
@@ -575,6 +575,56 @@ fn a_refused_subscribe_frees_its_in_flight_slot_for_the_requests_behind_it() {
         })
     };
     assert!(refused(10) && refused(11), "both SUBSCRIBEs must be refused: {responses:?}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn deleting_a_hunt_ends_its_subscriptions_on_every_shard() {
+    let server = start_with_shards(2);
+    let mut stream = raw_connect(&server);
+    stream.write_all(&hello(1, 1)).unwrap();
+    read_until(&mut stream, |responses| !responses.is_empty());
+    // One hunt owned by each shard, so one subscription is held across the rings.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let spec = planar(1_000, HuntOptions::default());
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        bytes.extend(frame(base, &Request::Event(Event::CreateHunt { hunt, spec })));
+        bytes.extend(frame(base + 1, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        bytes.extend(frame(base + 2, &Request::Event(Event::DeleteHunt { hunt })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let deleted = |responses: &[Response], hunt: HuntId| {
+        responses.iter().any(|response| {
+            matches!(response, Response::Push(PushBody::Notice(notice))
+                if notice.hunt == hunt && notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted))
+        })
+    };
+    read_until(&mut stream, |responses| hunts.iter().all(|&hunt| deleted(responses, hunt)));
+    // The same ids again: new hunts the old subscriptions must not follow.
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1) + 10;
+        bytes.extend(frame(base, &Request::Event(Event::CreateHunt { hunt, spec })));
+        let treasure = treasure(1, Position::new(10, 10), 5, 10, 1);
+        bytes.extend(frame(base + 1, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        let position = Position::new(10, 10);
+        bytes.extend(frame(base + 2, &Request::Event(Event::Join { hunt, player: 1, seq: 1, position })));
+        let dig = Event::Dig { hunt, player: 1, seq: 2, treasure: 1, position };
+        bytes.extend(frame(base + 3, &Request::Event(dig)));
+        // Answered after any push of the DIG, which would travel ahead of it.
+        bytes.extend(frame(base + 4, &Request::Event(Event::Rank { hunt, player: 1 })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        let answered = |id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        };
+        answered(114) && answered(214)
+    });
+    let pushes: Vec<&Response> = responses.iter().filter(|response| matches!(response, Response::Push(_))).collect();
+    assert!(pushes.is_empty(), "a deleted hunt's subscription followed the new hunt of the same id: {pushes:?}");
     server.shutdown().unwrap();
 }
 

@@ -48,11 +48,12 @@ use crate::constants::{
 };
 use crate::event::{Event, EventKind, HuntId};
 use crate::journal::{FileStorage, JournalError, Writer};
-use crate::outcome::{Notice, Outcome, Rejection, Topic};
+use crate::outcome::{Lifecycle, Notice, NoticeKind, Outcome, Rejection, Topic};
 use crate::protocol::{
-    decode_request, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome, encode_pong,
-    encode_protocol_error, encode_rejection, encode_stats_reply, encode_subscribed, encode_unsubscribed, negotiate,
-    next_frame, reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello, FLAG_MARK,
+    decode_request, decode_response, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome,
+    encode_pong, encode_protocol_error, encode_rejection, encode_stats_reply, encode_subscribed, encode_unsubscribed,
+    negotiate, next_frame, reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, PushBody, Request,
+    Response, ServerHello, FLAG_MARK,
 };
 use crate::shard::{shard_for, Shard};
 
@@ -898,6 +899,9 @@ impl ShardLoop {
             // Pushes of a journaled event wait for its commit, like its reply.
             self.fan_out(notice.hunt, topic, notice.seq, self.writer.is_some());
             self.forward_notice(notice.hunt, topic, notice.seq);
+            if notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted) {
+                self.end_subscriptions(notice.hunt);
+            }
         }
         self.notices = notices;
     }
@@ -934,6 +938,22 @@ impl ShardLoop {
             self.goodbye(token, ErrorCode::SlowConsumer);
         }
         self.slow = slow;
+    }
+
+    /// The hunt was deleted: every subscription of this shard's connections to it ends,
+    /// whatever its topics (protocol.md section 6.6), and the owner hears of it as of any
+    /// last subscriber leaving. A slow path, once per deleted hunt.
+    fn end_subscriptions(&mut self, hunt: HuntId) {
+        while let Some(subscriber) = self.local.of(hunt).first().copied() {
+            let connection = self
+                .connections
+                .get_current_mut(subscriber.token, subscriber.generation)
+                .expect("subscribers are unsubscribed when they close");
+            connection.subscriptions.retain(|&known| known != hunt);
+            if self.local.unsubscribe(hunt, subscriber.token) == Some(true) {
+                self.drop_interest(hunt);
+            }
+        }
     }
 
     /// Sends the push in `self.push` once to every other shard with subscribers of `hunt`.
@@ -1260,6 +1280,9 @@ impl ShardLoop {
                 // The owner committed the event before it pushed the notice.
                 self.fan_out(record.hunt, topic, record.enqueue_us, false);
                 std::mem::swap(&mut self.push, &mut self.payload);
+                if topic == Topic::Lifecycle && announces_deletion(&self.payload) {
+                    self.end_subscriptions(record.hunt);
+                }
             }
             kind => panic!("a {kind:?} record on a reply ring"),
         }
@@ -1546,6 +1569,12 @@ fn mark_dirty(dirty: &mut Vec<u32>, connection: &mut Connection, index: u32) {
         connection.in_dirty = true;
         dirty.push(index);
     }
+}
+
+/// Returns true if and only if `push` is the LIFECYCLE push of a deleted hunt.
+fn announces_deletion(push: &[u8]) -> bool {
+    let Ok(Response::Push(PushBody::Notice(notice))) = decode_response(push) else { return false };
+    notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted)
 }
 
 fn topic_of_bit(bit: u8) -> Topic {
