@@ -628,6 +628,26 @@ fn deleting_a_hunt_ends_its_subscriptions_on_every_shard() {
     server.shutdown().unwrap();
 }
 
+#[test]
+fn a_client_that_closes_its_side_gets_every_reply_it_asked_for() {
+    let server = start_with_shards(1);
+    let mut stream = raw_connect(&server);
+    // More requests than a connection is served in one turn, then the client's FIN.
+    let count = 4 * cairn::constants::FRAMES_PER_CONNECTION_PER_TURN_MAX;
+    let mut bytes = hello(1, 1);
+    for request_id in 0..count {
+        bytes.extend(frame(100 + request_id, &Request::Ping));
+    }
+    stream.write_all(&bytes).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let (responses, end) = read_all(&mut stream, WAIT);
+    let pongs =
+        responses.iter().filter(|response| matches!(response, Response::Reply { body: ReplyBody::Pong, .. })).count();
+    assert_eq!(pongs, count as usize, "PINGs sent before the FIN went unanswered ({end:?})");
+    assert_eq!(end, End::Closed);
+    server.shutdown().unwrap();
+}
+
 /// Connects with a small receive buffer and Ethernet's segment size, so unread pushes back
 /// up into the server fast: on loopback's 64 KiB segments the kernel would otherwise hold
 /// megabytes for a reader that reads nothing.

@@ -1322,7 +1322,11 @@ impl ShardLoop {
                 schedule(&mut self.ready, connection, index);
             }
             let done = connection.pending_output() == 0;
-            if done && (connection.closing || (connection.peer_closed && connection.inflight == 0)) {
+            // Frames read before the peer's FIN are still answered (the turn's frame
+            // budget or the output high-water mark may have left some unread).
+            let unanswered = !matches!(next_frame(connection.unread()), Ok(None));
+            let finished = connection.peer_closed && connection.inflight == 0 && !unanswered;
+            if done && (connection.closing || finished) {
                 self.to_close.push(index);
             }
         }
