@@ -648,6 +648,79 @@ fn a_client_that_closes_its_side_gets_every_reply_it_asked_for() {
     server.shutdown().unwrap();
 }
 
+#[test]
+fn a_new_subscriber_gets_no_push_numbered_at_or_below_what_its_subscribe_reply_reported() {
+    let server = start_with_shards(2);
+    let mut stream = raw_connect(&server);
+    stream.write_all(&hello(1, 1)).unwrap();
+    read_until(&mut stream, |responses| !responses.is_empty());
+    // One hunt owned by each shard, so one of them is followed across the rings.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let position = Position::new(10, 10);
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        let spec = planar(1_000, HuntOptions::default());
+        bytes.extend(frame(base, &Request::Event(Event::CreateHunt { hunt, spec })));
+        let treasure = treasure(1, position, 5, 10, 2);
+        bytes.extend(frame(base + 1, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        bytes.extend(frame(base + 2, &Request::Event(Event::Join { hunt, player: 1, seq: 1, position })));
+        // Following the hunt's lifecycle already: its notices come to this shard.
+        bytes.extend(frame(base + 3, &Request::Subscribe { hunt, topics: Topic::Lifecycle.bit() }));
+    }
+    stream.write_all(&bytes).unwrap();
+    read_until(&mut stream, |responses| {
+        [103, 203].iter().all(|&id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        })
+    });
+    // A DIG, then a SUBSCRIBE that adds discoveries: its reply reports the DIG's
+    // discovery as issued already, so that discovery must not be pushed.
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1) + 10;
+        bytes.extend(frame(base, &Request::Event(Event::Dig { hunt, player: 1, seq: 2, treasure: 1, position })));
+        bytes.extend(frame(base + 1, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        // Answered after any push of the DIG, which would travel ahead of it.
+        bytes.extend(frame(base + 2, &Request::Event(Event::Rank { hunt, player: 1 })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        [112, 212].iter().all(|&id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        })
+    });
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let subscribe_id = 100 * (index as u32 + 1) + 11;
+        let reported = responses.iter().find_map(|response| match response {
+            Response::Reply { request_id, body: ReplyBody::Subscribed { sequences } }
+                if *request_id == subscribe_id =>
+            {
+                Some(sequences[Topic::Discoveries as usize])
+            }
+            _ => None,
+        });
+        assert_eq!(
+            reported,
+            Some(1),
+            "hunt {hunt}: the SUBSCRIBE reply must report the DIG's discovery: {responses:?}"
+        );
+        let early: Vec<&Response> = responses
+            .iter()
+            .filter(|response| {
+                matches!(response, Response::Push(PushBody::Notice(notice))
+                    if notice.hunt == hunt && matches!(notice.kind, NoticeKind::Discovery { .. }))
+            })
+            .collect();
+        assert!(
+            early.is_empty(),
+            "hunt {hunt} (shard {}): pushed a discovery its SUBSCRIBE reply reported as issued: {early:?}",
+            shard_for(hunt, 2)
+        );
+    }
+    server.shutdown().unwrap();
+}
+
 /// Connects with a small receive buffer and Ethernet's segment size, so unread pushes back
 /// up into the server fast: on loopback's 64 KiB segments the kernel would otherwise hold
 /// megabytes for a reader that reads nothing.

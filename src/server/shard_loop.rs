@@ -811,7 +811,11 @@ impl ShardLoop {
         if !known {
             connection.subscriptions.push(hunt);
         }
-        let subscribed = self.local.subscribe(hunt, Subscriber { token: index, generation, topics });
+        // For a hunt of another shard the new mask takes effect when the owner's answer
+        // arrives, behind every notice the answer reports as issued (protocol.md 7.5);
+        // until then the connection follows what it followed before, or nothing.
+        let topics_now = if owner == self.index { topics } else { self.local.topics_of(hunt, index).unwrap_or(0) };
+        let subscribed = self.local.subscribe(hunt, Subscriber { token: index, generation, topics: topics_now });
         if owner == self.index {
             let sequences = self.engine.topic_sequences(hunt).expect("checked above");
             let connection = self.connections.get_mut(index).expect("served connections exist");
@@ -1251,7 +1255,12 @@ impl ShardLoop {
                 // A later SUBSCRIBE of the hunt pipelined behind this refused one set the
                 // subscription again; its own answer decides whether it stays.
                 let superseded = connection.subscribes_inflight.contains(&record.hunt);
-                if record.kind == RecordKind::Subscribed && record.flags & SUBSCRIBE_REFUSED != 0 && !superseded {
+                let refused = record.flags & SUBSCRIBE_REFUSED != 0;
+                if record.kind == RecordKind::Subscribed && !refused && !superseded {
+                    // The notices ahead of this answer on the ring are the ones it reports.
+                    self.local.set_topics(record.hunt, record.token, record.topics);
+                }
+                if record.kind == RecordKind::Subscribed && refused && !superseded {
                     connection.subscriptions.retain(|&known| known != record.hunt);
                     if self.local.unsubscribe(record.hunt, record.token) == Some(true) {
                         self.drop_interest(record.hunt);
