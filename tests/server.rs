@@ -20,7 +20,7 @@ use cairn::client::{Answer, Client, ClientError, Options};
 use cairn::constants::FRAME_SIZE_MAX;
 use cairn::event::{Coordinates, Event, HuntId, HuntOptions, HuntSpec, Micros, PointsRule, Position, TreasureSpec};
 use cairn::journal::Durability;
-use cairn::outcome::{NoticeKind, Rejection, Topic};
+use cairn::outcome::{Lifecycle, NoticeKind, Rejection, Topic};
 use cairn::protocol::{
     decode_response, encode_outcome, encode_request, reply_wanted, ErrorCode, PushBody, ReplyBody, Request, Response,
     FLAG_QUIET, TOPICS_ALL,
@@ -466,6 +466,258 @@ fn subscribing_to_a_missing_hunt_is_refused_on_every_shard_and_leaves_nothing_be
     thread::sleep(Duration::from_millis(300));
     let stats = client.stats().unwrap();
     assert_eq!(stat_u64(&stats, &["subscribers"]), 2, "{stats}");
+    server.shutdown().unwrap();
+}
+
+/// Reads frames from a raw connection until `done` says the responses so far suffice, or
+/// fails once `WAIT` passes.
+fn read_until(stream: &mut TcpStream, done: impl Fn(&[Response]) -> bool) -> Vec<Response> {
+    use std::io::Read;
+    let deadline = Instant::now() + WAIT;
+    let mut buffer = Vec::new();
+    let mut responses = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    while !done(&responses) {
+        assert!(Instant::now() < deadline, "no complete answer within {WAIT:?}: {responses:?}");
+        let size = stream
+            .read(&mut chunk)
+            .unwrap_or_else(|error| panic!("no complete answer within {WAIT:?} ({error}): {responses:?}"));
+        assert_ne!(size, 0, "the server closed the connection: {responses:?}");
+        buffer.extend_from_slice(&chunk[..size]);
+        while let Some(size) = cairn::protocol::next_frame(&buffer).unwrap() {
+            responses.push(decode_response(&buffer[..size]).unwrap());
+            buffer.drain(..size);
+        }
+    }
+    responses
+}
+
+#[test]
+fn a_refused_subscribe_does_not_undo_a_later_one_pipelined_behind_it() {
+    let server = start_with_shards(2);
+    let mut stream = raw_connect(&server);
+    let mut bytes = hello(1, 1);
+    // One hunt owned by each shard, so one of them is subscribed across the rings.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        let topics = Topic::Discoveries.bit();
+        // Refused: the hunt does not exist yet. The second SUBSCRIBE, sent before the
+        // refusal came back, follows the hunt just created.
+        bytes.extend(frame(base, &Request::Subscribe { hunt, topics }));
+        bytes.extend(frame(
+            base + 1,
+            &Request::Event(Event::CreateHunt { hunt, spec: planar(1_000, HuntOptions::default()) }),
+        ));
+        bytes.extend(frame(base + 2, &Request::Subscribe { hunt, topics }));
+        let treasure = treasure(1, Position::new(10, 10), 5, 10, 1);
+        bytes.extend(frame(base + 3, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        let position = Position::new(10, 10);
+        bytes.extend(frame(base + 4, &Request::Event(Event::Join { hunt, player: 1, seq: 1, position })));
+        let dig = Event::Dig { hunt, player: 1, seq: 2, treasure: 1, position };
+        bytes.extend(frame(base + 5, &Request::Event(dig)));
+        // Answered after the DIG's push, which travels ahead of it on the same path.
+        bytes.extend(frame(base + 6, &Request::Event(Event::Rank { hunt, player: 1 })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let last_ids = [106, 206];
+    let responses = read_until(&mut stream, |responses| {
+        let answered = |id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        };
+        last_ids.iter().all(|&id| answered(id))
+    });
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        let refused = responses.iter().any(|response| {
+            matches!(response, Response::Error { request_id, code, .. } if *request_id == base && *code == Rejection::HuntNotFound.code())
+        });
+        assert!(refused, "hunt {hunt}: the first SUBSCRIBE must be refused: {responses:?}");
+        let subscribed = responses.iter().any(|response| {
+            matches!(response, Response::Reply { request_id, body: ReplyBody::Subscribed { .. } } if *request_id == base + 2)
+        });
+        assert!(subscribed, "hunt {hunt}: the second SUBSCRIBE must succeed: {responses:?}");
+        let discoveries = responses
+            .iter()
+            .filter(|response| matches!(response, Response::Push(PushBody::Notice(notice)) if notice.hunt == hunt))
+            .count();
+        assert_eq!(
+            discoveries,
+            1,
+            "hunt {hunt} (shard {}): the subscriber missed the discovery: {responses:?}",
+            shard_for(hunt, 2)
+        );
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_refused_subscribe_frees_its_in_flight_slot_for_the_requests_behind_it() {
+    // One request in flight at a time: the PING waits for the cross-shard SUBSCRIBE's
+    // answer before it is decoded.
+    let server = start(Config { shards: 2, inflight_requests_per_connection_max: 1, ..Config::default() });
+    let mut stream = raw_connect(&server);
+    let mut bytes = hello(1, 1);
+    // Missing hunts, one owned by each shard, so one SUBSCRIBE crosses the rings.
+    for shard in 0..2 {
+        let hunt = (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap();
+        bytes.extend(frame(10 + shard as u32, &Request::Subscribe { hunt, topics: Topic::Discoveries.bit() }));
+    }
+    bytes.extend(frame(20, &Request::Ping));
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        responses.iter().any(|response| matches!(response, Response::Reply { request_id: 20, .. }))
+    });
+    let refused = |id| {
+        responses.iter().any(|response| {
+            matches!(response, Response::Error { request_id, code, .. }
+                if *request_id == id && *code == Rejection::HuntNotFound.code())
+        })
+    };
+    assert!(refused(10) && refused(11), "both SUBSCRIBEs must be refused: {responses:?}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn deleting_a_hunt_ends_its_subscriptions_on_every_shard() {
+    let server = start_with_shards(2);
+    let mut stream = raw_connect(&server);
+    stream.write_all(&hello(1, 1)).unwrap();
+    read_until(&mut stream, |responses| !responses.is_empty());
+    // One hunt owned by each shard, so one subscription is held across the rings.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let spec = planar(1_000, HuntOptions::default());
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        bytes.extend(frame(base, &Request::Event(Event::CreateHunt { hunt, spec })));
+        bytes.extend(frame(base + 1, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        bytes.extend(frame(base + 2, &Request::Event(Event::DeleteHunt { hunt })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let deleted = |responses: &[Response], hunt: HuntId| {
+        responses.iter().any(|response| {
+            matches!(response, Response::Push(PushBody::Notice(notice))
+                if notice.hunt == hunt && notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted))
+        })
+    };
+    read_until(&mut stream, |responses| hunts.iter().all(|&hunt| deleted(responses, hunt)));
+    // The same ids again: new hunts the old subscriptions must not follow.
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1) + 10;
+        bytes.extend(frame(base, &Request::Event(Event::CreateHunt { hunt, spec })));
+        let treasure = treasure(1, Position::new(10, 10), 5, 10, 1);
+        bytes.extend(frame(base + 1, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        let position = Position::new(10, 10);
+        bytes.extend(frame(base + 2, &Request::Event(Event::Join { hunt, player: 1, seq: 1, position })));
+        let dig = Event::Dig { hunt, player: 1, seq: 2, treasure: 1, position };
+        bytes.extend(frame(base + 3, &Request::Event(dig)));
+        // Answered after any push of the DIG, which would travel ahead of it.
+        bytes.extend(frame(base + 4, &Request::Event(Event::Rank { hunt, player: 1 })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        let answered = |id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        };
+        answered(114) && answered(214)
+    });
+    let pushes: Vec<&Response> = responses.iter().filter(|response| matches!(response, Response::Push(_))).collect();
+    assert!(pushes.is_empty(), "a deleted hunt's subscription followed the new hunt of the same id: {pushes:?}");
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_client_that_closes_its_side_gets_every_reply_it_asked_for() {
+    let server = start_with_shards(1);
+    let mut stream = raw_connect(&server);
+    // More requests than a connection is served in one turn, then the client's FIN.
+    let count = 4 * cairn::constants::FRAMES_PER_CONNECTION_PER_TURN_MAX;
+    let mut bytes = hello(1, 1);
+    for request_id in 0..count {
+        bytes.extend(frame(100 + request_id, &Request::Ping));
+    }
+    stream.write_all(&bytes).unwrap();
+    stream.shutdown(Shutdown::Write).unwrap();
+    let (responses, end) = read_all(&mut stream, WAIT);
+    let pongs =
+        responses.iter().filter(|response| matches!(response, Response::Reply { body: ReplyBody::Pong, .. })).count();
+    assert_eq!(pongs, count as usize, "PINGs sent before the FIN went unanswered ({end:?})");
+    assert_eq!(end, End::Closed);
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn a_new_subscriber_gets_no_push_numbered_at_or_below_what_its_subscribe_reply_reported() {
+    let server = start_with_shards(2);
+    let mut stream = raw_connect(&server);
+    stream.write_all(&hello(1, 1)).unwrap();
+    read_until(&mut stream, |responses| !responses.is_empty());
+    // One hunt owned by each shard, so one of them is followed across the rings.
+    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let position = Position::new(10, 10);
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1);
+        let spec = planar(1_000, HuntOptions::default());
+        bytes.extend(frame(base, &Request::Event(Event::CreateHunt { hunt, spec })));
+        let treasure = treasure(1, position, 5, 10, 2);
+        bytes.extend(frame(base + 1, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        bytes.extend(frame(base + 2, &Request::Event(Event::Join { hunt, player: 1, seq: 1, position })));
+        // Following the hunt's lifecycle already: its notices come to this shard.
+        bytes.extend(frame(base + 3, &Request::Subscribe { hunt, topics: Topic::Lifecycle.bit() }));
+    }
+    stream.write_all(&bytes).unwrap();
+    read_until(&mut stream, |responses| {
+        [103, 203].iter().all(|&id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        })
+    });
+    // A DIG, then a SUBSCRIBE that adds discoveries: its reply reports the DIG's
+    // discovery as issued already, so that discovery must not be pushed.
+    let mut bytes = Vec::new();
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let base = 100 * (index as u32 + 1) + 10;
+        bytes.extend(frame(base, &Request::Event(Event::Dig { hunt, player: 1, seq: 2, treasure: 1, position })));
+        bytes.extend(frame(base + 1, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        // Answered after any push of the DIG, which would travel ahead of it.
+        bytes.extend(frame(base + 2, &Request::Event(Event::Rank { hunt, player: 1 })));
+    }
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        [112, 212].iter().all(|&id| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        })
+    });
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let subscribe_id = 100 * (index as u32 + 1) + 11;
+        let reported = responses.iter().find_map(|response| match response {
+            Response::Reply { request_id, body: ReplyBody::Subscribed { sequences } }
+                if *request_id == subscribe_id =>
+            {
+                Some(sequences[Topic::Discoveries as usize])
+            }
+            _ => None,
+        });
+        assert_eq!(
+            reported,
+            Some(1),
+            "hunt {hunt}: the SUBSCRIBE reply must report the DIG's discovery: {responses:?}"
+        );
+        let early: Vec<&Response> = responses
+            .iter()
+            .filter(|response| {
+                matches!(response, Response::Push(PushBody::Notice(notice))
+                    if notice.hunt == hunt && matches!(notice.kind, NoticeKind::Discovery { .. }))
+            })
+            .collect();
+        assert!(
+            early.is_empty(),
+            "hunt {hunt} (shard {}): pushed a discovery its SUBSCRIBE reply reported as issued: {early:?}",
+            shard_for(hunt, 2)
+        );
+    }
     server.shutdown().unwrap();
 }
 

@@ -108,6 +108,10 @@ pub struct Connection {
     pub in_dirty: bool,
     /// Hunts this connection subscribes to.
     pub subscriptions: Vec<HuntId>,
+    /// The hunt of each SUBSCRIBE sent to another shard and not answered yet, oldest
+    /// first: a refusal undoes the subscription only when no later SUBSCRIBE of the same
+    /// hunt is still on its way (that one decides).
+    pub subscribes_inflight: Vec<HuntId>,
     /// Ranges of pushes dropped while the output was above the soft limit.
     pub missed: MissedRanges<GAPS_PER_CONNECTION_MAX>,
 }
@@ -140,6 +144,7 @@ impl Connection {
             in_ready: false,
             in_dirty: false,
             subscriptions: Vec::new(),
+            subscribes_inflight: Vec::new(),
             missed: MissedRanges::default(),
         }
     }

@@ -48,11 +48,12 @@ use crate::constants::{
 };
 use crate::event::{Event, EventKind, HuntId};
 use crate::journal::{FileStorage, JournalError, Writer};
-use crate::outcome::{Notice, Outcome, Rejection, Topic};
+use crate::outcome::{Lifecycle, Notice, NoticeKind, Outcome, Rejection, Topic};
 use crate::protocol::{
-    decode_request, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome, encode_pong,
-    encode_protocol_error, encode_rejection, encode_stats_reply, encode_subscribed, encode_unsubscribed, negotiate,
-    next_frame, reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, Request, ServerHello, FLAG_MARK,
+    decode_request, decode_response, encode_error, encode_goodbye, encode_hello_reply, encode_notice, encode_outcome,
+    encode_pong, encode_protocol_error, encode_rejection, encode_stats_reply, encode_subscribed, encode_unsubscribed,
+    negotiate, next_frame, reply_wanted, request_id_of, ErrorCode, FrameHeader, ProtocolError, PushBody, Request,
+    Response, ServerHello, FLAG_MARK,
 };
 use crate::shard::{shard_for, Shard};
 
@@ -810,7 +811,11 @@ impl ShardLoop {
         if !known {
             connection.subscriptions.push(hunt);
         }
-        let subscribed = self.local.subscribe(hunt, Subscriber { token: index, generation, topics });
+        // For a hunt of another shard the new mask takes effect when the owner's answer
+        // arrives, behind every notice the answer reports as issued (protocol.md 7.5);
+        // until then the connection follows what it followed before, or nothing.
+        let topics_now = if owner == self.index { topics } else { self.local.topics_of(hunt, index).unwrap_or(0) };
+        let subscribed = self.local.subscribe(hunt, Subscriber { token: index, generation, topics: topics_now });
         if owner == self.index {
             let sequences = self.engine.topic_sequences(hunt).expect("checked above");
             let connection = self.connections.get_mut(index).expect("served connections exist");
@@ -830,7 +835,10 @@ impl ShardLoop {
         };
         let ring = self.rings.request_out[owner].as_mut().expect("a ring to every other shard");
         ring.try_push(&record, &[]).expect("room was checked");
-        self.connections.get_mut(index).expect("served connections exist").inflight += 1;
+        let connection = self.connections.get_mut(index).expect("served connections exist");
+        connection.inflight += 1;
+        // A slow path (a subscription): the list may grow.
+        connection.subscribes_inflight.push(hunt);
         self.wake[owner] = true;
         Step::Next
     }
@@ -895,6 +903,9 @@ impl ShardLoop {
             // Pushes of a journaled event wait for its commit, like its reply.
             self.fan_out(notice.hunt, topic, notice.seq, self.writer.is_some());
             self.forward_notice(notice.hunt, topic, notice.seq);
+            if notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted) {
+                self.end_subscriptions(notice.hunt);
+            }
         }
         self.notices = notices;
     }
@@ -931,6 +942,22 @@ impl ShardLoop {
             self.goodbye(token, ErrorCode::SlowConsumer);
         }
         self.slow = slow;
+    }
+
+    /// The hunt was deleted: every subscription of this shard's connections to it ends,
+    /// whatever its topics (protocol.md section 6.6), and the owner hears of it as of any
+    /// last subscriber leaving. A slow path, once per deleted hunt.
+    fn end_subscriptions(&mut self, hunt: HuntId) {
+        while let Some(subscriber) = self.local.of(hunt).first().copied() {
+            let connection = self
+                .connections
+                .get_current_mut(subscriber.token, subscriber.generation)
+                .expect("subscribers are unsubscribed when they close");
+            connection.subscriptions.retain(|&known| known != hunt);
+            if self.local.unsubscribe(hunt, subscriber.token) == Some(true) {
+                self.drop_interest(hunt);
+            }
+        }
     }
 
     /// Sends the push in `self.push` once to every other shard with subscribers of `hunt`.
@@ -1221,15 +1248,27 @@ impl ShardLoop {
                 assert!(connection.inflight > 0);
                 connection.inflight -= 1;
                 connection.output().extend_from_slice(&self.payload);
-                if record.kind == RecordKind::Subscribed && record.flags & SUBSCRIBE_REFUSED != 0 {
+                if record.kind == RecordKind::Subscribed {
+                    let sent = connection.subscribes_inflight.iter().position(|&hunt| hunt == record.hunt);
+                    connection.subscribes_inflight.remove(sent.expect("every SUBSCRIBE sent is listed"));
+                }
+                // A later SUBSCRIBE of the hunt pipelined behind this refused one set the
+                // subscription again; its own answer decides whether it stays.
+                let superseded = connection.subscribes_inflight.contains(&record.hunt);
+                let refused = record.flags & SUBSCRIBE_REFUSED != 0;
+                if record.kind == RecordKind::Subscribed && !refused && !superseded {
+                    // The notices ahead of this answer on the ring are the ones it reports.
+                    self.local.set_topics(record.hunt, record.token, record.topics);
+                }
+                if record.kind == RecordKind::Subscribed && refused && !superseded {
                     connection.subscriptions.retain(|&known| known != record.hunt);
                     if self.local.unsubscribe(record.hunt, record.token) == Some(true) {
                         self.drop_interest(record.hunt);
                     }
-                    let connection = self.connections.get_current_mut(record.token, record.generation).expect("found");
-                    mark_dirty(&mut self.dirty, connection, record.token);
-                    return;
                 }
+                // A refusal frees its in-flight slot like any answer: what waits behind it
+                // is scheduled below.
+                let connection = self.connections.get_current_mut(record.token, record.generation).expect("found");
                 if record.kind == RecordKind::Reply {
                     let latency_us = self.clock.monotonic_us().saturating_sub(record.enqueue_us);
                     let kind = record.event_kind as usize;
@@ -1250,6 +1289,9 @@ impl ShardLoop {
                 // The owner committed the event before it pushed the notice.
                 self.fan_out(record.hunt, topic, record.enqueue_us, false);
                 std::mem::swap(&mut self.push, &mut self.payload);
+                if topic == Topic::Lifecycle && announces_deletion(&self.payload) {
+                    self.end_subscriptions(record.hunt);
+                }
             }
             kind => panic!("a {kind:?} record on a reply ring"),
         }
@@ -1289,7 +1331,11 @@ impl ShardLoop {
                 schedule(&mut self.ready, connection, index);
             }
             let done = connection.pending_output() == 0;
-            if done && (connection.closing || (connection.peer_closed && connection.inflight == 0)) {
+            // Frames read before the peer's FIN are still answered (the turn's frame
+            // budget or the output high-water mark may have left some unread).
+            let unanswered = !matches!(next_frame(connection.unread()), Ok(None));
+            let finished = connection.peer_closed && connection.inflight == 0 && !unanswered;
+            if done && (connection.closing || finished) {
                 self.to_close.push(index);
             }
         }
@@ -1536,6 +1582,12 @@ fn mark_dirty(dirty: &mut Vec<u32>, connection: &mut Connection, index: u32) {
         connection.in_dirty = true;
         dirty.push(index);
     }
+}
+
+/// Returns true if and only if `push` is the LIFECYCLE push of a deleted hunt.
+fn announces_deletion(push: &[u8]) -> bool {
+    let Ok(Response::Push(PushBody::Notice(notice))) = decode_response(push) else { return false };
+    notice.kind == NoticeKind::Lifecycle(Lifecycle::Deleted)
 }
 
 fn topic_of_bit(bit: u8) -> Topic {

@@ -61,7 +61,8 @@ pub struct Subscriber {
     pub token: u32,
     /// The connection's generation.
     pub generation: u32,
-    /// Topic bits (`Topic::bit`) it follows.
+    /// Topic bits (`Topic::bit`) it follows; 0 while its first SUBSCRIBE waits for the
+    /// answer of the hunt's owner on another shard.
     pub topics: u8,
 }
 
@@ -93,7 +94,6 @@ impl LocalSubscribers {
 
     /// Subscribes a connection to `hunt`'s `topics`, or replaces its mask (slow path).
     pub fn subscribe(&mut self, hunt: HuntId, subscriber: Subscriber) -> Subscribed {
-        assert!(subscriber.topics != 0);
         let subscribers = self.hunts.entry(hunt).or_default();
         let first_on_shard = subscribers.is_empty();
         match subscribers.iter_mut().find(|known| known.token == subscriber.token) {
@@ -122,6 +122,19 @@ impl LocalSubscribers {
             self.hunts.remove(&hunt);
         }
         Some(last_on_shard)
+    }
+
+    /// The topics connection `token` follows on `hunt`; `None` if it is not subscribed.
+    pub fn topics_of(&self, hunt: HuntId, token: u32) -> Option<u8> {
+        self.of(hunt).iter().find(|known| known.token == token).map(|known| known.topics)
+    }
+
+    /// Replaces the topics connection `token` follows on `hunt`, if it is subscribed.
+    pub fn set_topics(&mut self, hunt: HuntId, token: u32, topics: u8) {
+        let subscribers = self.hunts.get_mut(&hunt).map(Vec::as_mut_slice).unwrap_or_default();
+        if let Some(known) = subscribers.iter_mut().find(|known| known.token == token) {
+            known.topics = topics;
+        }
     }
 
     /// The subscribers of `hunt` on this shard.
