@@ -79,8 +79,9 @@ struct ServeArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=SHARDS_MAX as i64))]
     shards: Option<u16>,
     /// Connections per shard, at most.
-    #[arg(long, default_value_t = CONNECTIONS_PER_SHARD_MAX)]
-    connections_per_shard: usize,
+    #[arg(long, default_value_t = CONNECTIONS_PER_SHARD_MAX as u64,
+          value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_PER_SHARD_MAX as u64))]
+    connections_per_shard: u64,
     /// Connections the whole server holds at once; one more gets ERROR
     /// too_many_connections and is closed (default: the per-shard limit on every shard).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
@@ -108,13 +109,17 @@ struct ServeArgs {
     #[arg(long)]
     admin_token: Option<String>,
     /// Pending output bytes above which pushes to a subscriber are dropped and owed as a gap.
-    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_SOFT)]
-    subscriber_buffer_soft: usize,
-    /// Pending output bytes above which a connection is sent GOODBYE and closed.
-    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_MAX)]
-    subscriber_buffer_max: usize,
+    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_SOFT as u64,
+          value_parser = clap::value_parser!(u64).range(0..=SUBSCRIBER_BUFFER_BYTES_SOFT as u64))]
+    subscriber_buffer_soft: u64,
+    /// Pending output bytes above which a connection is sent GOODBYE and closed (more
+    /// than --subscriber-buffer-soft).
+    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_MAX as u64,
+          value_parser = clap::value_parser!(u64).range(1..=SUBSCRIBER_BUFFER_BYTES_MAX as u64))]
+    subscriber_buffer_max: u64,
     /// Requests one connection may have waiting on other shards.
-    #[arg(long, default_value_t = INFLIGHT_REQUESTS_PER_CONNECTION_MAX)]
+    #[arg(long, default_value_t = INFLIGHT_REQUESTS_PER_CONNECTION_MAX,
+          value_parser = clap::value_parser!(u32).range(1..=INFLIGHT_REQUESTS_PER_CONNECTION_MAX as i64))]
     inflight_max: u32,
     /// Pin each shard thread to a core.
     #[arg(long)]
@@ -133,6 +138,20 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Refuses subscriber buffer limits out of order. Clap checks each flag's range; this
+    /// is the one relation between two of them, checked here so that the message names
+    /// both flags (the server's own check can only name its fields).
+    fn check_subscriber_buffers(&self) -> anyhow::Result<()> {
+        if self.subscriber_buffer_soft >= self.subscriber_buffer_max {
+            anyhow::bail!(
+                "--subscriber-buffer-soft ({}) must be below --subscriber-buffer-max ({})",
+                self.subscriber_buffer_soft,
+                self.subscriber_buffer_max
+            );
+        }
+        Ok(())
+    }
+
     /// The durability and data directory the flags ask for, or why they contradict.
     fn durability(&self) -> anyhow::Result<(Durability, Option<PathBuf>)> {
         match (self.durability, &self.data_dir) {
@@ -245,6 +264,7 @@ fn secret_from(flag: &Option<String>, variable: &str, name: &str) -> anyhow::Res
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    args.check_subscriber_buffers()?;
     let (durability, data_dir) = args.durability()?;
     let auth_token = secret_from(&args.auth_token, AUTH_TOKEN_VARIABLE, "--auth-token")?;
     let admin_token = secret_from(&args.admin_token, ADMIN_TOKEN_VARIABLE, "--admin-token")?;
@@ -259,9 +279,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         data_dir,
         snapshot_interval_events: args.snapshot_interval_events,
         listen: args.listen,
-        connections_per_shard_max: args.connections_per_shard,
-        subscriber_buffer_bytes_soft: args.subscriber_buffer_soft,
-        subscriber_buffer_bytes_max: args.subscriber_buffer_max,
+        // Within the constants (clap checked the ranges), so the casts cannot truncate.
+        connections_per_shard_max: args.connections_per_shard as usize,
+        subscriber_buffer_bytes_soft: args.subscriber_buffer_soft as usize,
+        subscriber_buffer_bytes_max: args.subscriber_buffer_max as usize,
         inflight_requests_per_connection_max: args.inflight_max,
         pin_threads: args.pin,
         ..server::Config::default()

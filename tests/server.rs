@@ -844,6 +844,51 @@ fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// Runs the binary with `args` and returns its exit status and stderr; a run still going
+/// after `WAIT` (a server that started when it should have refused) is killed and fails.
+fn run_binary(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .env_remove("CAIRN_AUTH_TOKEN")
+        .env_remove("CAIRN_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("cairn {args:?} was still running after {WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn the_binary_names_the_flag_of_a_limit_out_of_range() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--connections-per-shard", "0"], "--connections-per-shard"),
+        (&["--connections-per-shard", "10001"], "--connections-per-shard"),
+        (&["--inflight-max", "0"], "--inflight-max"),
+        (&["--inflight-max", "1025"], "--inflight-max"),
+        (&["--subscriber-buffer-soft", "8388609"], "--subscriber-buffer-soft"),
+        (&["--subscriber-buffer-max", "33554433"], "--subscriber-buffer-max"),
+        (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-soft"),
+        (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-max"),
+    ];
+    for (flags, flag) in cases {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];
+        args.extend_from_slice(flags);
+        let (status, stderr) = run_binary(&args);
+        assert!(!status.success(), "{flags:?} must be refused");
+        assert!(stderr.contains(flag), "{flags:?}: the message must name {flag}: {stderr}");
+    }
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
