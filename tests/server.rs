@@ -889,6 +889,29 @@ fn the_binary_names_the_flag_of_a_limit_out_of_range() {
     }
 }
 
+#[test]
+fn a_second_server_on_a_port_in_use_is_refused_naming_the_address() {
+    let first = start_with_shards(1);
+    let taken = first.local_addr();
+    let second = Server::start(Config { listen: taken, shards: 2, ..Config::default() });
+    let error = match second {
+        Ok(second) => {
+            second.shutdown().unwrap();
+            panic!("a second server started on {taken}, which the first already listens on");
+        }
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains(&taken.to_string()), "the error must name {taken}: {error}");
+    // The first server still answers.
+    connect(&first).ping().unwrap();
+    first.shutdown().unwrap();
+
+    // An address this host does not have: the message names it too.
+    let foreign = SocketAddr::from(([192, 0, 2, 1], 7411));
+    let error = Server::start(Config { listen: foreign, ..Config::default() }).err().expect("not this host's address");
+    assert!(error.to_string().contains("192.0.2.1:7411"), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
