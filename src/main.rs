@@ -17,7 +17,7 @@ use signal_hook::iterator::Signals;
 use clap::{Parser, Subcommand};
 
 use cairn::alloc;
-use cairn::client::{Client, Options};
+use cairn::client::{Client, ClientError, Options};
 use cairn::constants::{
     CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US, IDLE_TIMEOUT_US_MAX,
     INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX,
@@ -330,8 +330,11 @@ fn stats(args: &StatsArgs) -> anyhow::Result<()> {
         None => token_from(&None, AUTH_TOKEN_VARIABLE)?,
     };
     let token = token.unwrap_or_default();
-    let mut client = Client::connect_with_token(args.addr, &Options::default(), token.as_bytes())?;
-    let json = if args.mark { client.stats_and_mark()? } else { client.stats()? };
+    // A `ClientError`'s message already ends with its source's, which `main` would print
+    // again after it (`{:#}` follows the chain), so only the message is kept.
+    let flat = |error: ClientError| anyhow::anyhow!("{error}");
+    let mut client = Client::connect_with_token(args.addr, &Options::default(), token.as_bytes()).map_err(flat)?;
+    let json = if args.mark { client.stats_and_mark() } else { client.stats() }.map_err(flat)?;
     if args.json {
         println!("{json}");
         return Ok(());

@@ -912,6 +912,16 @@ fn a_second_server_on_a_port_in_use_is_refused_naming_the_address() {
     assert!(error.to_string().contains("192.0.2.1:7411"), "{error}");
 }
 
+#[test]
+fn stats_says_a_refused_connection_once() {
+    // A port nobody listens on: bound, then released.
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (status, stderr) = run_binary(&["stats", "--addr", &address.to_string()]);
+    assert!(!status.success());
+    assert!(stderr.contains(&address.to_string()), "{stderr}");
+    assert_eq!(stderr.matches("refused").count(), 1, "the cause must be said once: {stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
