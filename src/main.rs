@@ -381,25 +381,27 @@ fn print_stats(document: &serde_json::Value) {
         "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "latency (us)", "events", "p50", "p90", "p99", "p99.9", "max"
     );
+    // `serde_json::Value`'s `Display` ignores width and alignment, so each cell is made a
+    // `String` first; otherwise the rows do not line up under the header.
+    let row = |name: &str, histogram: &serde_json::Value| {
+        let cell = |key: &str| histogram[key].to_string();
+        println!(
+            "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            name,
+            cell("count"),
+            cell("p50"),
+            cell("p90"),
+            cell("p99"),
+            cell("p99_9"),
+            cell("max")
+        );
+    };
     if let Some(kinds) = document["latency_us"].as_object() {
         for (kind, histogram) in kinds {
-            println!(
-                "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                kind,
-                histogram["count"],
-                histogram["p50"],
-                histogram["p90"],
-                histogram["p99"],
-                histogram["p99_9"],
-                histogram["max"]
-            );
+            row(kind, histogram);
         }
     }
-    let wait = &document["queue_wait_us"];
-    println!(
-        "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "ring queue wait", wait["count"], wait["p50"], wait["p90"], wait["p99"], wait["p99_9"], wait["max"]
-    );
+    row("ring queue wait", &document["queue_wait_us"]);
     if let Some(rejections) = document["rejections"].as_object() {
         let refused: Vec<String> = rejections
             .iter()

@@ -922,6 +922,31 @@ fn stats_says_a_refused_connection_once() {
     assert_eq!(stderr.matches("refused").count(), 1, "the cause must be said once: {stderr}");
 }
 
+#[test]
+fn stats_prints_the_latency_table_in_aligned_columns() {
+    let server = start_with_shards(1);
+    let mut client = connect(&server);
+    client.create_hunt(1, &planar(1_000, HuntOptions::default())).unwrap();
+    client.join(1, 5, 1, Position::new(0, 0)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["stats", "--addr", &server.local_addr().to_string()])
+        .env_remove("CAIRN_AUTH_TOKEN")
+        .env_remove("CAIRN_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines().skip_while(|line| !line.starts_with("latency (us)"));
+    let header = lines.next().unwrap_or_else(|| panic!("no latency table: {text}"));
+    let rows: Vec<&str> = lines.take_while(|line| !line.starts_with("rejections")).collect();
+    assert!(rows.iter().any(|row| row.starts_with("join ")), "{text}");
+    assert!(rows.iter().any(|row| row.starts_with("ring queue wait")), "{text}");
+    for row in rows {
+        assert_eq!(row.len(), header.len(), "a row out of line with the header:\n{header}\n{row}");
+    }
+    server.shutdown().unwrap();
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
