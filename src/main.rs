@@ -199,8 +199,8 @@ struct SimulateArgs {
     /// Treasures per hunt.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     treasures: u32,
-    /// Steady-state events to apply after set-up.
-    #[arg(long, default_value_t = 5_000_000)]
+    /// Steady-state events to apply after set-up (at least one: the report is per event).
+    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
     /// Moves claim treasures in reach (otherwise only digs claim).
     #[arg(long)]

@@ -947,6 +947,14 @@ fn stats_prints_the_latency_table_in_aligned_columns() {
     server.shutdown().unwrap();
 }
 
+#[test]
+fn simulate_refuses_zero_events_naming_the_flag() {
+    let (status, stderr) =
+        run_binary(&["simulate", "--events", "0", "--hunts", "1", "--players", "1", "--treasures", "1"]);
+    assert!(!status.success(), "zero events has no rate or allocations per event to report: {stderr}");
+    assert!(stderr.contains("--events"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
