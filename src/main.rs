@@ -17,7 +17,7 @@ use signal_hook::iterator::Signals;
 use clap::{Parser, Subcommand};
 
 use cairn::alloc;
-use cairn::client::{Client, Options};
+use cairn::client::{Client, ClientError, Options};
 use cairn::constants::{
     CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US, IDLE_TIMEOUT_US_MAX,
     INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX,
@@ -79,8 +79,9 @@ struct ServeArgs {
     #[arg(long, value_parser = clap::value_parser!(u16).range(1..=SHARDS_MAX as i64))]
     shards: Option<u16>,
     /// Connections per shard, at most.
-    #[arg(long, default_value_t = CONNECTIONS_PER_SHARD_MAX)]
-    connections_per_shard: usize,
+    #[arg(long, default_value_t = CONNECTIONS_PER_SHARD_MAX as u64,
+          value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_PER_SHARD_MAX as u64))]
+    connections_per_shard: u64,
     /// Connections the whole server holds at once; one more gets ERROR
     /// too_many_connections and is closed (default: the per-shard limit on every shard).
     #[arg(long, value_parser = clap::value_parser!(u64).range(1..=CONNECTIONS_MAX as u64))]
@@ -108,13 +109,17 @@ struct ServeArgs {
     #[arg(long)]
     admin_token: Option<String>,
     /// Pending output bytes above which pushes to a subscriber are dropped and owed as a gap.
-    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_SOFT)]
-    subscriber_buffer_soft: usize,
-    /// Pending output bytes above which a connection is sent GOODBYE and closed.
-    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_MAX)]
-    subscriber_buffer_max: usize,
+    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_SOFT as u64,
+          value_parser = clap::value_parser!(u64).range(0..=SUBSCRIBER_BUFFER_BYTES_SOFT as u64))]
+    subscriber_buffer_soft: u64,
+    /// Pending output bytes above which a connection is sent GOODBYE and closed (more
+    /// than --subscriber-buffer-soft).
+    #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_MAX as u64,
+          value_parser = clap::value_parser!(u64).range(1..=SUBSCRIBER_BUFFER_BYTES_MAX as u64))]
+    subscriber_buffer_max: u64,
     /// Requests one connection may have waiting on other shards.
-    #[arg(long, default_value_t = INFLIGHT_REQUESTS_PER_CONNECTION_MAX)]
+    #[arg(long, default_value_t = INFLIGHT_REQUESTS_PER_CONNECTION_MAX,
+          value_parser = clap::value_parser!(u32).range(1..=INFLIGHT_REQUESTS_PER_CONNECTION_MAX as i64))]
     inflight_max: u32,
     /// Pin each shard thread to a core.
     #[arg(long)]
@@ -133,6 +138,20 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// Refuses subscriber buffer limits out of order. Clap checks each flag's range; this
+    /// is the one relation between two of them, checked here so that the message names
+    /// both flags (the server's own check can only name its fields).
+    fn check_subscriber_buffers(&self) -> anyhow::Result<()> {
+        if self.subscriber_buffer_soft >= self.subscriber_buffer_max {
+            anyhow::bail!(
+                "--subscriber-buffer-soft ({}) must be below --subscriber-buffer-max ({})",
+                self.subscriber_buffer_soft,
+                self.subscriber_buffer_max
+            );
+        }
+        Ok(())
+    }
+
     /// The durability and data directory the flags ask for, or why they contradict.
     fn durability(&self) -> anyhow::Result<(Durability, Option<PathBuf>)> {
         match (self.durability, &self.data_dir) {
@@ -180,8 +199,8 @@ struct SimulateArgs {
     /// Treasures per hunt.
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     treasures: u32,
-    /// Steady-state events to apply after set-up.
-    #[arg(long, default_value_t = 5_000_000)]
+    /// Steady-state events to apply after set-up (at least one: the report is per event).
+    #[arg(long, default_value_t = 5_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     events: u64,
     /// Moves claim treasures in reach (otherwise only digs claim).
     #[arg(long)]
@@ -245,6 +264,7 @@ fn secret_from(flag: &Option<String>, variable: &str, name: &str) -> anyhow::Res
 }
 
 fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    args.check_subscriber_buffers()?;
     let (durability, data_dir) = args.durability()?;
     let auth_token = secret_from(&args.auth_token, AUTH_TOKEN_VARIABLE, "--auth-token")?;
     let admin_token = secret_from(&args.admin_token, ADMIN_TOKEN_VARIABLE, "--admin-token")?;
@@ -259,9 +279,10 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         data_dir,
         snapshot_interval_events: args.snapshot_interval_events,
         listen: args.listen,
-        connections_per_shard_max: args.connections_per_shard,
-        subscriber_buffer_bytes_soft: args.subscriber_buffer_soft,
-        subscriber_buffer_bytes_max: args.subscriber_buffer_max,
+        // Within the constants (clap checked the ranges), so the casts cannot truncate.
+        connections_per_shard_max: args.connections_per_shard as usize,
+        subscriber_buffer_bytes_soft: args.subscriber_buffer_soft as usize,
+        subscriber_buffer_bytes_max: args.subscriber_buffer_max as usize,
         inflight_requests_per_connection_max: args.inflight_max,
         pin_threads: args.pin,
         ..server::Config::default()
@@ -309,8 +330,11 @@ fn stats(args: &StatsArgs) -> anyhow::Result<()> {
         None => token_from(&None, AUTH_TOKEN_VARIABLE)?,
     };
     let token = token.unwrap_or_default();
-    let mut client = Client::connect_with_token(args.addr, &Options::default(), token.as_bytes())?;
-    let json = if args.mark { client.stats_and_mark()? } else { client.stats()? };
+    // A `ClientError`'s message already ends with its source's, which `main` would print
+    // again after it (`{:#}` follows the chain), so only the message is kept.
+    let flat = |error: ClientError| anyhow::anyhow!("{error}");
+    let mut client = Client::connect_with_token(args.addr, &Options::default(), token.as_bytes()).map_err(flat)?;
+    let json = if args.mark { client.stats_and_mark() } else { client.stats() }.map_err(flat)?;
     if args.json {
         println!("{json}");
         return Ok(());
@@ -357,25 +381,27 @@ fn print_stats(document: &serde_json::Value) {
         "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "latency (us)", "events", "p50", "p90", "p99", "p99.9", "max"
     );
+    // `serde_json::Value`'s `Display` ignores width and alignment, so each cell is made a
+    // `String` first; otherwise the rows do not line up under the header.
+    let row = |name: &str, histogram: &serde_json::Value| {
+        let cell = |key: &str| histogram[key].to_string();
+        println!(
+            "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            name,
+            cell("count"),
+            cell("p50"),
+            cell("p90"),
+            cell("p99"),
+            cell("p99_9"),
+            cell("max")
+        );
+    };
     if let Some(kinds) = document["latency_us"].as_object() {
         for (kind, histogram) in kinds {
-            println!(
-                "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
-                kind,
-                histogram["count"],
-                histogram["p50"],
-                histogram["p90"],
-                histogram["p99"],
-                histogram["p99_9"],
-                histogram["max"]
-            );
+            row(kind, histogram);
         }
     }
-    let wait = &document["queue_wait_us"];
-    println!(
-        "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
-        "ring queue wait", wait["count"], wait["p50"], wait["p90"], wait["p99"], wait["p99_9"], wait["max"]
-    );
+    row("ring queue wait", &document["queue_wait_us"]);
     if let Some(rejections) = document["rejections"].as_object() {
         let refused: Vec<String> = rejections
             .iter()

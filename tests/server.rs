@@ -1096,6 +1096,117 @@ fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// Runs the binary with `args` and returns its exit status and stderr; a run still going
+/// after `WAIT` (a server that started when it should have refused) is killed and fails.
+fn run_binary(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(args)
+        .env_remove("CAIRN_AUTH_TOKEN")
+        .env_remove("CAIRN_ADMIN_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let deadline = Instant::now() + WAIT;
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("cairn {args:?} was still running after {WAIT:?}");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let output = child.wait_with_output().unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+#[test]
+fn the_binary_names_the_flag_of_a_limit_out_of_range() {
+    let cases: [(&[&str], &str); 8] = [
+        (&["--connections-per-shard", "0"], "--connections-per-shard"),
+        (&["--connections-per-shard", "10001"], "--connections-per-shard"),
+        (&["--inflight-max", "0"], "--inflight-max"),
+        (&["--inflight-max", "1025"], "--inflight-max"),
+        (&["--subscriber-buffer-soft", "8388609"], "--subscriber-buffer-soft"),
+        (&["--subscriber-buffer-max", "33554433"], "--subscriber-buffer-max"),
+        (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-soft"),
+        (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-max"),
+    ];
+    for (flags, flag) in cases {
+        let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];
+        args.extend_from_slice(flags);
+        let (status, stderr) = run_binary(&args);
+        assert!(!status.success(), "{flags:?} must be refused");
+        assert!(stderr.contains(flag), "{flags:?}: the message must name {flag}: {stderr}");
+    }
+}
+
+#[test]
+fn a_second_server_on_a_port_in_use_is_refused_naming_the_address() {
+    let first = start_with_shards(1);
+    let taken = first.local_addr();
+    let second = Server::start(Config { listen: taken, shards: 2, ..Config::default() });
+    let error = match second {
+        Ok(second) => {
+            second.shutdown().unwrap();
+            panic!("a second server started on {taken}, which the first already listens on");
+        }
+        Err(error) => error.to_string(),
+    };
+    assert!(error.contains(&taken.to_string()), "the error must name {taken}: {error}");
+    // The first server still answers.
+    connect(&first).ping().unwrap();
+    first.shutdown().unwrap();
+
+    // An address this host does not have: the message names it too.
+    let foreign = SocketAddr::from(([192, 0, 2, 1], 7411));
+    let error = Server::start(Config { listen: foreign, ..Config::default() }).err().expect("not this host's address");
+    assert!(error.to_string().contains("192.0.2.1:7411"), "{error}");
+}
+
+#[test]
+fn stats_says_a_refused_connection_once() {
+    // A port nobody listens on: bound, then released.
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let (status, stderr) = run_binary(&["stats", "--addr", &address.to_string()]);
+    assert!(!status.success());
+    assert!(stderr.contains(&address.to_string()), "{stderr}");
+    assert_eq!(stderr.matches("refused").count(), 1, "the cause must be said once: {stderr}");
+}
+
+#[test]
+fn stats_prints_the_latency_table_in_aligned_columns() {
+    let server = start_with_shards(1);
+    let mut client = connect(&server);
+    client.create_hunt(1, &planar(1_000, HuntOptions::default())).unwrap();
+    client.join(1, 5, 1, Position::new(0, 0)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["stats", "--addr", &server.local_addr().to_string()])
+        .env_remove("CAIRN_AUTH_TOKEN")
+        .env_remove("CAIRN_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines().skip_while(|line| !line.starts_with("latency (us)"));
+    let header = lines.next().unwrap_or_else(|| panic!("no latency table: {text}"));
+    let rows: Vec<&str> = lines.take_while(|line| !line.starts_with("rejections")).collect();
+    assert!(rows.iter().any(|row| row.starts_with("join ")), "{text}");
+    assert!(rows.iter().any(|row| row.starts_with("ring queue wait")), "{text}");
+    for row in rows {
+        assert_eq!(row.len(), header.len(), "a row out of line with the header:\n{header}\n{row}");
+    }
+    server.shutdown().unwrap();
+}
+
+#[test]
+fn simulate_refuses_zero_events_naming_the_flag() {
+    let (status, stderr) =
+        run_binary(&["simulate", "--events", "0", "--hunts", "1", "--players", "1", "--treasures", "1"]);
+    assert!(!status.success(), "zero events has no rate or allocations per event to report: {stderr}");
+    assert!(stderr.contains("--events"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 

@@ -244,16 +244,22 @@ impl Server {
     /// Recovers every shard's journal (with durability on), binds every shard's
     /// listener, spawns the shard threads and returns once every shard is running its
     /// loop. A journal that cannot be recovered fails the start with a message naming
-    /// the file (and offset), before anything listens.
+    /// the file (and offset), before anything listens. An address some other socket
+    /// already listens on (another server, say) is refused with `AddrInUse`, naming it.
     pub fn start(config: Config) -> io::Result<Server> {
         config.validate()?;
         let shard_count = config.shards;
+        let cannot_listen = |address: SocketAddr| {
+            move |error: io::Error| io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
+        };
+        // Before recovery, which may take seconds and creates the data directory.
+        refuse_port_in_use(config.listen).map_err(cannot_listen(config.listen))?;
         let mut opened = durable::open_shards(&config)?;
-        let first = bind(config.listen)?;
+        let first = bind(config.listen).map_err(cannot_listen(config.listen))?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
         for _ in 1..shard_count {
-            listeners.push(bind(local_addr)?);
+            listeners.push(bind(local_addr).map_err(cannot_listen(local_addr))?);
         }
         let mut polls = Vec::with_capacity(shard_count);
         let mut wakers = Vec::with_capacity(shard_count);
@@ -337,6 +343,22 @@ impl Server {
         self.shutdown_handle().shutdown();
         self.wait()
     }
+}
+
+/// Fails with `AddrInUse` if any socket already listens on `address` (port 0 picks a free
+/// port, so it needs no check). The shards' listeners share their port through
+/// SO_REUSEPORT, which would just as well let them join the listeners of another server
+/// the same user runs there: the kernel would then split new connections between two
+/// servers with different state. A probe bound without SO_REUSEPORT conflicts with any
+/// listener on the address (and, with SO_REUSEADDR, with none of the connections an
+/// earlier server left in TIME_WAIT); it is closed before the real listeners bind.
+fn refuse_port_in_use(address: SocketAddr) -> io::Result<()> {
+    if address.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(address), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&address.into())
 }
 
 /// A listening socket with SO_REUSEPORT, so every shard can bind the same port and the
