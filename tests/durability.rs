@@ -586,8 +586,8 @@ mod process {
     use cairn::shard::shard_for;
 
     /// How long any single wait may take before the test fails.
-    const WAIT: Duration = Duration::from_secs(20);
-    const SHARDS: usize = 2;
+    pub const WAIT: Duration = Duration::from_secs(20);
+    pub const SHARDS: usize = 2;
     /// Where every player joins.
     const SPOT: Position = Position { x: 500, y: 500 };
 
@@ -926,6 +926,45 @@ fn a_graceful_restart_keeps_the_visible_state_and_leaves_a_snapshot() {
         server.terminate();
         std::fs::remove_dir_all(&dir).unwrap();
     }
+}
+
+/// Two servers on one data directory would append to the same journals: the second is
+/// refused, naming the directory, and the directory is free again once the first stops.
+#[test]
+fn a_second_server_on_a_data_directory_in_use_is_refused() {
+    use process::{SHARDS, WAIT};
+    use std::io::Read;
+    use std::time::Duration;
+    let dir = process::temporary_dir("in-use");
+    let first = process::Process::start(&dir, "os");
+    let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--durability", "os", "--listen", "127.0.0.1:0", "--shards", &SHARDS.to_string()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            second.kill().ok();
+            second.wait().ok();
+            panic!("a second server started on {}, which a running server uses", dir.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut message = String::new();
+    second.stderr.take().unwrap().read_to_string(&mut message).unwrap();
+    assert!(!status.success(), "{message}");
+    assert!(message.contains(&dir.display().to_string()) && message.contains("in use"), "{message}");
+    first.terminate();
+    let again = process::Process::start(&dir, "os");
+    again.terminate();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]
@@ -1374,8 +1413,11 @@ fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
     };
     match Server::start(config) {
         Err(error) => {
+            // The data directory's lock file is the first thing the start writes, so it is
+            // what a read-only directory is refused on.
             let message = format!("{error:#}");
-            assert!(message.contains("journal-") && message.contains("Read-only file system"), "{message}");
+            let named = message.contains(&dir.join("lock").display().to_string()) || message.contains("journal-");
+            assert!(named && message.contains("Read-only file system"), "{message}");
         }
         Ok(server) => {
             // What a game backend would meet: the first mutation after a ready start.

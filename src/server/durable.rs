@@ -45,12 +45,25 @@ pub(crate) struct Opened {
     pub(crate) writer: Option<Writer<FileStorage>>,
 }
 
-/// Opens every shard: empty shards without a data directory, recovered ones with it.
-/// Recovery's findings go to stderr; any error names the file it concerns.
-pub(crate) fn open_shards(config: &Config) -> io::Result<Vec<Opened>> {
+/// The name of the file a running server holds an exclusive lock on, in the data
+/// directory: two servers appending to the same journals would corrupt them.
+pub const LOCK_FILE: &str = "lock";
+
+/// The data directory's lock, held for the server's life; dropping it (or the process
+/// ending, however it ends) releases it.
+pub(crate) struct DataDirLock {
+    _file: File,
+}
+
+/// Opens every shard: empty shards without a data directory, recovered ones with it,
+/// after taking the directory's lock (refused, naming the directory, while another
+/// server holds it). Recovery's findings go to stderr; any error names the file it
+/// concerns.
+pub(crate) fn open_shards(config: &Config) -> io::Result<(Vec<Opened>, Option<DataDirLock>)> {
     let Some(dir) = &config.data_dir else {
-        return Ok((0..config.shards).map(|_| Opened { engine: Shard::new(), writer: None }).collect());
+        return Ok(((0..config.shards).map(|_| Opened { engine: Shard::new(), writer: None }).collect(), None));
     };
+    let lock = lock_data_dir(dir)?;
     check_shard_count(dir, config.shards)?;
     let opened: Vec<Result<Opened, String>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..config.shards)
@@ -61,7 +74,39 @@ pub(crate) fn open_shards(config: &Config) -> io::Result<Vec<Opened>> {
             .collect();
         threads.into_iter().map(|thread| thread.join().expect("recovery does not panic")).collect()
     });
-    opened.into_iter().map(|result| result.map_err(io::Error::other)).collect()
+    let opened = opened.into_iter().map(|result| result.map_err(io::Error::other)).collect::<io::Result<_>>()?;
+    Ok((opened, Some(lock)))
+}
+
+/// Creates `dir` if needed and takes an exclusive lock on `DIR/lock`, without waiting.
+/// The lock is advisory (`flock`): it keeps out other Cairn servers, which is what it
+/// is for.
+fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
+    let named = |what: &str, path: &Path| {
+        let message = format!("cannot {what} {}", path.display());
+        move |error: io::Error| io::Error::new(error.kind(), format!("{message}: {error}"))
+    };
+    fs::create_dir_all(dir).map_err(named("create the data directory", dir))?;
+    let path = dir.join(LOCK_FILE);
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(named("open the lock file", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(DataDirLock { _file: file }),
+        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+            io::ErrorKind::ResourceBusy,
+            format!(
+                "the data directory {} is in use by another running server (it holds {}); stop that one, \
+                 or give this one another --data-dir",
+                dir.display(),
+                path.display()
+            ),
+        )),
+        Err(fs::TryLockError::Error(error)) => Err(named("lock", &path)(error)),
+    }
 }
 
 /// `DIR/shard-k`.

@@ -238,6 +238,8 @@ pub struct Server {
     local_addr: SocketAddr,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<io::Result<()>>>,
+    /// The data directory's lock, held until the server is dropped.
+    _data_dir_lock: Option<durable::DataDirLock>,
 }
 
 impl Server {
@@ -254,7 +256,7 @@ impl Server {
         };
         // Before recovery, which may take seconds and creates the data directory.
         refuse_port_in_use(config.listen).map_err(cannot_listen(config.listen))?;
-        let mut opened = durable::open_shards(&config)?;
+        let (mut opened, data_dir_lock) = durable::open_shards(&config)?;
         let first = bind(config.listen).map_err(cannot_listen(config.listen))?;
         let local_addr = first.local_addr()?;
         let mut listeners = vec![first];
@@ -310,7 +312,7 @@ impl Server {
                 break;
             }
         }
-        Ok(Server { local_addr, shared, threads })
+        Ok(Server { local_addr, shared, threads, _data_dir_lock: data_dir_lock })
     }
 
     /// The address the server listens on (with the real port when asked for port 0).
