@@ -146,9 +146,12 @@ impl IntervalLog {
     /// run's start), with values in nanoseconds; `tag` names the series.
     pub fn append(&mut self, histogram: &Histogram<u64>, start: Duration, length: Duration, tag: &str) -> Result<()> {
         let mut builder = IntervalLogWriterBuilder::new();
+        // Each append starts a writer of its own, and a writer divides the max column by
+        // its builder's divisor: every builder needs it, or only the first interval's max
+        // would be in milliseconds and the rest in nanoseconds.
+        builder.with_max_value_divisor(NS_PER_US * 1_000.0);
         if !self.started {
             builder.add_comment("cairn-perf interval log; values in nanoseconds");
-            builder.with_max_value_divisor(NS_PER_US * 1_000.0);
             self.started = true;
         }
         let mut writer =
@@ -238,5 +241,31 @@ mod tests {
         let intervals = text.lines().filter(|line| line.starts_with("Tag=cairn,")).count();
         assert_eq!(intervals, 2, "{text}");
         assert_eq!(text.matches("interval log").count(), 1);
+    }
+
+    #[test]
+    fn every_interval_states_its_max_in_the_same_unit() {
+        // The interval log's third column is the interval's max divided by the log's
+        // `MaxValueDivisor` (milliseconds for nanosecond values); every line must use it,
+        // not only the first.
+        let mut log = IntervalLog::new();
+        let histogram = uniform_1_to_1000_us();
+        for second in 0..3 {
+            log.append(&histogram, Duration::from_secs(second), Duration::from_secs(1), "cairn").unwrap();
+        }
+        let text = String::from_utf8(log.bytes().to_vec()).unwrap();
+        assert!(text.contains("#[MaxValueDivisor: 1000000.000]"), "{text}");
+        // Read back with HdrHistogram's own log reader.
+        let maxima: Vec<f64> = hdrhistogram::serialization::interval_log::IntervalLogIterator::new(log.bytes())
+            .map(|entry| entry.unwrap_or_else(|error| panic!("{error:?} in {text}")))
+            .filter_map(|entry| match entry {
+                hdrhistogram::serialization::interval_log::LogEntry::Interval(interval) => Some(interval.max()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(maxima.len(), 3, "{text}");
+        for max_ms in maxima {
+            assert!(close(max_ms, 1.0), "an interval's max of 1000 µs is 1 ms, not {max_ms}: {text}");
+        }
     }
 }
