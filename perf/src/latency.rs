@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
@@ -116,12 +116,19 @@ pub fn parse_hgrm(text: &str) -> Result<Vec<(f64, f64)>> {
             continue;
         }
         let mut fields = line.split_whitespace();
-        let mut next = |name: &str| -> Result<f64> {
+        // `f64` parses "inf" and "NaN" too; neither is a latency or a percentile (an
+        // infinite value would also send the plot's axis loop through i32::MAX decades).
+        let mut next = |name: &str, valid: fn(f64) -> bool, meaning: &str| -> Result<f64> {
             let field = fields.next().with_context(|| format!("line {}: no {name}", index + 1))?;
-            field.parse().with_context(|| format!("line {}: {name} {field:?} is not a number", index + 1))
+            let number: f64 =
+                field.parse().with_context(|| format!("line {}: {name} {field:?} is not a number", index + 1))?;
+            if !valid(number) {
+                bail!("line {}: {name} {field:?} is not {meaning}", index + 1);
+            }
+            Ok(number)
         };
-        let value = next("value")?;
-        let quantile = next("percentile")?;
+        let value = next("value", |v| v.is_finite() && v >= 0.0, "a finite, non-negative number of microseconds")?;
+        let quantile = next("percentile", |q| (0.0..=1.0).contains(&q), "a fraction from 0 to 1")?;
         points.push((quantile, value));
     }
     Ok(points)
@@ -229,6 +236,23 @@ mod tests {
     fn a_bad_hgrm_line_is_named() {
         let error = parse_hgrm("       1.000 0.5 1 2.0\n      x 0.9 2 10\n").unwrap_err();
         assert!(format!("{error:#}").contains("line 2: value \"x\""), "{error:#}");
+    }
+
+    #[test]
+    fn an_hgrm_value_or_percentile_that_is_no_latency_is_named() {
+        // f64's parser takes these words; an infinite value made the plot's axis loop run
+        // for i32::MAX decades.
+        for (line, expected) in [
+            ("         inf 1.0 2\n", "line 2: value \"inf\""),
+            ("         NaN 1.0 2\n", "line 2: value \"NaN\""),
+            ("      -5.000 1.0 2\n", "line 2: value \"-5.000\""),
+            ("      20.000 NaN 2\n", "line 2: percentile \"NaN\""),
+            ("      20.000 1.5 2\n", "line 2: percentile \"1.5\""),
+        ] {
+            let text = format!("       1.000 0.5 1 2.0\n{line}");
+            let error = parse_hgrm(&text).map_err(|error| format!("{error:#}"));
+            assert!(error.as_ref().is_err_and(|error| error.contains(expected)), "{line:?}: {error:?}");
+        }
     }
 
     #[test]
