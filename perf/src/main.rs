@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cairn_target::Tokens;
@@ -402,7 +402,8 @@ fn plot(args: PlotArgs) -> Result<()> {
             }
         };
         let text = std::fs::read_to_string(&path).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-        series.push(plot::Series { name, points: latency::parse_hgrm(&text)? });
+        let points = latency::parse_hgrm(&text).with_context(|| path.display().to_string())?;
+        series.push(plot::Series { name, points });
     }
     std::fs::write(&args.out, plot::svg(&args.title, &series))?;
     println!("wrote {}", args.out.display());
@@ -430,5 +431,22 @@ mod tests {
         let settings = run_settings(&["--duration", "2.5", "--warmup", "0"]).unwrap();
         assert_eq!(settings.duration, Duration::from_millis(2_500));
         assert!(settings.warmup.is_zero());
+    }
+
+    #[test]
+    fn a_bad_hgrm_given_to_plot_is_named() {
+        let dir = std::env::temp_dir().join(format!("cairn-perf-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.hgrm");
+        let bad = dir.join("bad.hgrm");
+        std::fs::write(&good, "       1.000 0.5 1 2.0\n       2.000 1.0 2\n").unwrap();
+        std::fs::write(&bad, "       1.000 0.5 1 2.0\n           x 1.0 2\n").unwrap();
+        let out = dir.join("plot.svg");
+        let inputs = vec![format!("good={}", good.display()), format!("bad={}", bad.display())];
+        let error = plot(PlotArgs { inputs, out: out.clone(), title: "t".into() }).unwrap_err();
+        let error = format!("{error:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(error.contains("bad.hgrm") && error.contains("line 2"), "{error}");
+        assert!(!out.exists());
     }
 }
