@@ -293,7 +293,7 @@ impl Settings {
         })
     }
 
-    /// The output directory, `perf/out/NAME` by default.
+    /// The output directory, `perf/results/NAME` by default.
     pub fn out_dir(&self, name: &str) -> PathBuf {
         self.out.clone().unwrap_or_else(|| PathBuf::from("perf/results").join(name))
     }
