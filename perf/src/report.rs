@@ -44,7 +44,8 @@ pub struct Summary {
     pub pipeline: Option<usize>,
     /// Length of the measured sending window.
     pub duration_s: f64,
-    /// Requests sent in the window.
+    /// Requests sent: closed loop, in the window; open loop, every request due in the
+    /// window (one the server held back leaves after the window closes, with its due time).
     pub events_sent: u64,
     /// Replies to them (including refusals).
     pub events_acked: u64,
