@@ -7,7 +7,9 @@
 //! read right after a `read` (a clock read costs 50-100 ns here; one per event would be
 //! a noticeable share of a busy harness core). Requests a connection cannot send yet
 //! (its output is backed up, or its pending table is full) stay due with their original
-//! due time, so their wait is counted.
+//! due time, so their wait is counted; those due before the window closes are still sent
+//! after it (within [`DRAIN_TIMEOUT`], or counted lost), so a stall that lasts to the end
+//! of the window is not left out of the percentiles.
 //!
 //! When the loop has nothing to do it yields the core instead of sleeping: a sleep's
 //! wake-up slack would be charged to the server as latency, and with two cores shared by
@@ -344,9 +346,15 @@ pub fn work(
             busy |= take_handovers(handovers, conns, &mut tally);
         }
         busy |= replace_streams(&poll, conns, &mut tally)?;
-        if sending {
-            for (conn, schedule) in conns.iter_mut().zip(schedules.iter_mut()) {
+        // An open loop goes on sending after the window what fell due inside it and could
+        // not leave yet (a full pending table, backed-up output): those requests keep
+        // their due times, so a stall that lasts to the window's end still shows.
+        let open = matches!(phase.mode, Mode::Open { .. });
+        for (conn, schedule) in conns.iter_mut().zip(schedules.iter_mut()) {
+            if sending || open {
                 busy |= send_due(phase, conn, schedule.as_mut(), now, &mut tally);
+            }
+            if sending {
                 keepalive(phase, conn, now);
             }
         }
@@ -388,12 +396,17 @@ pub fn work(
             interval_acked = 0;
             interval_index += 1;
         }
-        if !sending && conns.iter().all(|conn| conn.in_flight == 0 || conn.broken.is_some()) {
+        let settled = |(conn, schedule): (&Conn, &Option<Schedule>)| {
+            conn.broken.is_some() || (conn.in_flight == 0 && owed(phase, schedule.as_ref()) == 0)
+        };
+        if !sending && conns.iter().zip(&schedules).all(settled) {
             break;
         }
         if !sending && now >= drain_end_ns {
-            for conn in conns.iter_mut() {
-                tally.lost += conn.in_flight as u64;
+            for (conn, schedule) in conns.iter_mut().zip(&schedules) {
+                // Requests due in the window that never left are lost too.
+                let unsent = if conn.broken.is_none() { owed(phase, schedule.as_ref()) } else { 0 };
+                tally.lost += conn.in_flight as u64 + unsent;
                 if conn.in_flight > 0 {
                     conn.broken =
                         Some(format!("{} requests unanswered {DRAIN_TIMEOUT:?} after the phase", conn.in_flight));
@@ -539,6 +552,11 @@ fn poll_timeout(
     }
 }
 
+/// Requests of `schedule` due before the phase's window closed and not yet sent.
+fn owed(phase: &Phase, schedule: Option<&Schedule>) -> u64 {
+    schedule.map_or(0, |schedule| schedule.due_before(phase.end_ns))
+}
+
 /// Queues this connection's due requests; returns true if and only if it queued any.
 fn send_due(phase: &Phase, conn: &mut Conn, schedule: Option<&mut Schedule>, now: u64, tally: &mut Tally) -> bool {
     if !matches!(conn.role, Role::Load { .. }) {
@@ -547,8 +565,10 @@ fn send_due(phase: &Phase, conn: &mut Conn, schedule: Option<&mut Schedule>, now
     let mut queued = false;
     match (phase.mode, schedule) {
         (Mode::Open { .. }, Some(schedule)) => {
-            while schedule.next_due_ns() <= now && conn.can_send() {
-                let due = schedule.take_due(now).expect("checked due");
+            // Only requests due before the window closes, also when sending after it.
+            let due_max = now.min(phase.end_ns.saturating_sub(1));
+            while schedule.next_due_ns() <= due_max && conn.can_send() {
+                let due = schedule.take_due(due_max).expect("checked due");
                 send_one(phase, conn, due, now, tally);
                 queued = true;
             }
@@ -721,5 +741,91 @@ fn apply_ack(phase: &Phase, conn: &mut Conn, pending: &Pending, ack: Ack, tally:
             tally.fail(format!("{:?}: acknowledged without an award or a refusal", pending.op))
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    /// A world of one hunt of 100 players, all on one load connection.
+    fn world() -> World {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/default.toml")).unwrap();
+        let mut scenario = Scenario::parse(&text).unwrap();
+        scenario.hunts = 1;
+        scenario.players_per_hunt = 100;
+        scenario.connections = 1;
+        scenario.subscribers = 0;
+        World::new(&scenario)
+    }
+
+    /// A null server on a real socket that reads nothing for `stall`, then answers every
+    /// frame until the client leaves.
+    fn stalling_null_server(stall: Duration) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let handle = std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            std::thread::sleep(stall);
+            let (mut input, mut output, mut chunk) = (Vec::new(), Vec::new(), vec![0u8; 64 * 1024]);
+            loop {
+                let read = match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => return,
+                    Ok(read) => read,
+                };
+                input.extend_from_slice(&chunk[..read]);
+                let used = crate::null_server::answer(&input, &mut output).unwrap();
+                input.drain(..used);
+                if stream.write_all(&output).is_err() {
+                    return;
+                }
+                output.clear();
+            }
+        });
+        (addr, handle)
+    }
+
+    #[test]
+    fn requests_due_in_the_window_are_sent_and_timed_even_when_the_server_holds_them_back() {
+        // 40 000 requests fall due in a 1 s window, but the server reads nothing for
+        // 1.3 s, so the connection's pending table (PENDING_MAX) fills long before the
+        // window closes. Every request due in the window must still be sent, and its
+        // latency recorded from its due time; dropping the ones that could not leave in
+        // time hides the stall from the percentiles (coordinated omission).
+        const RATE: u64 = 40_000;
+        const WINDOW: Duration = Duration::from_secs(1);
+        assert!(RATE as usize > 2 * PENDING_MAX);
+        let world = world();
+        let (addr, server) = stalling_null_server(WINDOW + Duration::from_millis(300));
+        let stream = std::net::TcpStream::connect(addr).unwrap();
+        let players = Players::new(&world, 0, 1);
+        let ledger = Ledger::new(&world, players.players.len());
+        let mut conns = vec![Conn::new(stream, Role::Load { index: 0, players, ledger }).unwrap()];
+        let clock = Instant::now();
+        let start_ns = 1_000_000;
+        let phase = Phase {
+            world: &world,
+            codec: &Codec::Null,
+            mode: Mode::Open { rate: RATE },
+            clock,
+            start_ns,
+            end_ns: start_ns + WINDOW.as_nanos() as u64,
+            load_connections: 1,
+            record: true,
+            idle: Idle::Sleep,
+        };
+        let (sender, _receiver) = std::sync::mpsc::channel();
+        let tally = work(&phase, &mut conns, &sender, None).unwrap();
+        drop(conns);
+        server.join().unwrap();
+        assert_eq!((tally.errors, tally.lost), (0, 0), "{:?}", tally.failures);
+        assert_eq!(tally.sent, RATE, "every request due in the window is sent");
+        assert_eq!(tally.acked, RATE);
+        assert_eq!(tally.latency.len(), RATE, "and timed from its due time");
+        // The last request was due just before the window closed and waited for the
+        // server's 300 ms beyond it at least.
+        assert!(tally.latency.max() >= 300_000_000, "{}", tally.latency.max());
     }
 }

@@ -10,7 +10,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
@@ -116,12 +116,19 @@ pub fn parse_hgrm(text: &str) -> Result<Vec<(f64, f64)>> {
             continue;
         }
         let mut fields = line.split_whitespace();
-        let mut next = |name: &str| -> Result<f64> {
+        // `f64` parses "inf" and "NaN" too; neither is a latency or a percentile (an
+        // infinite value would also send the plot's axis loop through i32::MAX decades).
+        let mut next = |name: &str, valid: fn(f64) -> bool, meaning: &str| -> Result<f64> {
             let field = fields.next().with_context(|| format!("line {}: no {name}", index + 1))?;
-            field.parse().with_context(|| format!("line {}: {name} {field:?} is not a number", index + 1))
+            let number: f64 =
+                field.parse().with_context(|| format!("line {}: {name} {field:?} is not a number", index + 1))?;
+            if !valid(number) {
+                bail!("line {}: {name} {field:?} is not {meaning}", index + 1);
+            }
+            Ok(number)
         };
-        let value = next("value")?;
-        let quantile = next("percentile")?;
+        let value = next("value", |v| v.is_finite() && v >= 0.0, "a finite, non-negative number of microseconds")?;
+        let quantile = next("percentile", |q| (0.0..=1.0).contains(&q), "a fraction from 0 to 1")?;
         points.push((quantile, value));
     }
     Ok(points)
@@ -146,9 +153,12 @@ impl IntervalLog {
     /// run's start), with values in nanoseconds; `tag` names the series.
     pub fn append(&mut self, histogram: &Histogram<u64>, start: Duration, length: Duration, tag: &str) -> Result<()> {
         let mut builder = IntervalLogWriterBuilder::new();
+        // Each append starts a writer of its own, and a writer divides the max column by
+        // its builder's divisor: every builder needs it, or only the first interval's max
+        // would be in milliseconds and the rest in nanoseconds.
+        builder.with_max_value_divisor(NS_PER_US * 1_000.0);
         if !self.started {
             builder.add_comment("cairn-perf interval log; values in nanoseconds");
-            builder.with_max_value_divisor(NS_PER_US * 1_000.0);
             self.started = true;
         }
         let mut writer =
@@ -229,6 +239,23 @@ mod tests {
     }
 
     #[test]
+    fn an_hgrm_value_or_percentile_that_is_no_latency_is_named() {
+        // f64's parser takes these words; an infinite value made the plot's axis loop run
+        // for i32::MAX decades.
+        for (line, expected) in [
+            ("         inf 1.0 2\n", "line 2: value \"inf\""),
+            ("         NaN 1.0 2\n", "line 2: value \"NaN\""),
+            ("      -5.000 1.0 2\n", "line 2: value \"-5.000\""),
+            ("      20.000 NaN 2\n", "line 2: percentile \"NaN\""),
+            ("      20.000 1.5 2\n", "line 2: percentile \"1.5\""),
+        ] {
+            let text = format!("       1.000 0.5 1 2.0\n{line}");
+            let error = parse_hgrm(&text).map_err(|error| format!("{error:#}"));
+            assert!(error.as_ref().is_err_and(|error| error.contains(expected)), "{line:?}: {error:?}");
+        }
+    }
+
+    #[test]
     fn the_interval_log_has_one_line_per_interval() {
         let mut log = IntervalLog::new();
         let histogram = uniform_1_to_1000_us();
@@ -238,5 +265,31 @@ mod tests {
         let intervals = text.lines().filter(|line| line.starts_with("Tag=cairn,")).count();
         assert_eq!(intervals, 2, "{text}");
         assert_eq!(text.matches("interval log").count(), 1);
+    }
+
+    #[test]
+    fn every_interval_states_its_max_in_the_same_unit() {
+        // The interval log's third column is the interval's max divided by the log's
+        // `MaxValueDivisor` (milliseconds for nanosecond values); every line must use it,
+        // not only the first.
+        let mut log = IntervalLog::new();
+        let histogram = uniform_1_to_1000_us();
+        for second in 0..3 {
+            log.append(&histogram, Duration::from_secs(second), Duration::from_secs(1), "cairn").unwrap();
+        }
+        let text = String::from_utf8(log.bytes().to_vec()).unwrap();
+        assert!(text.contains("#[MaxValueDivisor: 1000000.000]"), "{text}");
+        // Read back with HdrHistogram's own log reader.
+        let maxima: Vec<f64> = hdrhistogram::serialization::interval_log::IntervalLogIterator::new(log.bytes())
+            .map(|entry| entry.unwrap_or_else(|error| panic!("{error:?} in {text}")))
+            .filter_map(|entry| match entry {
+                hdrhistogram::serialization::interval_log::LogEntry::Interval(interval) => Some(interval.max()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(maxima.len(), 3, "{text}");
+        for max_ms in maxima {
+            assert!(close(max_ms, 1.0), "an interval's max of 1000 µs is 1 ms, not {max_ms}: {text}");
+        }
     }
 }

@@ -35,7 +35,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::cairn_target::Tokens;
@@ -276,12 +276,14 @@ impl Settings {
     /// Checks the shared flags and loads the scenario named by `--scenario` (or
     /// `default_scenario`).
     pub fn new(common: Common, default_scenario: &str) -> Result<Settings> {
+        let duration = phase_seconds("--duration", common.duration)?;
+        let warmup = phase_seconds("--warmup", common.warmup)?;
         let scenario = Scenario::load(&scenario_path(common.scenario.as_deref().unwrap_or(default_scenario)))?;
         Ok(Settings {
             scenario,
             pipeline: common.pipeline as usize,
-            duration: Duration::from_secs_f64(common.duration.clamp(0.5, PHASE_SECONDS_MAX)),
-            warmup: Duration::from_secs_f64(common.warmup.clamp(0.0, PHASE_SECONDS_MAX)),
+            duration: Duration::from_secs_f64(duration.clamp(0.5, PHASE_SECONDS_MAX)),
+            warmup: Duration::from_secs_f64(warmup.clamp(0.0, PHASE_SECONDS_MAX)),
             shards: common.shards,
             threads: common.threads as usize,
             out: common.out,
@@ -291,10 +293,20 @@ impl Settings {
         })
     }
 
-    /// The output directory, `perf/out/NAME` by default.
+    /// The output directory, `perf/results/NAME` by default.
     pub fn out_dir(&self, name: &str) -> PathBuf {
         self.out.clone().unwrap_or_else(|| PathBuf::from("perf/results").join(name))
     }
+}
+
+/// A phase length given to `flag`: a finite, non-negative number of seconds (clamped to
+/// the phase bounds by the caller). NaN would otherwise reach `Duration::from_secs_f64`,
+/// which panics on it.
+fn phase_seconds(flag: &str, seconds: f64) -> Result<f64> {
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        bail!("{flag} must be a finite number of seconds, 0 or more (at most {PHASE_SECONDS_MAX} are used), not {seconds}");
+    }
+    Ok(seconds)
 }
 
 /// `NAME` means `perf/scenarios/NAME.toml`.
@@ -390,9 +402,51 @@ fn plot(args: PlotArgs) -> Result<()> {
             }
         };
         let text = std::fs::read_to_string(&path).map_err(|error| anyhow::anyhow!("{}: {error}", path.display()))?;
-        series.push(plot::Series { name, points: latency::parse_hgrm(&text)? });
+        let points = latency::parse_hgrm(&text).with_context(|| path.display().to_string())?;
+        series.push(plot::Series { name, points });
     }
     std::fs::write(&args.out, plot::svg(&args.title, &series))?;
     println!("wrote {}", args.out.display());
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The settings of `cairn-perf run ARGS...`, or the error they give.
+    fn run_settings(args: &[&str]) -> Result<Settings> {
+        let cli = Cli::try_parse_from(["cairn-perf", "run", "--rate", "1"].iter().chain(args)).expect("flags parse");
+        let Command::Run(run) = cli.command else { unreachable!("a run") };
+        Settings::new(run.common, DEFAULT_SCENARIO)
+    }
+
+    #[test]
+    fn phase_lengths_that_are_not_seconds_are_refused_by_name() {
+        for (flag, value) in [("--duration", "nan"), ("--warmup", "NaN"), ("--duration", "-3"), ("--warmup", "inf")] {
+            let error = run_settings(&[&format!("{flag}={value}")]).err().map(|error| format!("{error:#}"));
+            let error = error.unwrap_or_else(|| panic!("{flag} {value} was accepted"));
+            assert!(error.contains(flag), "{flag} {value}: {error}");
+        }
+        let settings = run_settings(&["--duration", "2.5", "--warmup", "0"]).unwrap();
+        assert_eq!(settings.duration, Duration::from_millis(2_500));
+        assert!(settings.warmup.is_zero());
+    }
+
+    #[test]
+    fn a_bad_hgrm_given_to_plot_is_named() {
+        let dir = std::env::temp_dir().join(format!("cairn-perf-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.hgrm");
+        let bad = dir.join("bad.hgrm");
+        std::fs::write(&good, "       1.000 0.5 1 2.0\n       2.000 1.0 2\n").unwrap();
+        std::fs::write(&bad, "       1.000 0.5 1 2.0\n           x 1.0 2\n").unwrap();
+        let out = dir.join("plot.svg");
+        let inputs = vec![format!("good={}", good.display()), format!("bad={}", bad.display())];
+        let error = plot(PlotArgs { inputs, out: out.clone(), title: "t".into() }).unwrap_err();
+        let error = format!("{error:#}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(error.contains("bad.hgrm") && error.contains("line 2"), "{error}");
+        assert!(!out.exists());
+    }
 }

@@ -44,7 +44,8 @@ pub struct Summary {
     pub pipeline: Option<usize>,
     /// Length of the measured sending window.
     pub duration_s: f64,
-    /// Requests sent in the window.
+    /// Requests sent: closed loop, in the window; open loop, every request due in the
+    /// window (one the server held back leaves after the window closes, with its due time).
     pub events_sent: u64,
     /// Replies to them (including refusals).
     pub events_acked: u64,
@@ -144,8 +145,8 @@ pub fn write_run(out: &Path, summary: &Summary, result: &PhaseResult) -> Result<
     for other in ["cairn", "redis"].iter().filter(|name| **name != summary.target) {
         let sibling = out.with_file_name(format!("{}-{other}", summary.scenario)).join("latency.hgrm");
         if let Ok(text) = std::fs::read_to_string(&sibling) {
-            series
-                .push(Series { name: format!("{other} ({})", sibling.display()), points: latency::parse_hgrm(&text)? });
+            let points = latency::parse_hgrm(&text).with_context(|| sibling.display().to_string())?;
+            series.push(Series { name: format!("{other} ({})", sibling.display()), points });
         }
     }
     let title = format!("{}: latency from intended send time ({MACHINE})", summary.scenario);
@@ -497,6 +498,63 @@ fn print_compare(document: &serde_json::Value) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn summary(target: &str) -> Summary {
+        Summary {
+            target: target.into(),
+            scenario: "tiny".into(),
+            mode: "open".into(),
+            rate_eps: Some(10),
+            pipeline: None,
+            duration_s: 1.0,
+            events_sent: 1,
+            events_acked: 1,
+            errors: 0,
+            rejections: Default::default(),
+            offered_eps: 10.0,
+            throughput_eps: 1.0,
+            latency_us: Percentiles::default(),
+            service_latency_us: Percentiles::default(),
+            server_allocations_per_event: None,
+            server_events_per_read: None,
+            server_cpu_us_per_event: None,
+            harness_cpu_us_per_event: 0.0,
+            pushes_received: 0,
+            push_gaps: 0,
+            shards: 1,
+            connections: 1,
+            harness_threads: 1,
+            machine: MACHINE.into(),
+            load_average: "0 0 0".into(),
+            failures: Vec::new(),
+            validation: "ok".into(),
+        }
+    }
+
+    #[test]
+    fn a_broken_sibling_hgrm_is_named() {
+        let dir = std::env::temp_dir().join(format!("cairn-perf-sibling-{}", std::process::id()));
+        let sibling = dir.join("tiny-redis");
+        std::fs::create_dir_all(&sibling).unwrap();
+        std::fs::write(sibling.join("latency.hgrm"), "       1.000 0.5 1 2.0\n        oops 1.0 2\n").unwrap();
+        let mut tally = crate::driver::Tally::new();
+        latency::record(&mut tally.latency, 5_000);
+        let result = PhaseResult {
+            mode: Mode::Open { rate: 10 },
+            duration: std::time::Duration::from_secs(1),
+            tally,
+            intervals: Vec::new(),
+            server_cpu: None,
+            harness_cpu: std::time::Duration::ZERO,
+            allocations_per_event: None,
+            events_per_read: None,
+        };
+        let error =
+            write_run(&dir.join("tiny-cairn"), &summary("cairn"), &result).map_err(|error| format!("{error:#}"));
+        std::fs::remove_dir_all(&dir).unwrap();
+        let error = error.unwrap_err();
+        assert!(error.contains("tiny-redis/latency.hgrm") && error.contains("line 2"), "{error}");
+    }
 
     #[test]
     fn spreads_take_the_middle() {

@@ -225,7 +225,10 @@ impl Scenario {
     }
 
     fn check_mix(&self) -> Result<()> {
-        let total = self.mix.bounds()[6];
+        // Summed wide: `bounds` adds in u32, which a huge percentage would wrap back to 100.
+        let mix = &self.mix;
+        let parts = [mix.moves, mix.digs, mix.adjustments, mix.top, mix.rank, mix.around, mix.hints];
+        let total: u64 = parts.iter().map(|&part| part as u64).sum();
         if total != 100 {
             bail!("the `mix` percentages add up to {total}, not 100");
         }
@@ -305,6 +308,8 @@ mod tests {
             (GOOD.replace("hunts = 2", "hunts = \"two\""), "invalid type"),
             (GOOD.replace("size_m = 1000", "size_m = 1e9"), "`area.size_m`"),
             (GOOD.replace("name = \"tiny\"", "name = \"a b\""), "`name`"),
+            // Percentages whose u32 sum wraps around to exactly 100.
+            (GOOD.replace("moves = 80", "moves = 4294967295").replace("digs = 10", "digs = 91"), "`mix`"),
         ];
         for (text, expected) in cases {
             let error = error_of(&text);

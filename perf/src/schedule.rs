@@ -45,6 +45,25 @@ impl Schedule {
         }
     }
 
+    /// Requests of this connection due before `end_ns` and not handed out yet.
+    pub fn due_before(&self, end_ns: u64) -> u64 {
+        // Request `overall` is due before `end_ns` if and only if
+        // overall * 1e9 / rate < end_ns - start_ns, that is overall * 1e9 < span * rate.
+        let span_ns = end_ns.saturating_sub(self.start_ns) as u128;
+        let scaled = span_ns * self.rate_per_s as u128;
+        if scaled == 0 {
+            return 0;
+        }
+        let overall_count = (scaled - 1) / 1_000_000_000 + 1;
+        let connection = self.connection as u128;
+        let mine = if overall_count > connection {
+            (overall_count - connection).div_ceil(self.connections as u128)
+        } else {
+            0
+        };
+        (mine as u64).saturating_sub(self.sent)
+    }
+
     /// Requests handed out so far.
     #[cfg(test)]
     pub fn sent(&self) -> u64 {
@@ -84,6 +103,31 @@ mod tests {
         let late: Vec<u64> = std::iter::from_fn(|| schedule.take_due(10_000)).collect();
         assert_eq!(late, (1..=10).map(|k| k * 1_000).collect::<Vec<_>>());
         assert_eq!(schedule.sent(), 11);
+    }
+
+    #[test]
+    fn due_before_counts_what_take_due_would_hand_out() {
+        for (rate, connections) in [(3, 1), (1_000, 4), (7, 3), (40_000, 1), (999_983, 7)] {
+            for connection in 0..connections {
+                let mut schedule = Schedule::new(5_000, rate, connection, connections);
+                let end_ns = 5_000 + 1_000_000_000;
+                assert_eq!(schedule.due_before(5_000), 0);
+                let expected = schedule_count(rate, connection, connections);
+                let mut taken = 0;
+                while schedule.next_due_ns() < end_ns {
+                    assert_eq!(schedule.due_before(end_ns), expected - taken);
+                    schedule.take_due(u64::MAX).unwrap();
+                    taken += 1;
+                }
+                assert_eq!(schedule.due_before(end_ns), 0, "rate {rate}, connection {connection}");
+                assert_eq!(taken, expected);
+            }
+        }
+    }
+
+    /// Requests of `connection` due in the first second, counted one by one.
+    fn schedule_count(rate: u64, connection: u32, connections: u32) -> u64 {
+        (0..rate).filter(|overall| overall % connections as u64 == connection as u64).count() as u64
     }
 
     #[test]

@@ -377,7 +377,8 @@ pub struct Totals {
     pub errors: u64,
     /// The validation's answer.
     pub validation: String,
-    /// Requests sent in the window.
+    /// Requests due in the window that were sent (those the server held back leave after
+    /// it, within the drain).
     pub sent: u64,
     /// Requests the schedule asked for in the window.
     pub scheduled: u64,
