@@ -359,7 +359,7 @@ fn a_pipeline_does_not_settle_quiet_moves_on_an_unsubscribe_reply() {
     let server = start_with_shards(2);
     let mut client = connect(&server);
     // One hunt owned by each shard: whichever shard serves the connection, one is remote.
-    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let hunts: Vec<HuntId> = hunt_per_shard(2);
     let options = HuntOptions { auto_discover: true, ..HuntOptions::default() };
     for &hunt in &hunts {
         client.create_hunt(hunt, &planar(1_000, options)).unwrap();
@@ -498,7 +498,7 @@ fn a_refused_subscribe_does_not_undo_a_later_one_pipelined_behind_it() {
     let mut stream = raw_connect(&server);
     let mut bytes = hello(1, 1);
     // One hunt owned by each shard, so one of them is subscribed across the rings.
-    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let hunts: Vec<HuntId> = hunt_per_shard(2);
     for (index, &hunt) in hunts.iter().enumerate() {
         let base = 100 * (index as u32 + 1);
         let topics = Topic::Discoveries.bit();
@@ -581,11 +581,9 @@ fn a_refused_subscribe_frees_its_in_flight_slot_for_the_requests_behind_it() {
 #[test]
 fn deleting_a_hunt_ends_its_subscriptions_on_every_shard() {
     let server = start_with_shards(2);
-    let mut stream = raw_connect(&server);
-    stream.write_all(&hello(1, 1)).unwrap();
-    read_until(&mut stream, |responses| !responses.is_empty());
+    let mut stream = raw_greeted(&server);
     // One hunt owned by each shard, so one subscription is held across the rings.
-    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let hunts: Vec<HuntId> = hunt_per_shard(2);
     let spec = planar(1_000, HuntOptions::default());
     let mut bytes = Vec::new();
     for (index, &hunt) in hunts.iter().enumerate() {
@@ -651,11 +649,9 @@ fn a_client_that_closes_its_side_gets_every_reply_it_asked_for() {
 #[test]
 fn a_new_subscriber_gets_no_push_numbered_at_or_below_what_its_subscribe_reply_reported() {
     let server = start_with_shards(2);
-    let mut stream = raw_connect(&server);
-    stream.write_all(&hello(1, 1)).unwrap();
-    read_until(&mut stream, |responses| !responses.is_empty());
+    let mut stream = raw_greeted(&server);
     // One hunt owned by each shard, so one of them is followed across the rings.
-    let hunts: Vec<HuntId> = (0..2).map(|shard| (300..).find(|&hunt| shard_for(hunt, 2) == shard).unwrap()).collect();
+    let hunts: Vec<HuntId> = hunt_per_shard(2);
     let position = Position::new(10, 10);
     let mut bytes = Vec::new();
     for (index, &hunt) in hunts.iter().enumerate() {
@@ -894,6 +890,19 @@ fn raw_connect(server: &Server) -> TcpStream {
     stream.set_read_timeout(Some(WAIT)).unwrap();
     stream.set_write_timeout(Some(WAIT)).unwrap();
     stream
+}
+
+/// A raw connection that has said HELLO and read the server's reply.
+fn raw_greeted(server: &Server) -> TcpStream {
+    let mut stream = raw_connect(server);
+    stream.write_all(&hello(1, 1)).unwrap();
+    read_until(&mut stream, |responses| !responses.is_empty());
+    stream
+}
+
+/// For each of `shards` shards, the first hunt id from 300 on that it owns.
+fn hunt_per_shard(shards: usize) -> Vec<HuntId> {
+    (0..shards).map(|shard| (300..).find(|&hunt| shard_for(hunt, shards) == shard).unwrap()).collect()
 }
 
 fn frame(request_id: u32, request: &Request) -> Vec<u8> {
