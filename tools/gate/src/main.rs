@@ -185,6 +185,10 @@ fn measured_figures(summary: &str) -> Result<BTreeMap<String, Figure>> {
         let Some(&(_, events)) = gate_events::ALL.iter().find(|(gated, _)| *gated == name) else {
             return Err(format!("summary line {}: bench {name:?} is not in gate_events::ALL", index + 1));
         };
+        if instructions == 0 {
+            // Callgrind saw none of the bench's body run: a broken bench, not a cheaper one.
+            return Err(format!("bench {name} measured 0 instructions: did its body run?"));
+        }
         if figures.insert(name.clone(), Figure { events, instructions }).is_some() {
             return Err(format!("bench {name} was measured twice"));
         }
@@ -222,6 +226,9 @@ fn baseline_figures(document: &Value) -> Result<BTreeMap<String, Figure>> {
         let figure = Figure { events: field("events")?, instructions: field("instructions")? };
         if figure.events == 0 {
             return Err(format!("{name}: zero events"));
+        }
+        if figure.instructions == 0 {
+            return Err(format!("{name}: zero instructions, which no real bench measures"));
         }
         figures.insert(name.clone(), figure);
     }
@@ -370,6 +377,21 @@ mod tests {
         }
         assert!(measured_figures(&(summary.clone() + &summary)).unwrap_err().contains("twice"));
         assert!(measured_figures("{").is_err());
+    }
+
+    #[test]
+    fn a_count_of_zero_instructions_is_refused_not_passed() {
+        // A bench whose body never ran measures 0: that is a broken bench, not a cheaper one.
+        let summary: String = gate_events::ALL
+            .iter()
+            .enumerate()
+            .map(|(index, (name, events))| summary_line(name, if index == 0 { 0 } else { events * 150 }) + "\n")
+            .collect();
+        let error = measured_figures(&summary).unwrap_err();
+        assert!(error.contains(gate_events::ALL[0].0) && error.contains("0 instructions"), "{error}");
+        let document = json!({ "benches": { "apply_mixed": { "events": 10, "instructions": 0 } } });
+        let error = baseline_figures(&document).unwrap_err();
+        assert!(error.contains("apply_mixed") && error.contains("zero instructions"), "{error}");
     }
 
     /// One line of gungraun's JSON output, cut down to the fields the gate reads.
