@@ -359,6 +359,14 @@ fn spawned_session(
 }
 
 /// `cairn-perf compare`: see the module doc and `perf/README.md`.
+/// The two open-loop rates `compare` runs at, in events per second: the common one (`rate`
+/// if given, else half the lower median maximum) and half Cairn's own median maximum.
+/// Both are at least 1: a schedule needs a rate, however slow the maxima measured.
+fn open_rates(cairn_median: f64, redis_median: f64, rate: Option<u64>) -> (u64, u64) {
+    let common = rate.unwrap_or((cairn_median.min(redis_median) / 2.0) as u64).max(1);
+    (common, ((cairn_median / 2.0) as u64).max(1))
+}
+
 pub fn compare(settings: Settings, rounds: u32, rate: Option<u64>) -> Result<()> {
     let world = World::new(&settings.scenario);
     let closed = Mode::Closed { pipeline: settings.pipeline };
@@ -394,8 +402,7 @@ pub fn compare(settings: Settings, rounds: u32, rate: Option<u64>) -> Result<()>
     }
     let cairn_median = spread(&cairn_max).context("no cairn maximum")?.median;
     let redis_median = spread(&redis_max).context("no redis maximum")?.median;
-    let common_rate = rate.unwrap_or((cairn_median.min(redis_median) / 2.0) as u64).max(1);
-    let half_cairn = (cairn_median / 2.0) as u64;
+    let (common_rate, half_cairn) = open_rates(cairn_median, redis_median, rate);
     println!("latency at a common {common_rate} ev/s (half the lower median maximum), and cairn at half its own ({half_cairn} ev/s)");
     let mut histograms: Vec<(String, hdrhistogram::Histogram<u64>)> = vec![
         (format!("cairn at {common_rate} ev/s"), latency::histogram()),
@@ -497,6 +504,14 @@ fn print_compare(document: &serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn compare_runs_at_some_rate_however_slow_the_maxima() {
+        assert_eq!(super::open_rates(300_000.0, 100_000.0, None), (50_000, 150_000));
+        assert_eq!(super::open_rates(300_000.0, 100_000.0, Some(7)), (7, 150_000));
+        // Below 2 ev/s, half the maximum rounds to 0, which no schedule can run at.
+        assert_eq!(super::open_rates(1.5, 0.5, None), (1, 1));
+    }
+
     use super::*;
 
     fn summary(target: &str) -> Summary {
