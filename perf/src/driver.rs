@@ -751,8 +751,7 @@ mod tests {
 
     /// A world of one hunt of 100 players, all on one load connection.
     fn world() -> World {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/default.toml")).unwrap();
-        let mut scenario = Scenario::parse(&text).unwrap();
+        let mut scenario = Scenario::default_for_tests();
         scenario.hunts = 1;
         scenario.players_per_hunt = 100;
         scenario.connections = 1;

@@ -166,8 +166,7 @@ mod tests {
     use crate::scenario::Scenario;
 
     fn world() -> World {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/default.toml")).unwrap();
-        let mut scenario = Scenario::parse(&text).unwrap();
+        let mut scenario = Scenario::default_for_tests();
         scenario.hunts = 2;
         scenario.players_per_hunt = 3;
         scenario.connections = 2;

@@ -427,8 +427,7 @@ mod tests {
     use cairn::event::Position;
 
     fn world() -> World {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/default.toml")).unwrap();
-        World::new(&crate::scenario::Scenario::parse(&text).unwrap())
+        World::new(&crate::scenario::Scenario::default_for_tests())
     }
 
     fn keys() -> RedisKeys {

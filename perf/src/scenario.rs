@@ -148,6 +148,13 @@ impl Mix {
 }
 
 impl Scenario {
+    /// `perf/scenarios/default.toml`, for tests that start from it and shrink it.
+    #[cfg(test)]
+    pub fn default_for_tests() -> Scenario {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/default.toml")).unwrap();
+        Scenario::parse(&text).unwrap()
+    }
+
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read scenario {}", path.display()))?;

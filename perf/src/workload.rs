@@ -324,8 +324,7 @@ mod tests {
     use super::*;
 
     fn scenario() -> Scenario {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/default.toml")).unwrap();
-        let mut scenario = Scenario::parse(&text).unwrap();
+        let mut scenario = Scenario::default_for_tests();
         scenario.hunts = 3;
         scenario.players_per_hunt = 50;
         scenario.connections = 4;
