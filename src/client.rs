@@ -25,9 +25,10 @@
 //! [`ClientError::ConnectionRefused`] (code 13, `unauthorized`), and an admin operation on
 //! a connection without the admin token is refused with code 14 (`admin_required`).
 //!
-//! Everything is bounded in time: connecting, and each wait for a frame, fail with
-//! [`ClientError::Timeout`] after the client's timeout (a batch fails only if no frame
-//! at all arrives for that long, so large batches are not cut short).
+//! Everything is bounded in time: connecting, each write, and each call waiting for its
+//! reply fail with [`ClientError::Timeout`] after the client's timeout, however many
+//! pushes arrive meanwhile. A pipelined batch fails only if none of its answers arrives
+//! for that long, so large batches are not cut short.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -42,7 +43,7 @@ use crate::protocol::{
     ServerHello, FLAG_MARK, FLAG_QUIET,
 };
 
-/// How long the client waits to connect, and for each frame it expects, by default.
+/// How long the client waits to connect, and for each reply it expects, by default.
 pub const TIMEOUT_DEFAULT: Duration = Duration::from_secs(10);
 
 /// The name the client gives itself in HELLO unless told otherwise.
@@ -336,7 +337,8 @@ impl Client {
         self.hello.shard_count as usize
     }
 
-    /// The timeout for connecting, for each expected frame, and for each write.
+    /// The timeout for connecting, for each write, for each call's reply, and for each
+    /// wait between two answers of a pipelined batch.
     pub fn timeout(&self) -> Duration {
         self.timeout
     }
@@ -585,7 +587,7 @@ impl Client {
             if remaining.is_zero() {
                 return Ok(None);
             }
-            match self.read_response(remaining, "waiting for a push") {
+            match self.read_response(Instant::now(), remaining, "waiting for a push") {
                 Ok(Response::Push(push)) => return Ok(Some(push)),
                 // A reply nobody waits for answers a request abandoned after a timeout.
                 Ok(Response::Reply { .. }) | Ok(Response::Error { .. }) => {}
@@ -626,8 +628,10 @@ impl Client {
     /// Reads until the reply to request `id` arrives, buffering pushes and discarding
     /// replies to requests abandoned earlier.
     fn wait_for(&mut self, id: u32, context: &'static str) -> Result<ReplyBody, ClientError> {
+        // The timeout runs from the call, so pushes arriving meanwhile do not extend it.
+        let since = Instant::now();
         loop {
-            match self.read_response(self.timeout, context)? {
+            match self.read_response(since, self.timeout, context)? {
                 Response::Reply { request_id, body } if request_id == id => return Ok(body),
                 Response::Error { request_id, code, message } if request_id == id => {
                     return Err(ClientError::Rejected { code, message })
@@ -639,10 +643,15 @@ impl Client {
         }
     }
 
-    /// The next frame, waiting at most `timeout` in all. A GOODBYE is remembered as the
-    /// reason for the close to come; an ERROR with request id 0 is a refused connection.
-    fn read_response(&mut self, timeout: Duration, context: &'static str) -> Result<Response, ClientError> {
-        let started = Instant::now();
+    /// The next frame, waiting until `timeout` after `since` at most. A GOODBYE is
+    /// remembered as the reason for the close to come; an ERROR with request id 0 is a
+    /// refused connection.
+    fn read_response(
+        &mut self,
+        since: Instant,
+        timeout: Duration,
+        context: &'static str,
+    ) -> Result<Response, ClientError> {
         loop {
             let next = match self.reader.next() {
                 Ok(next) => next,
@@ -662,7 +671,7 @@ impl Client {
                 }
                 return Ok(response);
             }
-            let elapsed = started.elapsed();
+            let elapsed = since.elapsed();
             if elapsed >= timeout {
                 return Err(ClientError::Timeout { context, waited: elapsed });
             }
@@ -934,18 +943,26 @@ impl Pipeline<'_> {
     }
 
     /// Reads until every flushed request is answered; returns the answers in the order
-    /// the requests were queued. Fails if no frame arrives within the client's timeout.
+    /// the requests were queued. Fails if none of the batch's answers arrives for the
+    /// client's timeout (pushes arriving meanwhile are buffered, and do not count).
     pub fn collect(self) -> Result<Vec<Answer>, ClientError> {
         assert!(self.frames.is_empty(), "collect needs the batch flushed first");
         let Pipeline { client, mut entries, .. } = self;
         let mut matcher = Matcher::new(&entries);
+        // The timeout runs from the batch's last answer: a large batch is not cut short while
+        // its answers keep coming, and pushes (or replies to abandoned requests) do not count.
+        let mut since = Instant::now();
         while !matcher.is_done() {
-            match client.read_response(client.timeout, "collecting pipelined replies")? {
+            match client.read_response(since, client.timeout, "collecting pipelined replies")? {
                 Response::Reply { request_id, body } => {
-                    matcher.answer(&mut entries, request_id, Answer::Reply(body));
+                    if matcher.answer(&mut entries, request_id, Answer::Reply(body)) {
+                        since = Instant::now();
+                    }
                 }
                 Response::Error { request_id, code, message } => {
-                    matcher.answer(&mut entries, request_id, Answer::Refused { code, message });
+                    if matcher.answer(&mut entries, request_id, Answer::Refused { code, message }) {
+                        since = Instant::now();
+                    }
                 }
                 Response::Push(push) => client.pushes.push_back(push),
             }
@@ -1127,6 +1144,75 @@ mod tests {
             let _ = stream.read(&mut [0u8; 16]);
         });
         address
+    }
+
+    /// A fake server on loopback that answers HELLO, then reads `count` requests, answers
+    /// the first `answered` of them, and then only pushes a notice every 20 ms for
+    /// `pushing`: the replies still owed never come.
+    fn fake_server_pushing_instead_of_replying(count: usize, answered: usize, pushing: Duration) -> SocketAddr {
+        use crate::outcome::{Notice, NoticeKind};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            let (mut stream, _) = listener.accept().unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut buffer = Vec::new();
+            let hello = read_requests(&mut stream, &mut buffer, 1);
+            let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(1)) };
+            stream.write_all(&frames(&[reply])).unwrap();
+            let requests = read_requests(&mut stream, &mut buffer, count);
+            let replies: Vec<Response> = requests[..answered]
+                .iter()
+                .map(|(id, _, _)| Response::Reply { request_id: *id, body: ReplyBody::Pong })
+                .collect();
+            stream.write_all(&frames(&replies)).unwrap();
+            let started = Instant::now();
+            let mut seq = 0;
+            while started.elapsed() < pushing {
+                seq += 1;
+                let notice = Notice {
+                    hunt: 1,
+                    seq,
+                    kind: NoticeKind::TopChanged { player: 1, score: 5, rank_before: 0, rank_after: 1 },
+                };
+                if stream.write_all(&frames(&[Response::Push(PushBody::Notice(notice))])).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = stream.read(&mut [0u8; 16]);
+        });
+        address
+    }
+
+    #[test]
+    fn a_call_times_out_on_its_reply_however_many_pushes_arrive_meanwhile() {
+        let address = fake_server_pushing_instead_of_replying(1, 0, Duration::from_secs(8));
+        let options = Options { timeout: Duration::from_millis(300), ..Options::default() };
+        let mut client = Client::connect_with(address, &options).unwrap();
+        let started = Instant::now();
+        let error = client.ping().unwrap_err();
+        let waited = started.elapsed();
+        assert!(matches!(error, ClientError::Timeout { .. }), "{error}");
+        // The pushes go on for 8 s; a timeout restarted by each of them would end only then.
+        assert!(waited < Duration::from_secs(4), "the 300 ms timeout took {waited:?}");
+        assert!(client.buffered_pushes() > 0, "the pushes that arrived meanwhile are kept");
+    }
+
+    #[test]
+    fn a_batch_times_out_when_its_answers_stop_however_many_pushes_arrive() {
+        let address = fake_server_pushing_instead_of_replying(2, 1, Duration::from_secs(8));
+        let options = Options { timeout: Duration::from_millis(300), ..Options::default() };
+        let mut client = Client::connect_with(address, &options).unwrap();
+        let mut pipeline = client.pipeline();
+        pipeline.push_request(&Request::Ping, false).unwrap();
+        pipeline.push_request(&Request::Ping, false).unwrap();
+        pipeline.flush().unwrap();
+        let started = Instant::now();
+        let error = pipeline.collect().unwrap_err();
+        let waited = started.elapsed();
+        assert!(matches!(error, ClientError::Timeout { .. }), "{error}");
+        assert!(waited < Duration::from_secs(4), "the 300 ms timeout took {waited:?}");
     }
 
     #[test]
