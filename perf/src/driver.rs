@@ -1,7 +1,8 @@
 //! The worker loop: each worker thread owns a share of the connections, sends on an
 //! open-loop schedule (or keeps a closed-loop window full), reads replies without ever
 //! waiting for them before sending, and records latency from the intended send time and
-//! service time from the actual send into HDR histograms.
+//! service time from the send (when the request is queued on its connection, written in
+//! the same pass unless the socket is backed up) into HDR histograms.
 //!
 //! One `Instant` reading per loop pass stamps every send of that pass and every reply
 //! read right after a `read` (a clock read costs 50-100 ns here; one per event would be

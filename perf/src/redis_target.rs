@@ -21,7 +21,10 @@
 //! TOP is `ZREVRANGE ... WITHSCORES`, RANK `ZREVRANK`, AROUND and HINT are small scripts
 //! so that each stays one round trip, as in Cairn. Cairn does more per event than this
 //! mapping: it also checks sequence numbers (idempotent retries), membership, bounds and
-//! the hunt's schedule, and breaks score ties by time.
+//! the hunt's schedule, and breaks score ties by time. Two differences change answers
+//! (see `perf/README.md`): a refused dig still moves the player here, which a later HINT
+//! sees, and a dig right at a treasure's radius can be decided differently, since Redis
+//! measures between geohash cells on a sphere and Cairn on a local plane.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
