@@ -794,6 +794,53 @@ fn a_cut_subscriber_gets_nothing_after_its_goodbye() {
     server.shutdown().unwrap();
 }
 
+/// A subscriber cut with GOODBYE while its requests wait on another shard gets nothing
+/// after the GOODBYE: replies that come back over the ring later are not written
+/// (protocol.md section 9.4: the server closes the connection right after a GOODBYE).
+/// Tiny buffer limits make the first push behind a reply cut the connection; with one
+/// connection per hunt of each shard, several of them have the hunt on the other shard.
+#[test]
+fn replies_from_another_shard_are_not_written_after_a_goodbye() {
+    const ADJUSTMENTS: u32 = 200;
+    let server = start(Config {
+        shards: 2,
+        output_buffer_bytes_high: 1,
+        subscriber_buffer_bytes_soft: 2,
+        subscriber_buffer_bytes_max: 3,
+        ..Config::default()
+    });
+    let hunts = hunt_per_shard(2);
+    let mut driver = connect(&server);
+    for &hunt in &hunts {
+        driver.create_hunt(hunt, &planar(1_000, HuntOptions::default())).unwrap();
+        driver.join(hunt, 1, 1, Position::new(0, 0)).unwrap();
+    }
+    for attempt in 0..8u32 {
+        let hunt = hunts[attempt as usize % 2];
+        let mut stream = raw_greeted(&server);
+        let mut bytes = frame(10, &Request::Subscribe { hunt, topics: TOPICS_ALL });
+        // Every adjustment moves the one player's score: a TOP_CHANGED push behind each reply.
+        for step in 0..ADJUSTMENTS {
+            let seq = 2 + attempt * ADJUSTMENTS + step;
+            bytes.extend(frame(100 + step, &Request::Event(Event::AdjustScore { hunt, player: 1, seq, delta: 1 })));
+        }
+        stream.write_all(&bytes).unwrap();
+        let (responses, end) = read_all(&mut stream, WAIT);
+        assert_eq!(end, End::Closed, "attempt {attempt}: the cut connection stayed open");
+        let goodbye = responses.iter().position(|response| matches!(response, Response::Push(PushBody::Goodbye { .. })));
+        let goodbye = goodbye.unwrap_or_else(|| panic!("attempt {attempt}: no GOODBYE: {responses:?}"));
+        let after = &responses[goodbye + 1..];
+        assert!(
+            after.is_empty(),
+            "attempt {attempt} (hunt {hunt} of shard {}): {} frames after the GOODBYE, first {:?}",
+            shard_for(hunt, 2),
+            after.len(),
+            after[0]
+        );
+    }
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_subscriber_that_stops_reading_is_cut_off_or_told_its_gap() {
     const HUNT: HuntId = 31;

@@ -1247,7 +1247,11 @@ impl ShardLoop {
                 };
                 assert!(connection.inflight > 0);
                 connection.inflight -= 1;
-                connection.output().extend_from_slice(&self.payload);
+                // A closing connection's GOODBYE (or closing ERROR) is its last frame
+                // (protocol §9.4): an answer coming back after it is only counted.
+                if !connection.closing {
+                    connection.output().extend_from_slice(&self.payload);
+                }
                 if record.kind == RecordKind::Subscribed {
                     let sent = connection.subscribes_inflight.iter().position(|&hunt| hunt == record.hunt);
                     connection.subscribes_inflight.remove(sent.expect("every SUBSCRIBE sent is listed"));
