@@ -626,6 +626,107 @@ fn deleting_a_hunt_ends_its_subscriptions_on_every_shard() {
     server.shutdown().unwrap();
 }
 
+/// A hunt is deleted right behind a flood of notices that fills the reply ring to a
+/// subscriber's shard, so the deletion push finds no room there. The subscriber's shard
+/// must still end the subscription: the hunt created again under the same id is not
+/// followed by it (protocol.md section 9.2: after a *deleted* push the hunt's
+/// subscriptions are gone). One hunt per shard and ten subscribers, so some subscriber
+/// (unless all ten land on the driver's shard) follows the driver's own shard's hunt
+/// across a ring: the driver's frames are then applied in one turn, and the ring fills
+/// before the deletion.
+#[test]
+fn a_deletion_behind_a_full_reply_ring_still_ends_the_subscriptions_on_other_shards() {
+    const PLAYERS: u32 = 16;
+    const GROUPS: u32 = 15;
+    const SUBSCRIBERS: usize = 10;
+    const NEW_PLAYER: u32 = 999;
+    let server = start(Config {
+        shards: 2,
+        // The smallest ring: room for about 750 DISCOVERY pushes beside the largest reply.
+        ring_size_bytes: 2 * (FRAME_SIZE_MAX + 32),
+        ..Config::default()
+    });
+    let hunts = hunt_per_shard(2);
+    let spec = planar(100_000, HuntOptions { auto_discover: true, ..HuntOptions::default() });
+    let group_at = |group: u32| Position::new(1_000 * (group as i32 + 1), 1_000);
+    let answered = |id: u32| {
+        move |responses: &[Response]| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        }
+    };
+    let mut driver = raw_greeted(&server);
+    let mut bytes = Vec::new();
+    for &hunt in &hunts {
+        bytes.extend(frame(1, &Request::Event(Event::CreateHunt { hunt, spec })));
+        // Four treasures on each spot: a move there claims four, four DISCOVERY pushes.
+        for id in 0..4 * GROUPS {
+            let treasure = treasure(id + 1, group_at(id / 4), 5, 10, 1_000);
+            bytes.extend(frame(2, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        }
+        for player in 0..PLAYERS {
+            let position = Position::new(0, 0);
+            bytes.extend(frame(3, &Request::Event(Event::Join { hunt, player, seq: 1, position })));
+        }
+    }
+    bytes.extend(frame(4, &Request::Ping));
+    driver.write_all(&bytes).unwrap();
+    read_until(&mut driver, answered(4));
+    let mut subscribers: Vec<TcpStream> = (0..SUBSCRIBERS).map(|_| raw_greeted(&server)).collect();
+    for subscriber in &mut subscribers {
+        let mut bytes = Vec::new();
+        for (index, &hunt) in hunts.iter().enumerate() {
+            bytes.extend(frame(10 + index as u32, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        }
+        subscriber.write_all(&bytes).unwrap();
+        read_until(subscriber, |responses| answered(10)(responses) && answered(11)(responses));
+    }
+
+    // Every player visits every spot, then the hunt is deleted, all in one write (fewer
+    // frames than a connection is served in one turn).
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let mut bytes = Vec::new();
+        for group in 0..GROUPS {
+            for player in 0..PLAYERS {
+                let (seq, position) = (2 + group, group_at(group));
+                bytes.extend(frame(100, &Request::Event(Event::Move { hunt, player, seq, position })));
+            }
+        }
+        let delete_id = 200 + index as u32;
+        bytes.extend(frame(delete_id, &Request::Event(Event::DeleteHunt { hunt })));
+        driver.write_all(&bytes).unwrap();
+        read_until(&mut driver, answered(delete_id));
+    }
+    // The same ids again, and a push in each that names a player the old hunts never had.
+    let mut bytes = Vec::new();
+    for &hunt in &hunts {
+        bytes.extend(frame(300, &Request::Event(Event::CreateHunt { hunt, spec })));
+        let position = Position::new(0, 0);
+        bytes.extend(frame(301, &Request::Event(Event::Join { hunt, player: NEW_PLAYER, seq: 1, position })));
+        let adjust = Event::AdjustScore { hunt, player: NEW_PLAYER, seq: 2, delta: 1 };
+        bytes.extend(frame(302, &Request::Event(adjust)));
+    }
+    bytes.extend(frame(303, &Request::Ping));
+    driver.write_all(&bytes).unwrap();
+    read_until(&mut driver, answered(303));
+    // The other shard's pushes may still be on their way to a subscriber.
+    thread::sleep(Duration::from_millis(200));
+    for subscriber in &mut subscribers {
+        let (responses, _) = read_all(subscriber, Duration::from_millis(100));
+        let followed: Vec<&Response> = responses
+            .iter()
+            .filter(|response| {
+                matches!(response, Response::Push(PushBody::Notice(notice))
+                    if matches!(notice.kind, NoticeKind::TopChanged { player: NEW_PLAYER, .. }))
+            })
+            .collect();
+        assert!(
+            followed.is_empty(),
+            "a deleted hunt's subscription followed the new hunt of the same id: {followed:?}"
+        );
+    }
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_client_that_closes_its_side_gets_every_reply_it_asked_for() {
     let server = start_with_shards(1);
@@ -827,7 +928,8 @@ fn replies_from_another_shard_are_not_written_after_a_goodbye() {
         stream.write_all(&bytes).unwrap();
         let (responses, end) = read_all(&mut stream, WAIT);
         assert_eq!(end, End::Closed, "attempt {attempt}: the cut connection stayed open");
-        let goodbye = responses.iter().position(|response| matches!(response, Response::Push(PushBody::Goodbye { .. })));
+        let goodbye =
+            responses.iter().position(|response| matches!(response, Response::Push(PushBody::Goodbye { .. })));
         let goodbye = goodbye.unwrap_or_else(|| panic!("attempt {attempt}: no GOODBYE: {responses:?}"));
         let after = &responses[goodbye + 1..];
         assert!(

@@ -8,7 +8,9 @@
 //! handing remote ones to the owner's ring; commits the journal; writes pending output;
 //! and wakes each shard it handed work to, once. A full ring, a full output buffer or too many requests in
 //! flight stop decoding one connection (its bytes wait, TCP pushes back); nothing is
-//! dropped except pushes to subscribers that do not read, which are owed as GAPs.
+//! dropped except pushes to subscribers that do not read, which are owed as GAPs, and
+//! pushes to another shard whose reply ring is full (but a DELETE_HUNT waits for room for
+//! its deletion push, which ends the subscriptions there).
 //! Every `TIMEOUT_SWEEP_INTERVAL_US` a turn also sweeps the connections for timeouts (no
 //! HELLO, a frame that never completes, output nobody reads, idle) and says GOODBYE.
 //!
@@ -42,9 +44,10 @@ use mio::{Events, Interest as Readiness, Poll, Token};
 
 use crate::alloc;
 use crate::constants::{
-    ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, DISK_FULL_RETRY_INTERVAL_US, FRAMES_PER_CONNECTION_PER_TURN_MAX,
-    GOODBYE_LINGER_US, NOTICES_PER_EVENT_MAX, POLL_EVENTS_MAX, RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US,
-    STATS_SNAPSHOT_INTERVAL_US, SUBSCRIPTIONS_PER_CONNECTION_MAX, TIMEOUT_SWEEP_INTERVAL_US,
+    ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, DELETION_RING_BYTES_MAX, DISK_FULL_RETRY_INTERVAL_US,
+    FRAMES_PER_CONNECTION_PER_TURN_MAX, GOODBYE_LINGER_US, NOTICES_PER_EVENT_MAX, POLL_EVENTS_MAX,
+    RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US, STATS_SNAPSHOT_INTERVAL_US, SUBSCRIPTIONS_PER_CONNECTION_MAX,
+    TIMEOUT_SWEEP_INTERVAL_US,
 };
 use crate::event::{Event, EventKind, HuntId};
 use crate::journal::{FileStorage, JournalError, Writer};
@@ -675,6 +678,10 @@ impl ShardLoop {
                         // the next one rather than growing the buffer.
                         return Step::Stall;
                     }
+                    if !deletion_fits(&event, &self.interest, &self.rings, &self.staged, &self.staged_syncing) {
+                        self.stats.counters.ring_full_stalls += 1;
+                        return Step::Stall;
+                    }
                     connection.consume(size);
                     return Step::Apply { request_id, flags: header.flags, event };
                 }
@@ -997,6 +1004,15 @@ impl ShardLoop {
                 if !reply_ring.has_room_after(&self.staged[source], syncing + PAYLOAD_SIZE_MAX)
                     || !journal_has_room(&self.writer)
                 {
+                    self.more_work = true;
+                    break;
+                }
+                let ring = self.rings.request_in[source].as_mut().expect("a ring from every other shard");
+                let Some(next) = ring.peek() else { break };
+                let deletion = next.kind == RecordKind::Request && next.event_kind == EventKind::DeleteHunt as u8;
+                let staged = (&self.staged, &self.staged_syncing);
+                if deletion && !deletion_fits_rings(next.hunt, &self.interest, &self.rings, staged.0, staged.1) {
+                    self.stats.counters.ring_full_stalls += 1;
                     self.more_work = true;
                     break;
                 }
@@ -1513,6 +1529,40 @@ impl Timeouts {
         }
         Verdict::Keep
     }
+}
+
+/// Returns true if and only if `event` may be applied now as far as the rings are
+/// concerned: anything but a DELETE_HUNT always; a DELETE_HUNT only while every other
+/// shard following its hunt has ring room for its answer and notices beside the largest
+/// reply. Its LIFECYCLE *deleted* push is what ends the subscriptions there; dropped for
+/// a full ring like other pushes, it would leave them following the next hunt of that id.
+fn deletion_fits(
+    event: &Event,
+    interest: &Interest,
+    rings: &ShardRings,
+    staged: &[Staged],
+    syncing: &[Staged],
+) -> bool {
+    match *event {
+        Event::DeleteHunt { hunt } => deletion_fits_rings(hunt, interest, rings, staged, syncing),
+        _ => true,
+    }
+}
+
+/// [`deletion_fits`] for a deletion of `hunt`.
+fn deletion_fits_rings(
+    hunt: HuntId,
+    interest: &Interest,
+    rings: &ShardRings,
+    staged: &[Staged],
+    syncing: &[Staged],
+) -> bool {
+    let Some(shards) = interest.shards(hunt) else { return true };
+    shards.iter().enumerate().filter(|(_, &count)| count > 0).all(|(target, _)| {
+        let ring = rings.reply_out[target].as_ref().expect("interest only from other shards");
+        let room = syncing[target].len() + DELETION_RING_BYTES_MAX + record_size(PAYLOAD_SIZE_MAX);
+        ring.has_room_after(&staged[target], room)
+    })
 }
 
 /// Returns true if and only if the turn may journal one more event: always without a
