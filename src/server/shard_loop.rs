@@ -387,7 +387,9 @@ impl ShardLoop {
                     continue
                 }
                 // Out of descriptors or memory: leave the rest queued in the kernel and
-                // serve the connections we have; the next readable event retries.
+                // serve the connections we have. Every turn accepts again, and a turn
+                // comes at least every `TIMEOUT_SWEEP_INTERVAL_US`, so a connection left
+                // queued does not wait for another to arrive.
                 Err(_) => return Ok(()),
             };
             self.admit(stream)?;
