@@ -943,6 +943,67 @@ fn replies_from_another_shard_are_not_written_after_a_goodbye() {
     server.shutdown().unwrap();
 }
 
+/// With the soft limit at 0 a push is dropped whenever anything is pending, and the
+/// ranges dropped must still be told: every sequence number a subscriber does not get is
+/// in exactly one GAP, and no GAP names one it got. (A GAP was owed only while output
+/// was below the soft limit, a push delivered at it: at 0, never.)
+#[test]
+fn every_push_dropped_at_the_soft_limit_is_told_in_a_gap_and_no_delivered_one_is() {
+    const HUNT: HuntId = 9;
+    const PLAYERS: u32 = 12;
+    const ROUNDS: u32 = 2_000;
+    let server = start(Config { shards: 1, subscriber_buffer_bytes_soft: 0, ..Config::default() });
+    let mut driver = connect(&server);
+    driver.create_hunt(HUNT, &planar(1_000, HuntOptions::default())).unwrap();
+    for player in 0..PLAYERS {
+        driver.join(HUNT, player, 1, Position::new(0, 0)).unwrap();
+    }
+    let mut subscriber = raw_greeted(&server);
+    subscriber.write_all(&frame(10, &Request::Subscribe { hunt: HUNT, topics: Topic::Top.bit() })).unwrap();
+    let subscribed = read_until(&mut subscriber, |responses| !responses.is_empty());
+    let first = match &subscribed[0] {
+        Response::Reply { body: ReplyBody::Subscribed { sequences }, .. } => sequences[Topic::Top as usize] + 1,
+        other => panic!("SUBSCRIBE answered {other:?}"),
+    };
+    // Each round lifts a player to the top: TOP_CHANGED pushes, many per turn.
+    let mut pipeline = driver.pipeline();
+    for round in 0..ROUNDS {
+        let (player, seq) = (round % PLAYERS, 2 + round / PLAYERS);
+        pipeline.push(&Event::AdjustScore { hunt: HUNT, player, seq, delta: 1_000 }).unwrap();
+    }
+    for answer in pipeline.execute().unwrap() {
+        answer.into_result().expect("every adjustment succeeds");
+    }
+    // Answered after every push of the adjustments, which were issued before it.
+    let last = driver.subscribe(HUNT, Topic::Top.bit()).unwrap()[Topic::Top as usize];
+    let (responses, _) = read_all(&mut subscriber, Duration::from_millis(500));
+    let mut told = vec![0u32; last as usize + 1];
+    for response in &responses {
+        match response {
+            Response::Push(PushBody::Notice(notice)) => told[notice.seq as usize] += 1,
+            Response::Push(PushBody::Gap(gap)) => (gap.first..=gap.last).for_each(|seq| told[seq as usize] += 1),
+            other => panic!("the subscriber got {other:?}"),
+        }
+    }
+    let gaps = responses.iter().filter(|response| matches!(response, Response::Push(PushBody::Gap(_)))).count();
+    assert!(gaps > 0, "no push was dropped: the test did not reach the soft limit");
+    let untold: Vec<usize> = (first as usize..=last as usize).filter(|&seq| told[seq] == 0).collect();
+    let twice: Vec<usize> = (first as usize..=last as usize).filter(|&seq| told[seq] > 1).collect();
+    assert!(
+        untold.is_empty(),
+        "{} of {last} pushes neither sent nor in one of {gaps} GAPs, first {:?}",
+        untold.len(),
+        untold.first()
+    );
+    assert!(
+        twice.is_empty(),
+        "{} of {last} pushes told twice (sent and in a GAP), first {:?}",
+        twice.len(),
+        twice.first()
+    );
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_subscriber_that_stops_reading_is_cut_off_or_told_its_gap() {
     const HUNT: HuntId = 31;

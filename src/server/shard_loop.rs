@@ -1342,8 +1342,10 @@ impl ShardLoop {
                 }
             }
             // A closing connection's GOODBYE is its last frame (protocol §9.4): the ranges
-            // it missed are not owed to it any more.
-            if !connection.closing && !connection.missed.is_empty() && connection.pending_output() < soft {
+            // it missed are not owed to it any more. Owed ranges go out at the level at
+            // which `deliver` delivers again (at most `soft`), so no push is delivered
+            // while a range before it is owed, and no range grows across a delivered one.
+            if !connection.closing && !connection.missed.is_empty() && connection.pending_output() <= soft {
                 self.stats.counters.gaps_sent += connection.emit_gaps();
                 // Written next turn if the socket is full now; its error shows then.
                 connection.flush().ok();
