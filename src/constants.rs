@@ -345,6 +345,10 @@ const _: () = assert!(SHARDS_MAX <= u16::MAX as usize);
 const _: () = assert!(FRAME_SIZE_MAX <= READ_BUFFER_SIZE);
 const _: () = assert!(OUTPUT_BUFFER_BYTES_HIGH < SUBSCRIBER_BUFFER_BYTES_SOFT);
 const _: () = assert!(SUBSCRIBER_BUFFER_BYTES_SOFT < SUBSCRIBER_BUFFER_BYTES_MAX);
+// A connection's own replies fill its output up to the high-water mark plus one frame
+// before it stops being read; the hard limit must lie beyond, or a push would cut a
+// subscriber for its own pipelined replies (see `server::Config::validate`).
+const _: () = assert!(OUTPUT_BUFFER_BYTES_HIGH + FRAME_SIZE_MAX < SUBSCRIBER_BUFFER_BYTES_MAX);
 // A ring holds a maximum reply even when a maximum request record is already in it, so a
 // shard that checked for room before taking a request can always answer it.
 const _: () = assert!(2 * (RING_RECORD_HEADER_SIZE + FRAME_SIZE_MAX) <= RING_SIZE_BYTES);

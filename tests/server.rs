@@ -841,6 +841,8 @@ fn a_cut_subscriber_gets_nothing_after_its_goodbye() {
     const ADJUSTMENTS: u32 = 60_000;
     let server = start(Config {
         shards: 1,
+        // The hard limit must lie above the high-water mark plus a frame.
+        output_buffer_bytes_high: 16 * 1024,
         subscriber_buffer_bytes_soft: 16 * 1024,
         subscriber_buffer_bytes_max: 256 * 1024,
         ..Config::default()
@@ -898,32 +900,41 @@ fn a_cut_subscriber_gets_nothing_after_its_goodbye() {
 /// A subscriber cut with GOODBYE while its requests wait on another shard gets nothing
 /// after the GOODBYE: replies that come back over the ring later are not written
 /// (protocol.md section 9.4: the server closes the connection right after a GOODBYE).
-/// Tiny buffer limits make the first push behind a reply cut the connection; with one
-/// connection per hunt of each shard, several of them have the hunt on the other shard.
+/// With the soft limit at 0 every push behind a reply is dropped, and the drops of more
+/// hunts than the server remembers missed ranges for cut the connection while the rest
+/// of its adjustments are in flight. Each attempt's hunts are owned by one shard, so
+/// several attempts have them on the other shard than their connection's.
 #[test]
 fn replies_from_another_shard_are_not_written_after_a_goodbye() {
-    const ADJUSTMENTS: u32 = 200;
-    let server = start(Config {
-        shards: 2,
-        output_buffer_bytes_high: 1,
-        subscriber_buffer_bytes_soft: 2,
-        subscriber_buffer_bytes_max: 3,
-        ..Config::default()
-    });
-    let hunts = hunt_per_shard(2);
+    const HUNTS: usize = cairn::constants::GAPS_PER_CONNECTION_MAX + 1;
+    const ROUNDS: u32 = 4;
+    let server = start(Config { shards: 2, subscriber_buffer_bytes_soft: 0, ..Config::default() });
+    let hunts_of =
+        |shard: usize| -> Vec<HuntId> { (300..).filter(|&hunt| shard_for(hunt, 2) == shard).take(HUNTS).collect() };
     let mut driver = connect(&server);
-    for &hunt in &hunts {
-        driver.create_hunt(hunt, &planar(1_000, HuntOptions::default())).unwrap();
-        driver.join(hunt, 1, 1, Position::new(0, 0)).unwrap();
+    for shard in 0..2 {
+        for hunt in hunts_of(shard) {
+            driver.create_hunt(hunt, &planar(1_000, HuntOptions::default())).unwrap();
+            driver.join(hunt, 1, 1, Position::new(0, 0)).unwrap();
+        }
     }
     for attempt in 0..8u32 {
-        let hunt = hunts[attempt as usize % 2];
+        let hunts = hunts_of(attempt as usize % 2);
         let mut stream = raw_greeted(&server);
-        let mut bytes = frame(10, &Request::Subscribe { hunt, topics: TOPICS_ALL });
+        let mut bytes = Vec::new();
+        for &hunt in &hunts {
+            bytes.extend(frame(10, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        }
+        stream.write_all(&bytes).unwrap();
+        read_until(&mut stream, |responses| responses.len() == HUNTS);
         // Every adjustment moves the one player's score: a TOP_CHANGED push behind each reply.
-        for step in 0..ADJUSTMENTS {
-            let seq = 2 + attempt * ADJUSTMENTS + step;
-            bytes.extend(frame(100 + step, &Request::Event(Event::AdjustScore { hunt, player: 1, seq, delta: 1 })));
+        let mut bytes = Vec::new();
+        for round in 0..ROUNDS {
+            for &hunt in &hunts {
+                let seq = 2 + attempt * ROUNDS + round;
+                bytes
+                    .extend(frame(100 + round, &Request::Event(Event::AdjustScore { hunt, player: 1, seq, delta: 1 })));
+            }
         }
         stream.write_all(&bytes).unwrap();
         let (responses, end) = read_all(&mut stream, WAIT);
@@ -934,8 +945,8 @@ fn replies_from_another_shard_are_not_written_after_a_goodbye() {
         let after = &responses[goodbye + 1..];
         assert!(
             after.is_empty(),
-            "attempt {attempt} (hunt {hunt} of shard {}): {} frames after the GOODBYE, first {:?}",
-            shard_for(hunt, 2),
+            "attempt {attempt} (hunts of shard {}): {} frames after the GOODBYE, first {:?}",
+            attempt % 2,
             after.len(),
             after[0]
         );
@@ -1004,6 +1015,53 @@ fn every_push_dropped_at_the_soft_limit_is_told_in_a_gap_and_no_delivered_one_is
     server.shutdown().unwrap();
 }
 
+/// A connection's own replies fill its output up to the high-water mark plus one frame
+/// before the server stops reading it, however fast it reads. A subscriber hard limit
+/// below that cut a subscriber that read at once, for pipelining (40 TOP queries and an
+/// adjustment: GOODBYE 11 before any reply, with 16 KiB / 64 KiB limits); such limits are
+/// now refused, and one just above it cuts nobody who reads.
+#[test]
+fn a_subscriber_hard_limit_within_reach_of_its_own_replies_is_refused() {
+    const HUNT: HuntId = 5;
+    let high = Config::default().output_buffer_bytes_high;
+    let limits = |max: usize| Config {
+        shards: 1,
+        subscriber_buffer_bytes_soft: 16 * 1024,
+        subscriber_buffer_bytes_max: max,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    };
+    for max in [64 * 1024, high, high + FRAME_SIZE_MAX] {
+        let error = Server::start(limits(max)).err().unwrap_or_else(|| panic!("a hard limit of {max} was accepted"));
+        assert!(error.to_string().contains("high-water mark"), "{error}");
+    }
+    let server = start(limits(high + FRAME_SIZE_MAX + 1));
+    let mut driver = connect(&server);
+    driver.create_hunt(HUNT, &planar(1_000, HuntOptions::default())).unwrap();
+    let mut pipeline = driver.pipeline();
+    for player in 0..1_000 {
+        pipeline.push(&Event::Join { hunt: HUNT, player, seq: 1, position: Position::new(0, 0) }).unwrap();
+    }
+    pipeline.execute().unwrap();
+    let mut stream = raw_greeted(&server);
+    // About 960 KB of replies, all decoded in one turn (below the high-water mark), then
+    // an adjustment whose push meets them.
+    let mut bytes = frame(10, &Request::Subscribe { hunt: HUNT, topics: TOPICS_ALL });
+    for request_id in 100..140 {
+        bytes.extend(frame(request_id, &Request::Event(Event::Top { hunt: HUNT, count: 1_000 })));
+    }
+    bytes.extend(frame(200, &Request::Event(Event::AdjustScore { hunt: HUNT, player: 7, seq: 2, delta: 5 })));
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        responses.iter().any(|response| {
+            matches!(response, Response::Reply { request_id: 200, .. } | Response::Push(PushBody::Goodbye { .. }))
+        })
+    });
+    let goodbye = responses.iter().find(|response| matches!(response, Response::Push(PushBody::Goodbye { .. })));
+    assert!(goodbye.is_none(), "a subscriber that reads at once was cut: {goodbye:?}");
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_subscriber_that_stops_reading_is_cut_off_or_told_its_gap() {
     const HUNT: HuntId = 31;
@@ -1013,6 +1071,8 @@ fn a_subscriber_that_stops_reading_is_cut_off_or_told_its_gap() {
     const ROUNDS: u32 = 160_000;
     let server = start(Config {
         shards: 2,
+        // The hard limit must lie above the high-water mark plus a frame.
+        output_buffer_bytes_high: 16 * 1024,
         subscriber_buffer_bytes_soft: 32 * 1024,
         subscriber_buffer_bytes_max: 1 << 20,
         ..Config::default()
@@ -1341,7 +1401,7 @@ fn run_binary(args: &[&str]) -> (std::process::ExitStatus, String) {
 
 #[test]
 fn the_binary_names_the_flag_of_a_limit_out_of_range() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--connections-per-shard", "0"], "--connections-per-shard"),
         (&["--connections-per-shard", "10001"], "--connections-per-shard"),
         (&["--inflight-max", "0"], "--inflight-max"),
@@ -1350,6 +1410,11 @@ fn the_binary_names_the_flag_of_a_limit_out_of_range() {
         (&["--subscriber-buffer-max", "33554433"], "--subscriber-buffer-max"),
         (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-soft"),
         (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-max"),
+        // At or below the output high-water mark (1 MiB) plus a frame: a subscriber would be
+        // cut for its own pipelined replies.
+        (&["--subscriber-buffer-soft", "16384", "--subscriber-buffer-max", "262144"], "--subscriber-buffer-max"),
+        (&["--subscriber-buffer-soft", "16384", "--subscriber-buffer-max", "262144"], "--subscriber-buffer-soft"),
+        (&["--subscriber-buffer-max", "1114112"], "--subscriber-buffer-max"),
     ];
     for (flags, flag) in cases {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];
