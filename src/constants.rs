@@ -255,6 +255,14 @@ pub const RING_SIZE_BYTES: usize = 256 * (1 << 10);
 /// Size of a ring record's header, in bytes (see `src/server/ring.rs`).
 pub const RING_RECORD_HEADER_SIZE: usize = 32;
 
+/// Ring room one DELETE_HUNT's answer and notices take on one ring, at most, in bytes
+/// (about 6 KiB): its reply or ERROR frame and every notice it issues (no notice frame
+/// is larger than an ERROR frame), each behind a record header. The owner applies a
+/// deletion only while every shard following the hunt has this much room beside the
+/// largest reply, so the push that ends the subscriptions there is never dropped.
+pub const DELETION_RING_BYTES_MAX: usize =
+    (1 + NOTICES_PER_EVENT_MAX) * (RING_RECORD_HEADER_SIZE + FRAME_HEADER_SIZE + 4 + ERROR_MESSAGE_SIZE_MAX);
+
 /// Frames one connection may have decoded per loop turn, at most, so one busy
 /// connection cannot starve the others.
 pub const FRAMES_PER_CONNECTION_PER_TURN_MAX: u32 = 256;
@@ -337,9 +345,15 @@ const _: () = assert!(SHARDS_MAX <= u16::MAX as usize);
 const _: () = assert!(FRAME_SIZE_MAX <= READ_BUFFER_SIZE);
 const _: () = assert!(OUTPUT_BUFFER_BYTES_HIGH < SUBSCRIBER_BUFFER_BYTES_SOFT);
 const _: () = assert!(SUBSCRIBER_BUFFER_BYTES_SOFT < SUBSCRIBER_BUFFER_BYTES_MAX);
+// A connection's own replies fill its output up to the high-water mark plus one frame
+// before it stops being read; the hard limit must lie beyond, or a push would cut a
+// subscriber for its own pipelined replies (see `server::Config::validate`).
+const _: () = assert!(OUTPUT_BUFFER_BYTES_HIGH + FRAME_SIZE_MAX < SUBSCRIBER_BUFFER_BYTES_MAX);
 // A ring holds a maximum reply even when a maximum request record is already in it, so a
 // shard that checked for room before taking a request can always answer it.
 const _: () = assert!(2 * (RING_RECORD_HEADER_SIZE + FRAME_SIZE_MAX) <= RING_SIZE_BYTES);
+// A deletion fits beside the largest reply in the smallest ring (two largest records).
+const _: () = assert!(DELETION_RING_BYTES_MAX + 2 * RING_RECORD_HEADER_SIZE <= FRAME_SIZE_MAX);
 const _: () = assert!(CONNECTIONS_PER_SHARD_MAX < u32::MAX as usize);
 const _: () = assert!(INFLIGHT_REQUESTS_PER_CONNECTION_MAX > 0);
 const _: () = assert!(STATS_SNAPSHOT_INTERVAL_US < SHUTDOWN_DRAIN_US);

@@ -19,9 +19,10 @@ use clap::{Parser, Subcommand};
 use cairn::alloc;
 use cairn::client::{Client, ClientError, Options};
 use cairn::constants::{
-    CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US, IDLE_TIMEOUT_US_MAX,
-    INFLIGHT_REQUESTS_PER_CONNECTION_MAX, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX,
-    SUBSCRIBER_BUFFER_BYTES_SOFT, TIMEOUT_US_MAX, WRITE_TIMEOUT_US,
+    CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_SIZE_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US,
+    IDLE_TIMEOUT_US_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, OUTPUT_BUFFER_BYTES_HIGH, SHARDS_MAX,
+    SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT, TIMEOUT_US_MAX,
+    WRITE_TIMEOUT_US,
 };
 use cairn::event::Event;
 use cairn::journal::Durability;
@@ -113,7 +114,8 @@ struct ServeArgs {
           value_parser = clap::value_parser!(u64).range(0..=SUBSCRIBER_BUFFER_BYTES_SOFT as u64))]
     subscriber_buffer_soft: u64,
     /// Pending output bytes above which a connection is sent GOODBYE and closed (more
-    /// than --subscriber-buffer-soft).
+    /// than --subscriber-buffer-soft, and than the output high-water mark, 1 MiB, plus
+    /// one frame, 64 KiB).
     #[arg(long, default_value_t = SUBSCRIBER_BUFFER_BYTES_MAX as u64,
           value_parser = clap::value_parser!(u64).range(1..=SUBSCRIBER_BUFFER_BYTES_MAX as u64))]
     subscriber_buffer_max: u64,
@@ -138,15 +140,26 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    /// Refuses subscriber buffer limits out of order. Clap checks each flag's range; this
-    /// is the one relation between two of them, checked here so that the message names
-    /// both flags (the server's own check can only name its fields).
+    /// Refuses subscriber buffer limits out of order. Clap checks each flag's range; these
+    /// are the relations between them and the output high-water mark, checked here so
+    /// that the message names the flags (the server's own check can only name its fields).
     fn check_subscriber_buffers(&self) -> anyhow::Result<()> {
         if self.subscriber_buffer_soft >= self.subscriber_buffer_max {
             anyhow::bail!(
                 "--subscriber-buffer-soft ({}) must be below --subscriber-buffer-max ({})",
                 self.subscriber_buffer_soft,
                 self.subscriber_buffer_max
+            );
+        }
+        let replies_bytes_max = (OUTPUT_BUFFER_BYTES_HIGH + FRAME_SIZE_MAX) as u64;
+        if self.subscriber_buffer_max <= replies_bytes_max {
+            anyhow::bail!(
+                "--subscriber-buffer-max ({}) must be above {replies_bytes_max} bytes, the output high-water mark \
+                 ({OUTPUT_BUFFER_BYTES_HIGH}) plus one frame: a connection's own pipelined replies fill its output \
+                 that far before the server stops reading it, and the next push would cut a subscriber that reads \
+                 at once; to drop pushes sooner, lower --subscriber-buffer-soft ({}) instead",
+                self.subscriber_buffer_max,
+                self.subscriber_buffer_soft
             );
         }
         Ok(())

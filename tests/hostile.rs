@@ -1,7 +1,8 @@
 //! Limits and hostile clients, over real loopback sockets against a real server: more
 //! connections than the limit, peers that say nothing or trickle a frame a byte at a
 //! time, a peer that pipelines requests and never reads (the server's own RSS measured
-//! from /proc, on the `cairn` binary), a hundred connections of garbage while ten
+//! from /proc, on the `cairn` binary), a connection that arrives while the binary is out
+//! of descriptors, a hundred connections of garbage while ten
 //! well-behaved clients play a hunt whose results are checked, and the id spaces: ids
 //! out of range, hunts never created, and every table filled to its documented limit and
 //! then one past it.
@@ -720,4 +721,76 @@ fn hunts_fill_a_shard_to_the_limit_in_bounded_memory_and_one_more_is_refused() {
     assert!(rejection(&mut shard, &Event::DeleteHunt { hunt: 3 }).is_none());
     assert_eq!(create(&mut shard, u32::MAX), None);
     assert_eq!(create(&mut shard, u32::MAX - 1), Some(Rejection::HuntLimit));
+}
+
+// ---------------------------------------------------------------------------------------
+// Out of file descriptors.
+
+/// The server runs out of descriptors: a connection that arrives then waits in the
+/// kernel's backlog, unanswered. Once a connection closes and frees one, the waiting
+/// connection is accepted and served without another connection arriving to wake the
+/// listener. `cairn serve` runs under `ulimit -n` in a shell, in a process of its own.
+#[test]
+fn a_connection_queued_while_out_of_descriptors_is_served_once_one_is_freed() {
+    const DESCRIPTORS: u32 = 32;
+    let mut child = Command::new("sh")
+        .args(["-c", &format!("ulimit -n {DESCRIPTORS} && exec \"$0\" \"$@\"")])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .env_remove("CAIRN_AUTH_TOKEN")
+        .env_remove("CAIRN_ADMIN_TOKEN")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sh starts");
+    let (address, _) = common::wait_until_ready(&mut child, WAIT);
+    let _reaper = Reaper(child);
+    // Greeted connections until one is not answered: that one waits in the backlog.
+    let mut served = Vec::new();
+    let waiting = loop {
+        assert!(
+            served.len() < DESCRIPTORS as usize,
+            "{} connections served under ulimit -n {DESCRIPTORS}",
+            served.len()
+        );
+        let mut stream = raw_connect(address);
+        stream.write_all(&hello()).unwrap();
+        if first_response(&mut stream, Duration::from_millis(500)).is_none() {
+            break stream;
+        }
+        served.push(stream);
+    };
+    assert!(!served.is_empty(), "no connection was served at all");
+    // One leaves; its descriptor is freed when the server sees it go.
+    drop(served.pop());
+    let mut waiting = waiting;
+    let response = first_response(&mut waiting, WAIT);
+    assert!(
+        matches!(response, Some(Response::Reply { body: ReplyBody::Hello(_), .. })),
+        "the connection queued while out of descriptors was not served after one was freed: {response:?}"
+    );
+}
+
+/// The first frame the server sends on `stream` within `wait`, if any.
+fn first_response(stream: &mut TcpStream, wait: Duration) -> Option<Response> {
+    use std::io::Read;
+    let deadline = Instant::now() + wait;
+    let mut buffer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(size) = cairn::protocol::next_frame(&buffer).expect("the server's frames are well formed") {
+            return Some(cairn::protocol::decode_response(&buffer[..size]).expect("the server's frames decode"));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        stream.set_read_timeout(Some(deadline - now)).unwrap();
+        match stream.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(size) => buffer.extend_from_slice(&chunk[..size]),
+            Err(error) if matches!(error.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(error) => panic!("reading from the server failed: {error}"),
+        }
+    }
 }

@@ -626,6 +626,107 @@ fn deleting_a_hunt_ends_its_subscriptions_on_every_shard() {
     server.shutdown().unwrap();
 }
 
+/// A hunt is deleted right behind a flood of notices that fills the reply ring to a
+/// subscriber's shard, so the deletion push finds no room there. The subscriber's shard
+/// must still end the subscription: the hunt created again under the same id is not
+/// followed by it (protocol.md section 9.2: after a *deleted* push the hunt's
+/// subscriptions are gone). One hunt per shard and ten subscribers, so some subscriber
+/// (unless all ten land on the driver's shard) follows the driver's own shard's hunt
+/// across a ring: the driver's frames are then applied in one turn, and the ring fills
+/// before the deletion.
+#[test]
+fn a_deletion_behind_a_full_reply_ring_still_ends_the_subscriptions_on_other_shards() {
+    const PLAYERS: u32 = 16;
+    const GROUPS: u32 = 15;
+    const SUBSCRIBERS: usize = 10;
+    const NEW_PLAYER: u32 = 999;
+    let server = start(Config {
+        shards: 2,
+        // The smallest ring: room for about 750 DISCOVERY pushes beside the largest reply.
+        ring_size_bytes: 2 * (FRAME_SIZE_MAX + 32),
+        ..Config::default()
+    });
+    let hunts = hunt_per_shard(2);
+    let spec = planar(100_000, HuntOptions { auto_discover: true, ..HuntOptions::default() });
+    let group_at = |group: u32| Position::new(1_000 * (group as i32 + 1), 1_000);
+    let answered = |id: u32| {
+        move |responses: &[Response]| {
+            responses.iter().any(|response| matches!(response, Response::Reply { request_id, .. } if *request_id == id))
+        }
+    };
+    let mut driver = raw_greeted(&server);
+    let mut bytes = Vec::new();
+    for &hunt in &hunts {
+        bytes.extend(frame(1, &Request::Event(Event::CreateHunt { hunt, spec })));
+        // Four treasures on each spot: a move there claims four, four DISCOVERY pushes.
+        for id in 0..4 * GROUPS {
+            let treasure = treasure(id + 1, group_at(id / 4), 5, 10, 1_000);
+            bytes.extend(frame(2, &Request::Event(Event::PlaceTreasure { hunt, treasure })));
+        }
+        for player in 0..PLAYERS {
+            let position = Position::new(0, 0);
+            bytes.extend(frame(3, &Request::Event(Event::Join { hunt, player, seq: 1, position })));
+        }
+    }
+    bytes.extend(frame(4, &Request::Ping));
+    driver.write_all(&bytes).unwrap();
+    read_until(&mut driver, answered(4));
+    let mut subscribers: Vec<TcpStream> = (0..SUBSCRIBERS).map(|_| raw_greeted(&server)).collect();
+    for subscriber in &mut subscribers {
+        let mut bytes = Vec::new();
+        for (index, &hunt) in hunts.iter().enumerate() {
+            bytes.extend(frame(10 + index as u32, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        }
+        subscriber.write_all(&bytes).unwrap();
+        read_until(subscriber, |responses| answered(10)(responses) && answered(11)(responses));
+    }
+
+    // Every player visits every spot, then the hunt is deleted, all in one write (fewer
+    // frames than a connection is served in one turn).
+    for (index, &hunt) in hunts.iter().enumerate() {
+        let mut bytes = Vec::new();
+        for group in 0..GROUPS {
+            for player in 0..PLAYERS {
+                let (seq, position) = (2 + group, group_at(group));
+                bytes.extend(frame(100, &Request::Event(Event::Move { hunt, player, seq, position })));
+            }
+        }
+        let delete_id = 200 + index as u32;
+        bytes.extend(frame(delete_id, &Request::Event(Event::DeleteHunt { hunt })));
+        driver.write_all(&bytes).unwrap();
+        read_until(&mut driver, answered(delete_id));
+    }
+    // The same ids again, and a push in each that names a player the old hunts never had.
+    let mut bytes = Vec::new();
+    for &hunt in &hunts {
+        bytes.extend(frame(300, &Request::Event(Event::CreateHunt { hunt, spec })));
+        let position = Position::new(0, 0);
+        bytes.extend(frame(301, &Request::Event(Event::Join { hunt, player: NEW_PLAYER, seq: 1, position })));
+        let adjust = Event::AdjustScore { hunt, player: NEW_PLAYER, seq: 2, delta: 1 };
+        bytes.extend(frame(302, &Request::Event(adjust)));
+    }
+    bytes.extend(frame(303, &Request::Ping));
+    driver.write_all(&bytes).unwrap();
+    read_until(&mut driver, answered(303));
+    // The other shard's pushes may still be on their way to a subscriber.
+    thread::sleep(Duration::from_millis(200));
+    for subscriber in &mut subscribers {
+        let (responses, _) = read_all(subscriber, Duration::from_millis(100));
+        let followed: Vec<&Response> = responses
+            .iter()
+            .filter(|response| {
+                matches!(response, Response::Push(PushBody::Notice(notice))
+                    if matches!(notice.kind, NoticeKind::TopChanged { player: NEW_PLAYER, .. }))
+            })
+            .collect();
+        assert!(
+            followed.is_empty(),
+            "a deleted hunt's subscription followed the new hunt of the same id: {followed:?}"
+        );
+    }
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_client_that_closes_its_side_gets_every_reply_it_asked_for() {
     let server = start_with_shards(1);
@@ -740,6 +841,8 @@ fn a_cut_subscriber_gets_nothing_after_its_goodbye() {
     const ADJUSTMENTS: u32 = 60_000;
     let server = start(Config {
         shards: 1,
+        // The hard limit must lie above the high-water mark plus a frame.
+        output_buffer_bytes_high: 16 * 1024,
         subscriber_buffer_bytes_soft: 16 * 1024,
         subscriber_buffer_bytes_max: 256 * 1024,
         ..Config::default()
@@ -794,6 +897,171 @@ fn a_cut_subscriber_gets_nothing_after_its_goodbye() {
     server.shutdown().unwrap();
 }
 
+/// A subscriber cut with GOODBYE while its requests wait on another shard gets nothing
+/// after the GOODBYE: replies that come back over the ring later are not written
+/// (protocol.md section 9.4: the server closes the connection right after a GOODBYE).
+/// With the soft limit at 0 every push behind a reply is dropped, and the drops of more
+/// hunts than the server remembers missed ranges for cut the connection while the rest
+/// of its adjustments are in flight. Each attempt's hunts are owned by one shard, so
+/// several attempts have them on the other shard than their connection's.
+#[test]
+fn replies_from_another_shard_are_not_written_after_a_goodbye() {
+    const HUNTS: usize = cairn::constants::GAPS_PER_CONNECTION_MAX + 1;
+    const ROUNDS: u32 = 4;
+    let server = start(Config { shards: 2, subscriber_buffer_bytes_soft: 0, ..Config::default() });
+    let hunts_of =
+        |shard: usize| -> Vec<HuntId> { (300..).filter(|&hunt| shard_for(hunt, 2) == shard).take(HUNTS).collect() };
+    let mut driver = connect(&server);
+    for shard in 0..2 {
+        for hunt in hunts_of(shard) {
+            driver.create_hunt(hunt, &planar(1_000, HuntOptions::default())).unwrap();
+            driver.join(hunt, 1, 1, Position::new(0, 0)).unwrap();
+        }
+    }
+    for attempt in 0..8u32 {
+        let hunts = hunts_of(attempt as usize % 2);
+        let mut stream = raw_greeted(&server);
+        let mut bytes = Vec::new();
+        for &hunt in &hunts {
+            bytes.extend(frame(10, &Request::Subscribe { hunt, topics: TOPICS_ALL }));
+        }
+        stream.write_all(&bytes).unwrap();
+        read_until(&mut stream, |responses| responses.len() == HUNTS);
+        // Every adjustment moves the one player's score: a TOP_CHANGED push behind each reply.
+        let mut bytes = Vec::new();
+        for round in 0..ROUNDS {
+            for &hunt in &hunts {
+                let seq = 2 + attempt * ROUNDS + round;
+                bytes
+                    .extend(frame(100 + round, &Request::Event(Event::AdjustScore { hunt, player: 1, seq, delta: 1 })));
+            }
+        }
+        stream.write_all(&bytes).unwrap();
+        let (responses, end) = read_all(&mut stream, WAIT);
+        assert_eq!(end, End::Closed, "attempt {attempt}: the cut connection stayed open");
+        let goodbye =
+            responses.iter().position(|response| matches!(response, Response::Push(PushBody::Goodbye { .. })));
+        let goodbye = goodbye.unwrap_or_else(|| panic!("attempt {attempt}: no GOODBYE: {responses:?}"));
+        let after = &responses[goodbye + 1..];
+        assert!(
+            after.is_empty(),
+            "attempt {attempt} (hunts of shard {}): {} frames after the GOODBYE, first {:?}",
+            attempt % 2,
+            after.len(),
+            after[0]
+        );
+    }
+    server.shutdown().unwrap();
+}
+
+/// With the soft limit at 0 a push is dropped whenever anything is pending, and the
+/// ranges dropped must still be told: every sequence number a subscriber does not get is
+/// in exactly one GAP, and no GAP names one it got. (A GAP was owed only while output
+/// was below the soft limit, a push delivered at it: at 0, never.)
+#[test]
+fn every_push_dropped_at_the_soft_limit_is_told_in_a_gap_and_no_delivered_one_is() {
+    const HUNT: HuntId = 9;
+    const PLAYERS: u32 = 12;
+    const ROUNDS: u32 = 2_000;
+    let server = start(Config { shards: 1, subscriber_buffer_bytes_soft: 0, ..Config::default() });
+    let mut driver = connect(&server);
+    driver.create_hunt(HUNT, &planar(1_000, HuntOptions::default())).unwrap();
+    for player in 0..PLAYERS {
+        driver.join(HUNT, player, 1, Position::new(0, 0)).unwrap();
+    }
+    let mut subscriber = raw_greeted(&server);
+    subscriber.write_all(&frame(10, &Request::Subscribe { hunt: HUNT, topics: Topic::Top.bit() })).unwrap();
+    let subscribed = read_until(&mut subscriber, |responses| !responses.is_empty());
+    let first = match &subscribed[0] {
+        Response::Reply { body: ReplyBody::Subscribed { sequences }, .. } => sequences[Topic::Top as usize] + 1,
+        other => panic!("SUBSCRIBE answered {other:?}"),
+    };
+    // Each round lifts a player to the top: TOP_CHANGED pushes, many per turn.
+    let mut pipeline = driver.pipeline();
+    for round in 0..ROUNDS {
+        let (player, seq) = (round % PLAYERS, 2 + round / PLAYERS);
+        pipeline.push(&Event::AdjustScore { hunt: HUNT, player, seq, delta: 1_000 }).unwrap();
+    }
+    for answer in pipeline.execute().unwrap() {
+        answer.into_result().expect("every adjustment succeeds");
+    }
+    // Answered after every push of the adjustments, which were issued before it.
+    let last = driver.subscribe(HUNT, Topic::Top.bit()).unwrap()[Topic::Top as usize];
+    let (responses, _) = read_all(&mut subscriber, Duration::from_millis(500));
+    let mut told = vec![0u32; last as usize + 1];
+    for response in &responses {
+        match response {
+            Response::Push(PushBody::Notice(notice)) => told[notice.seq as usize] += 1,
+            Response::Push(PushBody::Gap(gap)) => (gap.first..=gap.last).for_each(|seq| told[seq as usize] += 1),
+            other => panic!("the subscriber got {other:?}"),
+        }
+    }
+    let gaps = responses.iter().filter(|response| matches!(response, Response::Push(PushBody::Gap(_)))).count();
+    assert!(gaps > 0, "no push was dropped: the test did not reach the soft limit");
+    let untold: Vec<usize> = (first as usize..=last as usize).filter(|&seq| told[seq] == 0).collect();
+    let twice: Vec<usize> = (first as usize..=last as usize).filter(|&seq| told[seq] > 1).collect();
+    assert!(
+        untold.is_empty(),
+        "{} of {last} pushes neither sent nor in one of {gaps} GAPs, first {:?}",
+        untold.len(),
+        untold.first()
+    );
+    assert!(
+        twice.is_empty(),
+        "{} of {last} pushes told twice (sent and in a GAP), first {:?}",
+        twice.len(),
+        twice.first()
+    );
+    server.shutdown().unwrap();
+}
+
+/// A connection's own replies fill its output up to the high-water mark plus one frame
+/// before the server stops reading it, however fast it reads. A subscriber hard limit
+/// below that cut a subscriber that read at once, for pipelining (40 TOP queries and an
+/// adjustment: GOODBYE 11 before any reply, with 16 KiB / 64 KiB limits); such limits are
+/// now refused, and one just above it cuts nobody who reads.
+#[test]
+fn a_subscriber_hard_limit_within_reach_of_its_own_replies_is_refused() {
+    const HUNT: HuntId = 5;
+    let high = Config::default().output_buffer_bytes_high;
+    let limits = |max: usize| Config {
+        shards: 1,
+        subscriber_buffer_bytes_soft: 16 * 1024,
+        subscriber_buffer_bytes_max: max,
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ..Config::default()
+    };
+    for max in [64 * 1024, high, high + FRAME_SIZE_MAX] {
+        let error = Server::start(limits(max)).err().unwrap_or_else(|| panic!("a hard limit of {max} was accepted"));
+        assert!(error.to_string().contains("high-water mark"), "{error}");
+    }
+    let server = start(limits(high + FRAME_SIZE_MAX + 1));
+    let mut driver = connect(&server);
+    driver.create_hunt(HUNT, &planar(1_000, HuntOptions::default())).unwrap();
+    let mut pipeline = driver.pipeline();
+    for player in 0..1_000 {
+        pipeline.push(&Event::Join { hunt: HUNT, player, seq: 1, position: Position::new(0, 0) }).unwrap();
+    }
+    pipeline.execute().unwrap();
+    let mut stream = raw_greeted(&server);
+    // About 960 KB of replies, all decoded in one turn (below the high-water mark), then
+    // an adjustment whose push meets them.
+    let mut bytes = frame(10, &Request::Subscribe { hunt: HUNT, topics: TOPICS_ALL });
+    for request_id in 100..140 {
+        bytes.extend(frame(request_id, &Request::Event(Event::Top { hunt: HUNT, count: 1_000 })));
+    }
+    bytes.extend(frame(200, &Request::Event(Event::AdjustScore { hunt: HUNT, player: 7, seq: 2, delta: 5 })));
+    stream.write_all(&bytes).unwrap();
+    let responses = read_until(&mut stream, |responses| {
+        responses.iter().any(|response| {
+            matches!(response, Response::Reply { request_id: 200, .. } | Response::Push(PushBody::Goodbye { .. }))
+        })
+    });
+    let goodbye = responses.iter().find(|response| matches!(response, Response::Push(PushBody::Goodbye { .. })));
+    assert!(goodbye.is_none(), "a subscriber that reads at once was cut: {goodbye:?}");
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn a_subscriber_that_stops_reading_is_cut_off_or_told_its_gap() {
     const HUNT: HuntId = 31;
@@ -803,6 +1071,8 @@ fn a_subscriber_that_stops_reading_is_cut_off_or_told_its_gap() {
     const ROUNDS: u32 = 160_000;
     let server = start(Config {
         shards: 2,
+        // The hard limit must lie above the high-water mark plus a frame.
+        output_buffer_bytes_high: 16 * 1024,
         subscriber_buffer_bytes_soft: 32 * 1024,
         subscriber_buffer_bytes_max: 1 << 20,
         ..Config::default()
@@ -1131,7 +1401,7 @@ fn run_binary(args: &[&str]) -> (std::process::ExitStatus, String) {
 
 #[test]
 fn the_binary_names_the_flag_of_a_limit_out_of_range() {
-    let cases: [(&[&str], &str); 8] = [
+    let cases: [(&[&str], &str); 11] = [
         (&["--connections-per-shard", "0"], "--connections-per-shard"),
         (&["--connections-per-shard", "10001"], "--connections-per-shard"),
         (&["--inflight-max", "0"], "--inflight-max"),
@@ -1140,6 +1410,11 @@ fn the_binary_names_the_flag_of_a_limit_out_of_range() {
         (&["--subscriber-buffer-max", "33554433"], "--subscriber-buffer-max"),
         (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-soft"),
         (&["--subscriber-buffer-soft", "100", "--subscriber-buffer-max", "100"], "--subscriber-buffer-max"),
+        // At or below the output high-water mark (1 MiB) plus a frame: a subscriber would be
+        // cut for its own pipelined replies.
+        (&["--subscriber-buffer-soft", "16384", "--subscriber-buffer-max", "262144"], "--subscriber-buffer-max"),
+        (&["--subscriber-buffer-soft", "16384", "--subscriber-buffer-max", "262144"], "--subscriber-buffer-soft"),
+        (&["--subscriber-buffer-max", "1114112"], "--subscriber-buffer-max"),
     ];
     for (flags, flag) in cases {
         let mut args = vec!["serve", "--listen", "127.0.0.1:0", "--shards", "1"];

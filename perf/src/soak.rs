@@ -78,11 +78,11 @@ const BACKLOG_GROWTH_SECONDS_MAX: f64 = 1.0;
 /// churned subscriber's life: see `churn::SlowLink` for the figures.
 pub const SOAK_SUBSCRIBER_BUFFER_SOFT: usize = 16 * 1024;
 /// The hard limit the soak gives the server it spawns (`--subscriber-buffer-max`), bytes:
-/// the default's ratio to the soft limit is 4; 16 here. Pushes stop at the soft limit, so
-/// a connection that only subscribes never reaches it (the cuts the soak sees are the
-/// server's other reason, more missed ranges than it remembers); a lower one would not
-/// change that.
-pub const SOAK_SUBSCRIBER_BUFFER_MAX: usize = 256 * 1024;
+/// 2 MiB, the lowest round figure `cairn serve` accepts (it must lie above the output
+/// high-water mark, 1 MiB, plus a frame). Pushes stop at the soft limit, so a connection
+/// that only subscribes never reaches it (the cuts the soak sees are the server's other
+/// reason, more missed ranges than it remembers); a lower one would not change that.
+pub const SOAK_SUBSCRIBER_BUFFER_MAX: usize = 2 << 20;
 
 /// What `soak` takes besides the shared settings.
 #[derive(Clone, Debug)]

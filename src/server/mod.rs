@@ -35,10 +35,10 @@ use mio::{Poll, Waker};
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::constants::{
-    CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US, IDLE_TIMEOUT_US_MAX,
-    INFLIGHT_REQUESTS_PER_CONNECTION_MAX, LISTEN_BACKLOG, OUTPUT_BUFFER_BYTES_HIGH, RING_SIZE_BYTES, SHARDS_MAX,
-    SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT, TIMEOUT_US_MAX,
-    WRITE_TIMEOUT_US,
+    CONNECTIONS_MAX, CONNECTIONS_PER_SHARD_MAX, FRAME_SIZE_MAX, FRAME_TIMEOUT_US, HELLO_TIMEOUT_US,
+    IDLE_TIMEOUT_US_MAX, INFLIGHT_REQUESTS_PER_CONNECTION_MAX, LISTEN_BACKLOG, OUTPUT_BUFFER_BYTES_HIGH,
+    RING_SIZE_BYTES, SHARDS_MAX, SNAPSHOT_INTERVAL_EVENTS, SUBSCRIBER_BUFFER_BYTES_MAX, SUBSCRIBER_BUFFER_BYTES_SOFT,
+    TIMEOUT_US_MAX, WRITE_TIMEOUT_US,
 };
 use crate::journal::Durability;
 
@@ -165,6 +165,18 @@ impl Config {
             return invalid(format!(
                 "subscriber limits must satisfy soft < max, soft <= {SUBSCRIBER_BUFFER_BYTES_SOFT}, \
                  max <= {SUBSCRIBER_BUFFER_BYTES_MAX}"
+            ));
+        }
+        // Decoding stops once pending output is above the high-water mark, checked before
+        // each frame, so a connection's own replies reach that plus one frame whatever its
+        // reading speed; a hard limit at or below it cuts a subscriber that reads at once
+        // at its next push, for replies it was about to be paced on.
+        let replies_bytes_max = self.output_buffer_bytes_high + FRAME_SIZE_MAX;
+        if self.subscriber_buffer_bytes_max <= replies_bytes_max {
+            return invalid(format!(
+                "the subscriber hard limit ({}) must be above the output high-water mark plus one frame \
+                 ({replies_bytes_max} bytes)",
+                self.subscriber_buffer_bytes_max
             ));
         }
         let inflight = self.inflight_requests_per_connection_max;

@@ -385,6 +385,18 @@ impl RingConsumer {
         self.written_seen.wrapping_sub(self.read) >= size
     }
 
+    /// The header of the next record, without taking it; `None` when none is visible
+    /// yet. Lets a shard leave a request in the ring until it can serve it.
+    pub fn peek(&mut self) -> Option<RecordHeader> {
+        if !self.published(RING_RECORD_HEADER_SIZE) {
+            return None;
+        }
+        let mut header_bytes = [0; RING_RECORD_HEADER_SIZE];
+        // SAFETY: as in `pop`: published, and only the consumer moves `read` past them.
+        unsafe { self.shared.copy_out(self.index, &mut header_bytes) };
+        Some(RecordHeader::decode(&header_bytes).0)
+    }
+
     /// Takes the next whole record, copying its payload into `payload` (cleared first;
     /// give it `PAYLOAD_SIZE_MAX` capacity so this never allocates). Returns `None` when
     /// no whole record is visible yet.
@@ -445,6 +457,21 @@ mod tests {
         assert_eq!(consumer.pop(&mut payload), Some(header(3)));
         assert_eq!(payload, [1, 2, 3]);
         assert_eq!(consumer.pop(&mut payload), None);
+    }
+
+    #[test]
+    fn peeking_shows_the_next_header_and_takes_nothing() {
+        let (mut producer, mut consumer) = ring(record_size(PAYLOAD_SIZE_MAX) * 2);
+        let mut payload = Vec::with_capacity(PAYLOAD_SIZE_MAX);
+        assert_eq!(consumer.peek(), None);
+        producer.try_push(&header(3), &[1, 2, 3]).unwrap();
+        producer.try_push(&header(4), &[]).unwrap();
+        assert_eq!(consumer.peek(), Some(header(3)));
+        assert_eq!(consumer.peek(), Some(header(3)));
+        assert_eq!(consumer.pop(&mut payload), Some(header(3)));
+        assert_eq!(consumer.peek(), Some(header(4)));
+        assert_eq!(consumer.pop(&mut payload), Some(header(4)));
+        assert_eq!(consumer.peek(), None);
     }
 
     #[test]

@@ -8,7 +8,9 @@
 //! handing remote ones to the owner's ring; commits the journal; writes pending output;
 //! and wakes each shard it handed work to, once. A full ring, a full output buffer or too many requests in
 //! flight stop decoding one connection (its bytes wait, TCP pushes back); nothing is
-//! dropped except pushes to subscribers that do not read, which are owed as GAPs.
+//! dropped except pushes to subscribers that do not read, which are owed as GAPs, and
+//! pushes to another shard whose reply ring is full (but a DELETE_HUNT waits for room for
+//! its deletion push, which ends the subscriptions there).
 //! Every `TIMEOUT_SWEEP_INTERVAL_US` a turn also sweeps the connections for timeouts (no
 //! HELLO, a frame that never completes, output nobody reads, idle) and says GOODBYE.
 //!
@@ -42,9 +44,10 @@ use mio::{Events, Interest as Readiness, Poll, Token};
 
 use crate::alloc;
 use crate::constants::{
-    ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, DISK_FULL_RETRY_INTERVAL_US, FRAMES_PER_CONNECTION_PER_TURN_MAX,
-    GOODBYE_LINGER_US, NOTICES_PER_EVENT_MAX, POLL_EVENTS_MAX, RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US,
-    STATS_SNAPSHOT_INTERVAL_US, SUBSCRIPTIONS_PER_CONNECTION_MAX, TIMEOUT_SWEEP_INTERVAL_US,
+    ACCEPTS_PER_TURN_MAX, CONNECTIONS_PER_TURN_MAX, DELETION_RING_BYTES_MAX, DISK_FULL_RETRY_INTERVAL_US,
+    FRAMES_PER_CONNECTION_PER_TURN_MAX, GOODBYE_LINGER_US, NOTICES_PER_EVENT_MAX, POLL_EVENTS_MAX,
+    RECORDS_PER_RING_PER_TURN_MAX, SHUTDOWN_DRAIN_US, STATS_SNAPSHOT_INTERVAL_US, SUBSCRIPTIONS_PER_CONNECTION_MAX,
+    TIMEOUT_SWEEP_INTERVAL_US,
 };
 use crate::event::{Event, EventKind, HuntId};
 use crate::journal::{FileStorage, JournalError, Writer};
@@ -384,7 +387,9 @@ impl ShardLoop {
                     continue
                 }
                 // Out of descriptors or memory: leave the rest queued in the kernel and
-                // serve the connections we have; the next readable event retries.
+                // serve the connections we have. Every turn accepts again, and a turn
+                // comes at least every `TIMEOUT_SWEEP_INTERVAL_US`, so a connection left
+                // queued does not wait for another to arrive.
                 Err(_) => return Ok(()),
             };
             self.admit(stream)?;
@@ -673,6 +678,10 @@ impl ShardLoop {
                     if event.is_mutation() && !journal_has_room(&self.writer) {
                         // The commit buffer is full for this turn; the frame waits for
                         // the next one rather than growing the buffer.
+                        return Step::Stall;
+                    }
+                    if !deletion_fits(&event, &self.interest, &self.rings, &self.staged, &self.staged_syncing) {
+                        self.stats.counters.ring_full_stalls += 1;
                         return Step::Stall;
                     }
                     connection.consume(size);
@@ -1001,6 +1010,15 @@ impl ShardLoop {
                     break;
                 }
                 let ring = self.rings.request_in[source].as_mut().expect("a ring from every other shard");
+                let Some(next) = ring.peek() else { break };
+                let deletion = next.kind == RecordKind::Request && next.event_kind == EventKind::DeleteHunt as u8;
+                let staged = (&self.staged, &self.staged_syncing);
+                if deletion && !deletion_fits_rings(next.hunt, &self.interest, &self.rings, staged.0, staged.1) {
+                    self.stats.counters.ring_full_stalls += 1;
+                    self.more_work = true;
+                    break;
+                }
+                let ring = self.rings.request_in[source].as_mut().expect("a ring from every other shard");
                 let Some(record) = ring.pop(&mut self.payload) else { break };
                 self.serve_record(source, &record);
             }
@@ -1247,7 +1265,11 @@ impl ShardLoop {
                 };
                 assert!(connection.inflight > 0);
                 connection.inflight -= 1;
-                connection.output().extend_from_slice(&self.payload);
+                // A closing connection's GOODBYE (or closing ERROR) is its last frame
+                // (protocol §9.4): an answer coming back after it is only counted.
+                if !connection.closing {
+                    connection.output().extend_from_slice(&self.payload);
+                }
                 if record.kind == RecordKind::Subscribed {
                     let sent = connection.subscribes_inflight.iter().position(|&hunt| hunt == record.hunt);
                     connection.subscribes_inflight.remove(sent.expect("every SUBSCRIBE sent is listed"));
@@ -1320,8 +1342,10 @@ impl ShardLoop {
                 }
             }
             // A closing connection's GOODBYE is its last frame (protocol §9.4): the ranges
-            // it missed are not owed to it any more.
-            if !connection.closing && !connection.missed.is_empty() && connection.pending_output() < soft {
+            // it missed are not owed to it any more. Owed ranges go out at the level at
+            // which `deliver` delivers again (at most `soft`), so no push is delivered
+            // while a range before it is owed, and no range grows across a delivered one.
+            if !connection.closing && !connection.missed.is_empty() && connection.pending_output() <= soft {
                 self.stats.counters.gaps_sent += connection.emit_gaps();
                 // Written next turn if the socket is full now; its error shows then.
                 connection.flush().ok();
@@ -1509,6 +1533,40 @@ impl Timeouts {
         }
         Verdict::Keep
     }
+}
+
+/// Returns true if and only if `event` may be applied now as far as the rings are
+/// concerned: anything but a DELETE_HUNT always; a DELETE_HUNT only while every other
+/// shard following its hunt has ring room for its answer and notices beside the largest
+/// reply. Its LIFECYCLE *deleted* push is what ends the subscriptions there; dropped for
+/// a full ring like other pushes, it would leave them following the next hunt of that id.
+fn deletion_fits(
+    event: &Event,
+    interest: &Interest,
+    rings: &ShardRings,
+    staged: &[Staged],
+    syncing: &[Staged],
+) -> bool {
+    match *event {
+        Event::DeleteHunt { hunt } => deletion_fits_rings(hunt, interest, rings, staged, syncing),
+        _ => true,
+    }
+}
+
+/// [`deletion_fits`] for a deletion of `hunt`.
+fn deletion_fits_rings(
+    hunt: HuntId,
+    interest: &Interest,
+    rings: &ShardRings,
+    staged: &[Staged],
+    syncing: &[Staged],
+) -> bool {
+    let Some(shards) = interest.shards(hunt) else { return true };
+    shards.iter().enumerate().filter(|(_, &count)| count > 0).all(|(target, _)| {
+        let ring = rings.reply_out[target].as_ref().expect("interest only from other shards");
+        let room = syncing[target].len() + DELETION_RING_BYTES_MAX + record_size(PAYLOAD_SIZE_MAX);
+        ring.has_room_after(&staged[target], room)
+    })
 }
 
 /// Returns true if and only if the turn may journal one more event: always without a
