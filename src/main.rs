@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook::iterator::Signals;
 
 use clap::{Parser, Subcommand};
@@ -293,6 +293,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(max_connections) = args.max_connections {
         config.connections_max = max_connections as usize;
     }
+    // A write past the file size limit (`ulimit -f`) raises SIGXFSZ, whose default action
+    // kills the process without a word. Handled, the write fails with EFBIG instead, which
+    // the journal treats as a full disk: mutations refused with a message naming it, until
+    // the limit is raised.
+    signal_hook::flag::register(SIGXFSZ, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)))
+        .context("cannot install the SIGXFSZ handler")?;
     let server = server::Server::start(config.clone()).context("cannot start the server")?;
     let handle = server.shutdown_handle();
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;

@@ -601,7 +601,21 @@ mod process {
     impl Process {
         /// Starts `cairn serve` on `dir` and waits for its ready line.
         pub fn start(dir: &Path, durability: &str) -> Process {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            Process::start_under(&[], dir, durability)
+        }
+
+        /// Starts `cairn serve` on `dir` through `wrapper` (a command that runs the rest of
+        /// its arguments as itself, such as `prlimit ... --`), and waits for its ready line.
+        pub fn start_under(wrapper: &[&str], dir: &Path, durability: &str) -> Process {
+            let mut command = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut command = Command::new(program);
+                    command.args(args).arg(env!("CARGO_BIN_EXE_cairn"));
+                    command
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_cairn")),
+            };
+            let mut child = command
                 .args(["serve", "--durability", durability, "--listen", "127.0.0.1:0"])
                 .args(["--shards", &SHARDS.to_string(), "--data-dir"])
                 .arg(dir)
@@ -648,6 +662,11 @@ mod process {
 
         pub fn stderr(&self) -> String {
             self.stderr.lock().unwrap().clone()
+        }
+
+        /// The server's process id.
+        pub fn id(&self) -> u32 {
+            self.child.id()
         }
 
         /// Waits for the server to exit on its own; its exit status and stderr.
@@ -1341,6 +1360,103 @@ fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resu
     assert_eq!(client.rank(hunt, 2).unwrap().score, probe_acknowledged, "a refused adjustment was applied");
     server.terminate();
     drop(disk);
+}
+
+/// A file size limit (`ulimit -f`, RLIMIT_FSIZE) is room the operator allows the server, as
+/// a disk quota is: a journal write past it (EFBIG) is handled as a full disk (mutations
+/// refused with error 12 naming the limit, queries answered, nothing acknowledged that
+/// was not written), not a death by SIGXFSZ; raising the running server's limit resumes it.
+#[test]
+fn a_file_size_limit_is_a_full_disk_and_raising_it_resumes_the_server() {
+    use cairn::client::ClientError;
+    use process::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let root = temporary_dir("file-size-limit");
+    let _remove_root = RemoveOnDrop(root.clone());
+    let dir = root.join("data");
+    // A soft limit of 8 KiB (the hard one stays unlimited, so raising it needs no privilege):
+    // room for the set-up and about a hundred adjustments in the first segment.
+    let server = Process::start_under(&["prlimit", "--fsize=8192:unlimited", "--"], &dir, "fsync");
+    let mut setup = server.connect();
+    let hunt = hunts()[0];
+    setup.create_hunt(hunt, &spec()).unwrap();
+    for player in 0..3 {
+        setup.join(hunt, player, 1, Position::new(500, 500)).unwrap();
+    }
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut steady = server.connect();
+    let writer = {
+        let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut seq = 10;
+            while !stop.load(Ordering::Acquire) {
+                seq += 1;
+                match steady.adjust_score(hunt, 1, seq, 1) {
+                    Ok(_) => {
+                        acknowledged.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(ClientError::Rejected { code: 12, .. }) => {}
+                    Err(other) => panic!("adjustment {seq}: {other}"),
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.stderr().contains("queries are still answered") {
+        if writer.is_finished() {
+            let why = writer.join().unwrap_err();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "the server went away at the file size limit ({:?}); stderr: {:?}",
+                why.downcast_ref::<String>(),
+                server.stderr()
+            );
+        }
+        assert!(Instant::now() < deadline, "the limit was never reached; stderr: {}", server.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(server.stderr().contains("file size limit"), "{}", server.stderr());
+    let mut probe = server.connect();
+    let mut probe_seq = 10;
+    for _ in 0..3 {
+        probe_seq += 1;
+        match probe.adjust_score(hunt, 2, probe_seq, 1) {
+            Err(ClientError::Rejected { code: 12, message }) => assert!(message.contains("disk"), "{message}"),
+            other => panic!("adjustment {probe_seq} past the file size limit: {other:?}"),
+        }
+    }
+    let frozen = acknowledged.load(Ordering::Acquire);
+    assert!(probe.rank(hunt, 1).unwrap().score >= frozen as i64);
+    assert_eq!(probe.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
+    assert_eq!(acknowledged.load(Ordering::Acquire), frozen, "acknowledged past the file size limit");
+
+    // The operator raises the running server's limit: it resumes without a restart.
+    let raised = std::process::Command::new("prlimit")
+        .args(["--pid", &server.id().to_string(), "--fsize=unlimited"])
+        .status()
+        .unwrap();
+    assert!(raised.success());
+    let resumed = Instant::now();
+    while acknowledged.load(Ordering::Acquire) < frozen + 10 {
+        assert!(resumed.elapsed() < Duration::from_secs(20), "no progress after the limit was raised");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Release);
+    writer.join().unwrap();
+    assert!(server.stderr().contains("mutating events are accepted"), "{}", server.stderr());
+
+    // Restarted after kill -9: exactly what was acknowledged, nothing that was refused.
+    let player_1 = acknowledged.load(Ordering::Acquire) as i64;
+    server.kill();
+    let server = Process::start(&dir, "fsync");
+    let mut client = server.connect();
+    assert_eq!(client.rank(hunt, 1).unwrap().score, player_1);
+    assert_eq!(client.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
+    server.terminate();
 }
 
 #[test]
