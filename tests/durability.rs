@@ -567,6 +567,66 @@ fn real_files_recover_verify_and_dump() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An operator may move journal files to another disk and leave symbolic links behind:
+/// recovery follows them like the files they point to (skipping them would forget their
+/// records, and the writer would then create a fresh segment through the link, over
+/// them), and a link whose target is gone refuses the start, naming it.
+#[test]
+fn symbolic_links_to_journal_files_are_followed_and_a_dangling_one_is_named() {
+    let root = std::env::temp_dir().join(format!("cairn-durability-{}-symlinks", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let _remove_root = process::RemoveOnDrop(root.clone());
+    let (dir, elsewhere) = (root.join("shard"), root.join("elsewhere"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    let writer = Writer::open(FileStorage::open(&dir).unwrap(), Durability::Os, &recovered).unwrap();
+    let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
+    let mut workload = Workload::new(small_config(5, false));
+    let mut setup = Vec::new();
+    workload.setup(|event, time| setup.push((*event, time)));
+    for (event, time) in &setup {
+        life.apply(event, *time);
+    }
+    life.snapshot();
+    for _ in 0..200 {
+        let (event, time) = workload.next_event();
+        life.apply(&event, time);
+    }
+    life.commit();
+    drop(life.writer);
+    // Every file of the journal moves away; a link to it stays in its place.
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.iter().any(|name| name.ends_with(".snap")) && names.iter().any(|name| name.ends_with(".log")));
+    for name in &names {
+        std::fs::rename(dir.join(name), elsewhere.join(name)).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join(name), dir.join(name)).unwrap();
+    }
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.last_seq, life.events.len() as u64);
+    assert_eq!(recovered.shard.digest(), life.shard.digest());
+    assert_eq!(cairn::journal::verify(&dir).unwrap().digest, life.shard.digest());
+
+    // The writer continues through the link, and the next recovery reads it all.
+    let writer = Writer::open(FileStorage::open(&dir).unwrap(), Durability::Os, &recovered).unwrap();
+    life.writer = writer;
+    for _ in 0..50 {
+        let (event, time) = workload.next_event();
+        life.apply(&event, time);
+    }
+    life.commit();
+    drop(life.writer);
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.shard.digest(), life.shard.digest());
+
+    // A link whose target is gone: the start is refused, naming the link.
+    let segment = names.iter().find(|name| name.ends_with(".log")).unwrap();
+    std::fs::remove_file(elsewhere.join(segment)).unwrap();
+    let error = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).err().expect("a dangling segment");
+    assert!(error.to_string().contains(&dir.join(segment).display().to_string()), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The real server process: kill -9 and SIGTERM, then restart on the same data directory.
 

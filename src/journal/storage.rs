@@ -114,7 +114,13 @@ impl Storage for FileStorage {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
+            let file_type = entry.file_type()?;
+            // A symbolic link counts as the file it points to (an operator may have moved
+            // journal files to another disk): skipping it would forget its records. One
+            // whose target is gone is listed too, so that reading it fails naming it.
+            let listed = file_type.is_file()
+                || file_type.is_symlink() && fs::metadata(entry.path()).map_or(true, |target| target.is_file());
+            if listed {
                 // A name that is not UTF-8 is no file of ours.
                 if let Ok(name) = entry.file_name().into_string() {
                     names.push(name);
