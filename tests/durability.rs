@@ -1610,6 +1610,54 @@ fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// A shard directory whose segment can be appended to but in which no file can be created
+/// (its owner made it read-only) would let the server start and serve, and then stop it at
+/// the first snapshot or segment roll (or fail its graceful stop): the start is refused
+/// instead, naming the directory. Runs the server as `nobody`, which file permissions bind.
+#[test]
+fn a_shard_directory_the_server_cannot_create_files_in_refuses_the_start() {
+    use process::*;
+    let root = temporary_dir("unwritable-shard");
+    let _remove_root = RemoveOnDrop(root.clone());
+    let dir = root.join("data");
+    let server = Process::start(&dir, "os");
+    let mut client = server.connect();
+    set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let chown = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&root).status().unwrap();
+    assert!(chown.success());
+    let shard = dir.join("shard-1");
+    std::fs::set_permissions(&shard, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--durability", "os", "--listen", "127.0.0.1:0", "--shards", &SHARDS.to_string()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        // Still running: it started. SIGTERM stops it, and shows what its stop meets.
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    }
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        !stdout.contains("listening"),
+        "the server started on {}, where it cannot create a file; stdout: {stdout}; stderr: {stderr}",
+        shard.display()
+    );
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(&shard.display().to_string()) && stderr.contains("Permission denied"), "{stderr}");
+}
+
 #[test]
 fn event_time_never_goes_back_across_a_restart_even_when_the_clock_is_behind_the_journal() {
     use cairn::journal::SHARD_DIR_PREFIX;
