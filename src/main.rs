@@ -55,7 +55,8 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum JournalCommand {
     /// Recover every shard read-only and report what a start would find: the snapshot,
-    /// the records replayed, any torn tail, the state digest. Fails on corruption.
+    /// the records replayed, any torn tail, the state digest. Fails on corruption, and
+    /// on a data directory whose `shards` file is missing or disagrees with its shards.
     Verify {
         /// Data directory or shard directory.
         dir: std::path::PathBuf,
@@ -488,6 +489,13 @@ fn journal(command: &JournalCommand) -> ExitCode {
         }
     };
     let mut failed = false;
+    if let JournalCommand::Verify { .. } = command {
+        // What a start reads first: the shard count the journals were written with.
+        if let Err(error) = cairn::journal::check_shard_count(dir, &shards) {
+            eprintln!("cairn journal: {error}");
+            failed = true;
+        }
+    }
     for shard in shards {
         let result = match command {
             JournalCommand::Verify { .. } => cairn::journal::verify(&shard).map(|report| println!("{report}")),

@@ -1183,6 +1183,49 @@ fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_r
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `cairn journal verify DIR` reports what a start would find, and a start reads the shard
+/// count from `DIR/shards` first: a missing or unreadable count, or one the shard
+/// directories disagree with (a start would ignore the shards past it, or start missing
+/// ones empty), fails verification, naming the file.
+#[test]
+fn journal_verify_checks_the_shard_count_file_of_a_data_directory() {
+    let dir = process::temporary_dir("verify-count");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let verify = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["journal", "verify"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let count_file = dir.join("shards");
+    let (ok, stderr) = verify();
+    assert!(ok, "{stderr}");
+    for (contents, expected) in [
+        (Some("3\n"), "3 shards"),
+        (Some("1\n"), "1 shards"),
+        (Some("two\n"), "should hold the shard count"),
+        (None, "no shards file"),
+    ] {
+        match contents {
+            Some(contents) => std::fs::write(&count_file, contents).unwrap(),
+            None => std::fs::remove_file(&count_file).unwrap(),
+        }
+        let (ok, stderr) = verify();
+        assert!(!ok, "verify passed with {contents:?} in {}: {stderr}", count_file.display());
+        assert!(stderr.contains(&count_file.display().to_string()) && stderr.contains(expected), "{stderr}");
+    }
+    std::fs::write(&count_file, "2\n").unwrap();
+    let (ok, stderr) = verify();
+    assert!(ok, "{stderr}");
+}
+
 #[test]
 fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
     let run = |command: &str, dir: &std::path::Path| {
@@ -1198,7 +1241,9 @@ fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
         assert!(!output.status.success(), "journal {command} of a directory without a journal said: {stdout}");
         assert!(stderr.contains("no journal") && stderr.contains(&dir.display().to_string()), "{stderr}");
     }
-    // A shard directory a server opened but never wrote to is a journal, and verifies.
+    // A shard directory a server opened but never wrote to is a journal, and verifies
+    // (with the shard count a server writes before it opens its shards).
+    std::fs::write(dir.join("shards"), "1\n").unwrap();
     let shard = dir.join("shard-0");
     let recovered = recover(&mut FileStorage::open(&shard).unwrap(), Repair::Truncate).unwrap();
     drop(Writer::open(FileStorage::open(&shard).unwrap(), Durability::Os, &recovered).unwrap());

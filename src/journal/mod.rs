@@ -38,7 +38,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
-pub use inspect::{dump, shard_dirs, verify, VerifyReport, SHARD_DIR_PREFIX};
+pub use inspect::{check_shard_count, dump, shard_dirs, verify, VerifyReport, SHARD_COUNT_FILE, SHARD_DIR_PREFIX};
 pub use record::{encode_record, parse_record, Parsed, Record};
 pub use recovery::{read_journal, recover, JournalSummary, Recovered, Repair, Truncation};
 pub use snapshot::{decode_snapshot, encode_snapshot, Snapshot, SNAPSHOT_HEADER_SIZE};
