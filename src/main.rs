@@ -28,7 +28,7 @@ use cairn::journal::Durability;
 use cairn::outcome::Outcome;
 use cairn::server;
 use cairn::shard::Shard;
-use cairn::simulate::{Config, Workload, HUNT_ID_FIRST};
+use cairn::simulate::{Config, Workload, HUNT_ID_FIRST, SLOTS_MAX};
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about = "Event engine for location-based treasure hunts")]
@@ -213,10 +213,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
         Command::Stats(args) => stats(&args),
-        Command::Simulate(args) => {
-            simulate(&args);
-            Ok(())
-        }
+        Command::Simulate(args) => simulate(&args),
         Command::Journal(command) => return journal(&command),
     };
     match result {
@@ -421,7 +418,18 @@ fn print_stats(document: &serde_json::Value) {
     }
 }
 
-fn simulate(args: &SimulateArgs) {
+fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
+    // Clap bounds each flag; this is the relation between them the workload needs.
+    for (name, per_hunt) in [("--players", args.players), ("--treasures", args.treasures)] {
+        let total = args.hunts as u64 * per_hunt as u64;
+        if total > SLOTS_MAX {
+            anyhow::bail!(
+                "--hunts ({}) times {name} ({per_hunt}) is {total}, more than the simulator can number \
+                 ({SLOTS_MAX}, a u32): lower one of them",
+                args.hunts
+            );
+        }
+    }
     let config = Config {
         seed: args.seed,
         hunts: args.hunts,
@@ -477,6 +485,7 @@ fn simulate(args: &SimulateArgs) {
             println!("  {:>3}. player {:>7}  {:>6} points", line.rank, line.player, line.score);
         }
     }
+    Ok(())
 }
 
 fn journal(command: &JournalCommand) -> ExitCode {

@@ -58,6 +58,10 @@ const STEP_MAX: i64 = 40;
 /// First hunt id; hunts are numbered from here.
 pub const HUNT_ID_FIRST: u32 = 1;
 
+/// Players (and treasures) of all hunts together, at most: the workload numbers each one
+/// across hunts with a `u32` (2^32).
+pub const SLOTS_MAX: u64 = 1 << 32;
+
 #[derive(Clone, Copy, Debug)]
 struct SimPlayer {
     position: Position,
@@ -77,9 +81,12 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// A workload; nothing is generated until [`Workload::setup`].
+    /// A workload; nothing is generated until [`Workload::setup`]. Panics if the players
+    /// or the treasures of all hunts together pass [`SLOTS_MAX`].
     pub fn new(config: Config) -> Workload {
         assert!(config.hunts > 0 && config.players_per_hunt > 0 && config.treasures_per_hunt > 0);
+        assert!(config.hunts as u64 * config.players_per_hunt as u64 <= SLOTS_MAX);
+        assert!(config.hunts as u64 * config.treasures_per_hunt as u64 <= SLOTS_MAX);
         assert!(config.moves_percent + config.digs_percent + config.adjustments_percent <= 100);
         Workload { config, rng: Rng::new(config.seed), time: 1, treasures: Vec::new(), players: Vec::new() }
     }

@@ -1216,6 +1216,28 @@ fn simulate_refuses_zero_events_naming_the_flag() {
     assert!(stderr.contains("--events"), "{stderr}");
 }
 
+/// The simulator numbers every player of every hunt with a `u32`: sizes whose product
+/// passes it are refused with a message naming the flags, before anything is allocated,
+/// rather than wrapping (or running out of memory first). Run under a 2 GiB address-space
+/// limit, so a build that tries anyway fails fast instead of eating the machine's memory.
+#[test]
+fn simulate_refuses_sizes_its_player_numbers_cannot_hold_naming_the_flags() {
+    let output = Command::new("prlimit")
+        .args(["--as=2147483648", "--"])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .args(["simulate", "--hunts", "65536", "--players", "1000000", "--treasures", "1", "--events", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr.lines().next().unwrap_or_default());
+    assert!(stderr.contains("--hunts") && stderr.contains("--players"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("set-up"), "the set-up ran");
+    // Sizes within the bound still run.
+    let (status, stderr) =
+        run_binary(&["simulate", "--hunts", "4", "--players", "3", "--treasures", "65536", "--events", "1"]);
+    assert!(status.success(), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
