@@ -363,6 +363,7 @@ fn a_reopened_fsync_journal_syncs_what_it_recovered_before_calling_it_covered() 
 fn recovery_removes_its_own_leftover_temporary_snapshots_and_no_other_tmp_file() {
     let dir = std::env::temp_dir().join(format!("cairn-durability-{}-tmp-files", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     std::fs::create_dir_all(&dir).unwrap();
     let leftover = format!("snapshot-{:020}.snap.tmp", 7);
     std::fs::write(dir.join(&leftover), b"half a snapshot").unwrap();
@@ -515,6 +516,7 @@ fn a_failed_fdatasync_stops_the_journal_for_good() {
 fn real_files_recover_verify_and_dump() {
     let dir = std::env::temp_dir().join(format!("cairn-durability-{}-real", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let storage = FileStorage::open(&dir).unwrap();
     let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
     let writer = Writer::open(storage, Durability::Fsync, &recovered).unwrap();
@@ -944,6 +946,7 @@ fn every_acknowledged_award_survives_kill_9_of_the_server() {
     use process::*;
     let started = std::time::Instant::now();
     let dir = temporary_dir("kill9");
+    let _remove_dir = RemoveOnDrop(dir.clone());
     let mut rng = Rng::new(0x6B11_1009);
     let mut awards = Vec::new();
     for life in 0..KILLED_LIVES {
@@ -975,6 +978,7 @@ fn a_graceful_restart_keeps_the_visible_state_and_leaves_a_snapshot() {
     use process::*;
     for durability in ["os", "fsync"] {
         let dir = temporary_dir(&format!("graceful-{durability}"));
+        let _remove_dir = RemoveOnDrop(dir.clone());
         let server = Process::start(&dir, durability);
         let mut client = server.connect();
         set_up(&mut client);
@@ -1015,6 +1019,7 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
     use std::io::Read;
     use std::time::Duration;
     let dir = process::temporary_dir("in-use");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let first = process::Process::start(&dir, "os");
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["serve", "--durability", "os", "--listen", "127.0.0.1:0", "--shards", &SHARDS.to_string()])
@@ -1049,6 +1054,7 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
 #[test]
 fn a_restart_with_another_shard_count_or_a_damaged_journal_is_refused_with_the_reason() {
     let dir = process::temporary_dir("refused");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let server = process::Process::start(&dir, "os");
     let mut client = server.connect();
     process::set_up(&mut client);
@@ -1111,6 +1117,7 @@ fn durability_flags_that_contradict_are_refused_with_the_reason() {
 fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
     use cairn::server::{Config as ServerConfig, Server};
     let dir = process::temporary_dir("interval");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
@@ -1147,6 +1154,7 @@ fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
 fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_restart() {
     use cairn::server::{Config as ServerConfig, Server};
     let dir = process::temporary_dir("interval-max");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
@@ -1233,6 +1241,7 @@ fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
     };
     // A mistyped path that exists: a directory with something else in it.
     let dir = process::temporary_dir("no-journal");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("readme.txt"), b"not a journal").unwrap();
     for command in ["verify", "dump"] {
@@ -1612,6 +1621,7 @@ fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit()
 fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
     use cairn::server::{Config as ServerConfig, Server};
     let root = process::temporary_dir("read-only");
+    let _remove_root = process::RemoveOnDrop(root.clone());
     let dir = root.join("data");
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -1710,6 +1720,7 @@ fn event_time_never_goes_back_across_a_restart_even_when_the_clock_is_behind_the
     use std::time::{SystemTime, UNIX_EPOCH};
 
     let dir = temporary_dir("clock-floor");
+    let _remove_dir = RemoveOnDrop(dir.clone());
     let hunts = hunts();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("shards"), format!("{}\n", hunts.len())).unwrap();
