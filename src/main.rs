@@ -28,7 +28,7 @@ use cairn::journal::Durability;
 use cairn::outcome::Outcome;
 use cairn::server;
 use cairn::shard::Shard;
-use cairn::simulate::{Config, Workload, HUNT_ID_FIRST, SLOTS_MAX};
+use cairn::simulate::{Config, Workload, EVENTS_PER_PLAYER_MAX, HUNT_ID_FIRST, SLOTS_MAX};
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about = "Event engine for location-based treasure hunts")]
@@ -429,6 +429,14 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
                 args.hunts
             );
         }
+    }
+    let players = args.hunts as u64 * args.players as u64;
+    if args.events > players.saturating_mul(EVENTS_PER_PLAYER_MAX) {
+        anyhow::bail!(
+            "--events ({}) is more than {EVENTS_PER_PLAYER_MAX} per player ({players} players): each mutation \
+             takes its player's next sequence number, a u32; add players or lower --events",
+            args.events
+        );
     }
     let config = Config {
         seed: args.seed,

@@ -62,6 +62,12 @@ pub const HUNT_ID_FIRST: u32 = 1;
 /// across hunts with a `u32` (2^32).
 pub const SLOTS_MAX: u64 = 1 << 32;
 
+/// Steady-state events per player (of all hunts together), at most. Each mutation takes
+/// its player's next sequence number, a `u32`, and players are picked at random, so a
+/// mean of half of 2^32 keeps every player below it: the spread around a mean that large
+/// is a tiny fraction of it.
+pub const EVENTS_PER_PLAYER_MAX: u64 = 1 << 31;
+
 #[derive(Clone, Copy, Debug)]
 struct SimPlayer {
     position: Position,
@@ -195,7 +201,9 @@ impl Workload {
     }
 
     fn next_seq(&mut self, slot: usize) -> u32 {
-        self.players[slot].seq += 1;
+        // Unreachable within `EVENTS_PER_PLAYER_MAX`; a wrap would turn every later
+        // mutation of the player into a refused duplicate without a word.
+        self.players[slot].seq = self.players[slot].seq.checked_add(1).expect("a player ran out of sequence numbers");
         self.players[slot].seq
     }
 

@@ -1238,6 +1238,18 @@ fn simulate_refuses_sizes_its_player_numbers_cannot_hold_naming_the_flags() {
     assert!(status.success(), "{stderr}");
 }
 
+/// Each simulated mutation takes its player's next sequence number, a `u32`: more events
+/// than the players' sequence numbers can count are refused naming `--events`, rather
+/// than run for minutes and wrap into a stream of duplicates.
+#[test]
+fn simulate_refuses_more_events_than_the_players_sequence_numbers_can_count() {
+    let events = ((1u64 << 31) + 1).to_string();
+    let (status, stderr) =
+        run_binary(&["simulate", "--hunts", "1", "--players", "1", "--treasures", "1", "--events", &events]);
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("--events") && stderr.contains("sequence number"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // 7. Zero allocations per event on the shard threads.
 
