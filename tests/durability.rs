@@ -1234,6 +1234,30 @@ fn journal_verify_checks_the_shard_count_file_of_a_data_directory() {
     assert!(ok, "{stderr}");
 }
 
+/// A shard directory moved to another disk and linked back is the shard, to `verify` as
+/// to the server (which opens `DIR/shard-k` through the link).
+#[test]
+fn journal_verify_follows_a_shard_directory_that_is_a_symbolic_link() {
+    let root = process::temporary_dir("verify-linked-shard");
+    let _remove_root = process::RemoveOnDrop(root.clone());
+    let dir = root.join("data");
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let moved = root.join("other-disk-shard-1");
+    std::fs::rename(dir.join("shard-1"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, dir.join("shard-1")).unwrap();
+    let output =
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).args(["journal", "verify"]).arg(&dir).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    for shard in ["shard-0", "shard-1"] {
+        assert!(stdout.contains(&format!("{shard}: ok")) && !stdout.contains(" 0 hunts"), "{stdout}");
+    }
+}
+
 #[test]
 fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
     let run = |command: &str, dir: &std::path::Path| {

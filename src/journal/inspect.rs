@@ -71,7 +71,9 @@ pub fn shard_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let entry = entry?;
         let name = entry.file_name();
         let index = name.to_str().and_then(|name| name.strip_prefix(SHARD_DIR_PREFIX)?.parse().ok());
-        if let (Some(index), true) = (index, entry.file_type()?.is_dir()) {
+        // `Path::is_dir` follows a symbolic link, as the server does when it opens
+        // `DIR/shard-k`: a shard moved to another disk and linked back is still the shard.
+        if let (Some(index), true) = (index, entry.path().is_dir()) {
             shards.push((index, entry.path()));
         }
     }
