@@ -54,11 +54,10 @@ pub fn check_shard_count(dir: &Path, shards: &[PathBuf]) -> Result<(), String> {
         let names: Vec<String> =
             shards.iter().filter_map(|shard| Some(shard.file_name()?.to_string_lossy().into_owned())).collect();
         return Err(format!(
-            "{} says {count} shards, but the shard directories are {}: a start would replay {SHARD_DIR_PREFIX}0 to \
-             {SHARD_DIR_PREFIX}{} only, ignoring any past them and starting missing ones empty",
+            "{} says {count} shards, but the shard directories are {}: a start replays {SHARD_DIR_PREFIX}k for k \
+             below {count} only, ignoring any other and starting a missing one empty",
             path.display(),
-            names.join(", "),
-            count.saturating_sub(1)
+            names.join(", ")
         ));
     }
     Ok(())
