@@ -24,7 +24,9 @@ use cairn::constants::{
     SUBSCRIBER_BUFFER_BYTES_SOFT, TIMEOUT_US_MAX, WRITE_TIMEOUT_US,
 };
 use cairn::event::Event;
-use cairn::journal::Durability;
+use std::io::Write;
+
+use cairn::journal::{Durability, JournalError};
 use cairn::outcome::Outcome;
 use cairn::server;
 use cairn::shard::Shard;
@@ -496,6 +498,11 @@ fn simulate(args: &SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failed write to standard output, as a journal error.
+fn standard_output_error(source: std::io::Error) -> JournalError {
+    JournalError::Io { operation: "write", file: "standard output".to_owned(), source }
+}
+
 fn journal(command: &JournalCommand) -> ExitCode {
     let (JournalCommand::Verify { dir } | JournalCommand::Dump { dir, .. }) = command;
     let shards = match cairn::journal::shard_dirs(dir) {
@@ -513,17 +520,31 @@ fn journal(command: &JournalCommand) -> ExitCode {
             failed = true;
         }
     }
+    let mut out = std::io::stdout().lock();
+    // Set once the reader of standard output has gone (`cairn journal dump DIR | head`):
+    // it has what it wanted, so the command goes on quietly, as a Unix filter does: dump
+    // stops, verify still checks every shard for its exit status.
+    let mut closed = false;
     for shard in shards {
         let result = match command {
-            JournalCommand::Verify { .. } => cairn::journal::verify(&shard).map(|report| println!("{report}")),
-            JournalCommand::Dump { from, .. } => {
-                println!("# {}", shard.display());
-                cairn::journal::dump(&shard, *from, &mut std::io::stdout().lock()).map(|_| ())
-            }
+            JournalCommand::Verify { .. } => cairn::journal::verify(&shard).and_then(|report| {
+                if closed {
+                    return Ok(());
+                }
+                writeln!(out, "{report}").map_err(standard_output_error)
+            }),
+            JournalCommand::Dump { .. } if closed => break,
+            JournalCommand::Dump { from, .. } => writeln!(out, "# {}", shard.display())
+                .map_err(standard_output_error)
+                .and_then(|()| cairn::journal::dump(&shard, *from, &mut out).map(|_| ())),
         };
-        if let Err(error) = result {
-            eprintln!("cairn journal: {}: {error}", shard.display());
-            failed = true;
+        match result {
+            Ok(()) => {}
+            Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
+            Err(error) => {
+                eprintln!("cairn journal: {}: {error}", shard.display());
+                failed = true;
+            }
         }
     }
     if failed {

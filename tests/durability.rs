@@ -1258,6 +1258,34 @@ fn journal_verify_follows_a_shard_directory_that_is_a_symbolic_link() {
     }
 }
 
+/// `cairn journal dump DIR | head` is how an operator looks at the start of a journal:
+/// once the reader has gone, the command stops quietly (no panic, no backtrace), with the
+/// status of what it did.
+#[test]
+fn journal_dump_and_verify_stop_quietly_when_their_reader_goes_away() {
+    let dir = process::temporary_dir("closed-output");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::set_up(&mut client);
+    drop(client);
+    server.kill();
+    for command in ["dump", "verify"] {
+        // A pipe whose reading end is closed before the command writes: every write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["journal", command])
+            .arg(&dir)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.is_empty(), "journal {command}: {}: {stderr}", output.status);
+    }
+}
+
 #[test]
 fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
     let run = |command: &str, dir: &std::path::Path| {
