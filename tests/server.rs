@@ -1208,6 +1208,35 @@ fn stats_prints_the_latency_table_in_aligned_columns() {
     server.shutdown().unwrap();
 }
 
+/// `cairn simulate | head -1` or `cairn stats | head -1`: once the reader has gone, the
+/// command stops quietly (no panic, no backtrace) with a success status.
+#[test]
+fn simulate_and_stats_stop_quietly_when_their_reader_goes_away() {
+    let server = start_with_shards(1);
+    let address = server.local_addr().to_string();
+    let commands: [&[&str]; 3] = [
+        &["simulate", "--hunts", "1", "--players", "10", "--treasures", "5", "--events", "1000"],
+        &["stats", "--addr", &address],
+        &["stats", "--json", "--addr", &address],
+    ];
+    for args in commands {
+        // A pipe whose reading end is closed before the command writes: every write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env_remove("CAIRN_AUTH_TOKEN")
+            .env_remove("CAIRN_ADMIN_TOKEN")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.is_empty(), "{args:?}: {}: {stderr}", output.status);
+    }
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn simulate_refuses_zero_events_naming_the_flag() {
     let (status, stderr) =
