@@ -194,9 +194,8 @@ pub const JOURNAL_COMMIT_BUFFER_SIZE: usize = 1 << 20;
 /// Journaled events between two snapshots of a shard, by default.
 pub const SNAPSHOT_INTERVAL_EVENTS: u64 = 1_000_000;
 
-/// Largest snapshot body accepted on recovery, in bytes (16 GiB): a damaged length field
-/// must not make recovery try to allocate without bound.
-pub const SNAPSHOT_SIZE_MAX: u64 = 16 * (1 << 30);
+// The largest snapshot body is not chosen but derived from the table limits above and
+// the snapshot layout: `SNAPSHOT_BODY_SIZE_MAX` in `journal/snapshot.rs`.
 
 const _: () = assert!(JOURNAL_RECORD_SIZE_MAX <= u32::MAX as usize);
 const _: () = assert!(JOURNAL_RECORD_SIZE_MAX as u64 <= JOURNAL_SEGMENT_SIZE_MAX);

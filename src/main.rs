@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGINT, SIGTERM, SIGXFSZ};
 use signal_hook::iterator::Signals;
 
 use clap::{Parser, Subcommand};
@@ -25,11 +25,13 @@ use cairn::constants::{
     WRITE_TIMEOUT_US,
 };
 use cairn::event::Event;
-use cairn::journal::Durability;
+use std::io::Write;
+
+use cairn::journal::{Durability, JournalError};
 use cairn::outcome::Outcome;
 use cairn::server;
 use cairn::shard::Shard;
-use cairn::simulate::{Config, Workload, HUNT_ID_FIRST};
+use cairn::simulate::{Config, Workload, EVENTS_PER_PLAYER_MAX, HUNT_ID_FIRST, SLOTS_MAX};
 
 #[derive(Parser, Debug)]
 #[command(name = "cairn", version, about = "Event engine for location-based treasure hunts")]
@@ -56,7 +58,8 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum JournalCommand {
     /// Recover every shard read-only and report what a start would find: the snapshot,
-    /// the records replayed, any torn tail, the state digest. Fails on corruption.
+    /// the records replayed, any torn tail, the state digest. Fails on corruption, and
+    /// on a data directory whose `shards` file is missing or disagrees with its shards.
     Verify {
         /// Data directory or shard directory.
         dir: std::path::PathBuf,
@@ -224,20 +227,29 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(args) => serve(&args),
-        Command::Stats(args) => stats(&args),
-        Command::Simulate(args) => {
-            simulate(&args);
-            Ok(())
-        }
+        Command::Stats(args) => stats(&args, &mut std::io::stdout().lock()),
+        Command::Simulate(args) => simulate(&args, &mut std::io::stdout().lock()),
         Command::Journal(command) => return journal(&command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of standard output has gone (`cairn simulate | head -1`): it has what
+        // it wanted, so the command ends quietly, as a Unix filter does.
+        Err(error) if is_closed_output(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("cairn: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Returns true if and only if `error` is a write to standard output whose reader has gone
+/// (the only writes `stats` and `simulate` report as `io::Error`s; socket errors reach
+/// them as `ClientError`s).
+fn is_closed_output(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause.downcast_ref::<std::io::Error>().is_some_and(|error| error.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// Environment variable `serve` reads the auth token from when `--auth-token` is absent.
@@ -306,6 +318,12 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     if let Some(max_connections) = args.max_connections {
         config.connections_max = max_connections as usize;
     }
+    // A write past the file size limit (`ulimit -f`) raises SIGXFSZ, whose default action
+    // kills the process without a word. Handled, the write fails with EFBIG instead, which
+    // the journal treats as a full disk: mutations refused with a message naming it, until
+    // the limit is raised.
+    signal_hook::flag::register(SIGXFSZ, std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)))
+        .context("cannot install the SIGXFSZ handler")?;
     let server = server::Server::start(config.clone()).context("cannot start the server")?;
     let handle = server.shutdown_handle();
     let mut signals = Signals::new([SIGINT, SIGTERM]).context("cannot install signal handlers")?;
@@ -337,7 +355,7 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
 }
 
 /// Connects, does the handshake and asks for STATS (marking if asked).
-fn stats(args: &StatsArgs) -> anyhow::Result<()> {
+fn stats(args: &StatsArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let token = match token_from(&args.token, ADMIN_TOKEN_VARIABLE)? {
         Some(token) => Some(token),
         None => token_from(&None, AUTH_TOKEN_VARIABLE)?,
@@ -349,15 +367,15 @@ fn stats(args: &StatsArgs) -> anyhow::Result<()> {
     let mut client = Client::connect_with_token(args.addr, &Options::default(), token.as_bytes()).map_err(flat)?;
     let json = if args.mark { client.stats_and_mark() } else { client.stats() }.map_err(flat)?;
     if args.json {
-        println!("{json}");
+        writeln!(out, "{json}")?;
         return Ok(());
     }
     let document: serde_json::Value = serde_json::from_str(&json).context("the stats document is not JSON")?;
-    print_stats(&document);
+    print_stats(&document, out)?;
     Ok(())
 }
 
-fn print_stats(document: &serde_json::Value) {
+fn print_stats(document: &serde_json::Value, out: &mut impl Write) -> std::io::Result<()> {
     let field = |path: &[&str]| {
         let mut value = document;
         for key in path {
@@ -365,8 +383,9 @@ fn print_stats(document: &serde_json::Value) {
         }
         value.to_string()
     };
-    println!("shards {}   uptime {} us", field(&["shards"]), field(&["uptime_us"]));
-    println!(
+    writeln!(out, "shards {}   uptime {} us", field(&["shards"]), field(&["uptime_us"]))?;
+    writeln!(
+        out,
         "connections: open {}  accepted {}  closed {}  refused {}  timed out {}  unauthorized {}",
         field(&["connections", "open"]),
         field(&["connections", "accepted"]),
@@ -374,31 +393,35 @@ fn print_stats(document: &serde_json::Value) {
         field(&["connections", "refused"]),
         field(&["connections", "timed_out"]),
         field(&["connections", "unauthorized"])
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "subscribers {}   pushes sent {}  dropped {}  gaps {}   slow subscribers disconnected {}",
         field(&["subscribers"]),
         field(&["pushes", "sent"]),
         field(&["pushes", "dropped"]),
         field(&["pushes", "gaps_sent"]),
         field(&["subscribers_disconnected"])
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "ring-full stalls {}   events per read {}   allocations {} ({} per event since the last mark)",
         field(&["ring_full_stalls"]),
         field(&["reads", "events_per_read"]),
         field(&["allocations", "total"]),
         field(&["allocations", "per_event_since_mark"])
-    );
-    println!(
+    )?;
+    writeln!(
+        out,
         "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
         "latency (us)", "events", "p50", "p90", "p99", "p99.9", "max"
-    );
+    )?;
     // `serde_json::Value`'s `Display` ignores width and alignment, so each cell is made a
     // `String` first; otherwise the rows do not line up under the header.
-    let row = |name: &str, histogram: &serde_json::Value| {
+    let row = |out: &mut dyn Write, name: &str, histogram: &serde_json::Value| {
         let cell = |key: &str| histogram[key].to_string();
-        println!(
+        writeln!(
+            out,
             "{:<16} {:>12} {:>8} {:>8} {:>8} {:>8} {:>8}",
             name,
             cell("count"),
@@ -407,14 +430,14 @@ fn print_stats(document: &serde_json::Value) {
             cell("p99"),
             cell("p99_9"),
             cell("max")
-        );
+        )
     };
     if let Some(kinds) = document["latency_us"].as_object() {
         for (kind, histogram) in kinds {
-            row(kind, histogram);
+            row(out, kind, histogram)?;
         }
     }
-    row("ring queue wait", &document["queue_wait_us"]);
+    row(out, "ring queue wait", &document["queue_wait_us"])?;
     if let Some(rejections) = document["rejections"].as_object() {
         let refused: Vec<String> = rejections
             .iter()
@@ -422,12 +445,32 @@ fn print_stats(document: &serde_json::Value) {
             .map(|(name, count)| format!("{name} {count}"))
             .collect();
         if !refused.is_empty() {
-            println!("rejections: {}", refused.join(", "));
+            writeln!(out, "rejections: {}", refused.join(", "))?;
         }
     }
+    Ok(())
 }
 
-fn simulate(args: &SimulateArgs) {
+fn simulate(args: &SimulateArgs, out: &mut impl Write) -> anyhow::Result<()> {
+    // Clap bounds each flag; this is the relation between them the workload needs.
+    for (name, per_hunt) in [("--players", args.players), ("--treasures", args.treasures)] {
+        let total = args.hunts as u64 * per_hunt as u64;
+        if total > SLOTS_MAX {
+            anyhow::bail!(
+                "--hunts ({}) times {name} ({per_hunt}) is {total}, more than the simulator can number \
+                 ({SLOTS_MAX}, a u32): lower one of them",
+                args.hunts
+            );
+        }
+    }
+    let players = args.hunts as u64 * args.players as u64;
+    if args.events > players.saturating_mul(EVENTS_PER_PLAYER_MAX) {
+        anyhow::bail!(
+            "--events ({}) is more than {EVENTS_PER_PLAYER_MAX} per player ({players} players): each mutation \
+             takes its player's next sequence number, a u32; add players or lower --events",
+            args.events
+        );
+    }
     let config = Config {
         seed: args.seed,
         hunts: args.hunts,
@@ -443,13 +486,14 @@ fn simulate(args: &SimulateArgs) {
         let outcome = shard.apply(event, time);
         assert!(!outcome.is_rejected(), "set-up event refused: {event:?}: {outcome:?}");
     });
-    println!(
+    writeln!(
+        out,
         "set-up: {} hunts, {} players and {} treasures each, in {:.2} s",
         args.hunts,
         args.players,
         args.treasures,
         setup_started.elapsed().as_secs_f64()
-    );
+    )?;
     let mut rejected = 0u64;
     let mut claims = 0u64;
     let scope = alloc::Scope::start();
@@ -465,24 +509,36 @@ fn simulate(args: &SimulateArgs) {
     }
     let elapsed = started.elapsed().as_secs_f64();
     let allocations = scope.allocations();
-    println!(
+    writeln!(
+        out,
         "steady state: {} events in {:.3} s = {:.2} M events/s; {} claims, {} refused",
         args.events,
         elapsed,
         args.events as f64 / elapsed / 1e6,
         claims,
         rejected
-    );
-    println!("allocations: {} in steady state = {:.6} per event", allocations, allocations as f64 / args.events as f64);
-    println!("state digest: {:016x}", shard.digest());
+    )?;
+    writeln!(
+        out,
+        "allocations: {} in steady state = {:.6} per event",
+        allocations,
+        allocations as f64 / args.events as f64
+    )?;
+    writeln!(out, "state digest: {:016x}", shard.digest())?;
     if let Outcome::List { total, entries } =
         shard.apply(&Event::Top { hunt: HUNT_ID_FIRST, count: 10 }, workload.time())
     {
-        println!("top 10 of hunt {HUNT_ID_FIRST} ({total} players):");
+        writeln!(out, "top 10 of hunt {HUNT_ID_FIRST} ({total} players):")?;
         for line in entries {
-            println!("  {:>3}. player {:>7}  {:>6} points", line.rank, line.player, line.score);
+            writeln!(out, "  {:>3}. player {:>7}  {:>6} points", line.rank, line.player, line.score)?;
         }
     }
+    Ok(())
+}
+
+/// A failed write to standard output, as a journal error.
+fn standard_output_error(source: std::io::Error) -> JournalError {
+    JournalError::Io { operation: "write", file: "standard output".to_owned(), source }
 }
 
 fn journal(command: &JournalCommand) -> ExitCode {
@@ -495,17 +551,38 @@ fn journal(command: &JournalCommand) -> ExitCode {
         }
     };
     let mut failed = false;
+    if let JournalCommand::Verify { .. } = command {
+        // What a start reads first: the shard count the journals were written with.
+        if let Err(error) = cairn::journal::check_shard_count(dir, &shards) {
+            eprintln!("cairn journal: {error}");
+            failed = true;
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    // Set once the reader of standard output has gone (`cairn journal dump DIR | head`):
+    // it has what it wanted, so the command goes on quietly, as a Unix filter does: dump
+    // stops, verify still checks every shard for its exit status.
+    let mut closed = false;
     for shard in shards {
         let result = match command {
-            JournalCommand::Verify { .. } => cairn::journal::verify(&shard).map(|report| println!("{report}")),
-            JournalCommand::Dump { from, .. } => {
-                println!("# {}", shard.display());
-                cairn::journal::dump(&shard, *from, &mut std::io::stdout().lock()).map(|_| ())
-            }
+            JournalCommand::Verify { .. } => cairn::journal::verify(&shard).and_then(|report| {
+                if closed {
+                    return Ok(());
+                }
+                writeln!(out, "{report}").map_err(standard_output_error)
+            }),
+            JournalCommand::Dump { .. } if closed => break,
+            JournalCommand::Dump { from, .. } => writeln!(out, "# {}", shard.display())
+                .map_err(standard_output_error)
+                .and_then(|()| cairn::journal::dump(&shard, *from, &mut out).map(|_| ())),
         };
-        if let Err(error) = result {
-            eprintln!("cairn journal: {}: {error}", shard.display());
-            failed = true;
+        match result {
+            Ok(()) => {}
+            Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
+            Err(error) => {
+                eprintln!("cairn journal: {}: {error}", shard.display());
+                failed = true;
+            }
         }
     }
     if failed {

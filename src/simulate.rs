@@ -58,6 +58,16 @@ const STEP_MAX: i64 = 40;
 /// First hunt id; hunts are numbered from here.
 pub const HUNT_ID_FIRST: u32 = 1;
 
+/// Players (and treasures) of all hunts together, at most: the workload numbers each one
+/// across hunts with a `u32` (2^32).
+pub const SLOTS_MAX: u64 = 1 << 32;
+
+/// Steady-state events per player (of all hunts together), at most. Each mutation takes
+/// its player's next sequence number, a `u32`, and players are picked at random, so a
+/// mean of half of 2^32 keeps every player below it: the spread around a mean that large
+/// is a tiny fraction of it.
+pub const EVENTS_PER_PLAYER_MAX: u64 = 1 << 31;
+
 #[derive(Clone, Copy, Debug)]
 struct SimPlayer {
     position: Position,
@@ -77,9 +87,12 @@ pub struct Workload {
 }
 
 impl Workload {
-    /// A workload; nothing is generated until [`Workload::setup`].
+    /// A workload; nothing is generated until [`Workload::setup`]. Panics if the players
+    /// or the treasures of all hunts together pass [`SLOTS_MAX`].
     pub fn new(config: Config) -> Workload {
         assert!(config.hunts > 0 && config.players_per_hunt > 0 && config.treasures_per_hunt > 0);
+        assert!(config.hunts as u64 * config.players_per_hunt as u64 <= SLOTS_MAX);
+        assert!(config.hunts as u64 * config.treasures_per_hunt as u64 <= SLOTS_MAX);
         assert!(config.moves_percent + config.digs_percent + config.adjustments_percent <= 100);
         Workload { config, rng: Rng::new(config.seed), time: 1, treasures: Vec::new(), players: Vec::new() }
     }
@@ -188,7 +201,9 @@ impl Workload {
     }
 
     fn next_seq(&mut self, slot: usize) -> u32 {
-        self.players[slot].seq += 1;
+        // Unreachable within `EVENTS_PER_PLAYER_MAX`; a wrap would turn every later
+        // mutation of the player into a refused duplicate without a word.
+        self.players[slot].seq = self.players[slot].seq.checked_add(1).expect("a player ran out of sequence numbers");
         self.players[slot].seq
     }
 

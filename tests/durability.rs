@@ -363,6 +363,7 @@ fn a_reopened_fsync_journal_syncs_what_it_recovered_before_calling_it_covered() 
 fn recovery_removes_its_own_leftover_temporary_snapshots_and_no_other_tmp_file() {
     let dir = std::env::temp_dir().join(format!("cairn-durability-{}-tmp-files", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     std::fs::create_dir_all(&dir).unwrap();
     let leftover = format!("snapshot-{:020}.snap.tmp", 7);
     std::fs::write(dir.join(&leftover), b"half a snapshot").unwrap();
@@ -515,6 +516,7 @@ fn a_failed_fdatasync_stops_the_journal_for_good() {
 fn real_files_recover_verify_and_dump() {
     let dir = std::env::temp_dir().join(format!("cairn-durability-{}-real", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let storage = FileStorage::open(&dir).unwrap();
     let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
     let writer = Writer::open(storage, Durability::Fsync, &recovered).unwrap();
@@ -567,6 +569,66 @@ fn real_files_recover_verify_and_dump() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// An operator may move journal files to another disk and leave symbolic links behind:
+/// recovery follows them like the files they point to (skipping them would forget their
+/// records, and the writer would then create a fresh segment through the link, over
+/// them), and a link whose target is gone refuses the start, naming it.
+#[test]
+fn symbolic_links_to_journal_files_are_followed_and_a_dangling_one_is_named() {
+    let root = std::env::temp_dir().join(format!("cairn-durability-{}-symlinks", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let _remove_root = process::RemoveOnDrop(root.clone());
+    let (dir, elsewhere) = (root.join("shard"), root.join("elsewhere"));
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    let writer = Writer::open(FileStorage::open(&dir).unwrap(), Durability::Os, &recovered).unwrap();
+    let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
+    let mut workload = Workload::new(small_config(5, false));
+    let mut setup = Vec::new();
+    workload.setup(|event, time| setup.push((*event, time)));
+    for (event, time) in &setup {
+        life.apply(event, *time);
+    }
+    life.snapshot();
+    for _ in 0..200 {
+        let (event, time) = workload.next_event();
+        life.apply(&event, time);
+    }
+    life.commit();
+    drop(life.writer);
+    // Every file of the journal moves away; a link to it stays in its place.
+    let mut names: Vec<String> =
+        std::fs::read_dir(&dir).unwrap().map(|entry| entry.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.iter().any(|name| name.ends_with(".snap")) && names.iter().any(|name| name.ends_with(".log")));
+    for name in &names {
+        std::fs::rename(dir.join(name), elsewhere.join(name)).unwrap();
+        std::os::unix::fs::symlink(elsewhere.join(name), dir.join(name)).unwrap();
+    }
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.last_seq, life.events.len() as u64);
+    assert_eq!(recovered.shard.digest(), life.shard.digest());
+    assert_eq!(cairn::journal::verify(&dir).unwrap().digest, life.shard.digest());
+
+    // The writer continues through the link, and the next recovery reads it all.
+    let writer = Writer::open(FileStorage::open(&dir).unwrap(), Durability::Os, &recovered).unwrap();
+    life.writer = writer;
+    for _ in 0..50 {
+        let (event, time) = workload.next_event();
+        life.apply(&event, time);
+    }
+    life.commit();
+    drop(life.writer);
+    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+    assert_eq!(recovered.shard.digest(), life.shard.digest());
+
+    // A link whose target is gone: the start is refused, naming the link.
+    let segment = names.iter().find(|name| name.ends_with(".log")).unwrap();
+    std::fs::remove_file(elsewhere.join(segment)).unwrap();
+    let error = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).err().expect("a dangling segment");
+    assert!(error.to_string().contains(&dir.join(segment).display().to_string()), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The real server process: kill -9 and SIGTERM, then restart on the same data directory.
 
@@ -601,7 +663,21 @@ mod process {
     impl Process {
         /// Starts `cairn serve` on `dir` and waits for its ready line.
         pub fn start(dir: &Path, durability: &str) -> Process {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            Process::start_under(&[], dir, durability)
+        }
+
+        /// Starts `cairn serve` on `dir` through `wrapper` (a command that runs the rest of
+        /// its arguments as itself, such as `prlimit ... --`), and waits for its ready line.
+        pub fn start_under(wrapper: &[&str], dir: &Path, durability: &str) -> Process {
+            let mut command = match wrapper.split_first() {
+                Some((program, args)) => {
+                    let mut command = Command::new(program);
+                    command.args(args).arg(env!("CARGO_BIN_EXE_cairn"));
+                    command
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_cairn")),
+            };
+            let mut child = command
                 .args(["serve", "--durability", durability, "--listen", "127.0.0.1:0"])
                 .args(["--shards", &SHARDS.to_string(), "--data-dir"])
                 .arg(dir)
@@ -648,6 +724,11 @@ mod process {
 
         pub fn stderr(&self) -> String {
             self.stderr.lock().unwrap().clone()
+        }
+
+        /// The server's process id.
+        pub fn id(&self) -> u32 {
+            self.child.id()
         }
 
         /// Waits for the server to exit on its own; its exit status and stderr.
@@ -865,6 +946,7 @@ fn every_acknowledged_award_survives_kill_9_of_the_server() {
     use process::*;
     let started = std::time::Instant::now();
     let dir = temporary_dir("kill9");
+    let _remove_dir = RemoveOnDrop(dir.clone());
     let mut rng = Rng::new(0x6B11_1009);
     let mut awards = Vec::new();
     for life in 0..KILLED_LIVES {
@@ -896,6 +978,7 @@ fn a_graceful_restart_keeps_the_visible_state_and_leaves_a_snapshot() {
     use process::*;
     for durability in ["os", "fsync"] {
         let dir = temporary_dir(&format!("graceful-{durability}"));
+        let _remove_dir = RemoveOnDrop(dir.clone());
         let server = Process::start(&dir, durability);
         let mut client = server.connect();
         set_up(&mut client);
@@ -936,6 +1019,7 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
     use std::io::Read;
     use std::time::Duration;
     let dir = process::temporary_dir("in-use");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let first = process::Process::start(&dir, "os");
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["serve", "--durability", "os", "--listen", "127.0.0.1:0", "--shards", &SHARDS.to_string()])
@@ -970,6 +1054,7 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
 #[test]
 fn a_restart_with_another_shard_count_or_a_damaged_journal_is_refused_with_the_reason() {
     let dir = process::temporary_dir("refused");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let server = process::Process::start(&dir, "os");
     let mut client = server.connect();
     process::set_up(&mut client);
@@ -1032,6 +1117,7 @@ fn durability_flags_that_contradict_are_refused_with_the_reason() {
 fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
     use cairn::server::{Config as ServerConfig, Server};
     let dir = process::temporary_dir("interval");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
@@ -1068,6 +1154,7 @@ fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
 fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_restart() {
     use cairn::server::{Config as ServerConfig, Server};
     let dir = process::temporary_dir("interval-max");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
@@ -1104,6 +1191,101 @@ fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_r
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `cairn journal verify DIR` reports what a start would find, and a start reads the shard
+/// count from `DIR/shards` first: a missing or unreadable count, or one the shard
+/// directories disagree with (a start would ignore the shards past it, or start missing
+/// ones empty), fails verification, naming the file.
+#[test]
+fn journal_verify_checks_the_shard_count_file_of_a_data_directory() {
+    let dir = process::temporary_dir("verify-count");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let verify = || {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["journal", "verify"])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let count_file = dir.join("shards");
+    let (ok, stderr) = verify();
+    assert!(ok, "{stderr}");
+    for (contents, expected) in [
+        (Some("3\n"), "3 shards"),
+        (Some("1\n"), "1 shards"),
+        (Some("two\n"), "should hold the shard count"),
+        (None, "no shards file"),
+    ] {
+        match contents {
+            Some(contents) => std::fs::write(&count_file, contents).unwrap(),
+            None => std::fs::remove_file(&count_file).unwrap(),
+        }
+        let (ok, stderr) = verify();
+        assert!(!ok, "verify passed with {contents:?} in {}: {stderr}", count_file.display());
+        assert!(stderr.contains(&count_file.display().to_string()) && stderr.contains(expected), "{stderr}");
+    }
+    std::fs::write(&count_file, "2\n").unwrap();
+    let (ok, stderr) = verify();
+    assert!(ok, "{stderr}");
+}
+
+/// A shard directory moved to another disk and linked back is the shard, to `verify` as
+/// to the server (which opens `DIR/shard-k` through the link).
+#[test]
+fn journal_verify_follows_a_shard_directory_that_is_a_symbolic_link() {
+    let root = process::temporary_dir("verify-linked-shard");
+    let _remove_root = process::RemoveOnDrop(root.clone());
+    let dir = root.join("data");
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let moved = root.join("other-disk-shard-1");
+    std::fs::rename(dir.join("shard-1"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, dir.join("shard-1")).unwrap();
+    let output =
+        std::process::Command::new(env!("CARGO_BIN_EXE_cairn")).args(["journal", "verify"]).arg(&dir).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{stderr}");
+    for shard in ["shard-0", "shard-1"] {
+        assert!(stdout.contains(&format!("{shard}: ok")) && !stdout.contains(" 0 hunts"), "{stdout}");
+    }
+}
+
+/// `cairn journal dump DIR | head` is how an operator looks at the start of a journal:
+/// once the reader has gone, the command stops quietly (no panic, no backtrace), with the
+/// status of what it did.
+#[test]
+fn journal_dump_and_verify_stop_quietly_when_their_reader_goes_away() {
+    let dir = process::temporary_dir("closed-output");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    process::set_up(&mut client);
+    drop(client);
+    server.kill();
+    for command in ["dump", "verify"] {
+        // A pipe whose reading end is closed before the command writes: every write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["journal", command])
+            .arg(&dir)
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.is_empty(), "journal {command}: {}: {stderr}", output.status);
+    }
+}
+
 #[test]
 fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
     let run = |command: &str, dir: &std::path::Path| {
@@ -1111,6 +1293,7 @@ fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
     };
     // A mistyped path that exists: a directory with something else in it.
     let dir = process::temporary_dir("no-journal");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("readme.txt"), b"not a journal").unwrap();
     for command in ["verify", "dump"] {
@@ -1119,7 +1302,9 @@ fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
         assert!(!output.status.success(), "journal {command} of a directory without a journal said: {stdout}");
         assert!(stderr.contains("no journal") && stderr.contains(&dir.display().to_string()), "{stderr}");
     }
-    // A shard directory a server opened but never wrote to is a journal, and verifies.
+    // A shard directory a server opened but never wrote to is a journal, and verifies
+    // (with the shard count a server writes before it opens its shards).
+    std::fs::write(dir.join("shards"), "1\n").unwrap();
     let shard = dir.join("shard-0");
     let recovered = recover(&mut FileStorage::open(&shard).unwrap(), Repair::Truncate).unwrap();
     drop(Writer::open(FileStorage::open(&shard).unwrap(), Durability::Os, &recovered).unwrap());
@@ -1343,6 +1528,103 @@ fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resu
     drop(disk);
 }
 
+/// A file size limit (`ulimit -f`, RLIMIT_FSIZE) is room the operator allows the server, as
+/// a disk quota is: a journal write past it (EFBIG) is handled as a full disk (mutations
+/// refused with error 12 naming the limit, queries answered, nothing acknowledged that
+/// was not written), not a death by SIGXFSZ; raising the running server's limit resumes it.
+#[test]
+fn a_file_size_limit_is_a_full_disk_and_raising_it_resumes_the_server() {
+    use cairn::client::ClientError;
+    use process::*;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let root = temporary_dir("file-size-limit");
+    let _remove_root = RemoveOnDrop(root.clone());
+    let dir = root.join("data");
+    // A soft limit of 8 KiB (the hard one stays unlimited, so raising it needs no privilege):
+    // room for the set-up and about a hundred adjustments in the first segment.
+    let server = Process::start_under(&["prlimit", "--fsize=8192:unlimited", "--"], &dir, "fsync");
+    let mut setup = server.connect();
+    let hunt = hunts()[0];
+    setup.create_hunt(hunt, &spec()).unwrap();
+    for player in 0..3 {
+        setup.join(hunt, player, 1, Position::new(500, 500)).unwrap();
+    }
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut steady = server.connect();
+    let writer = {
+        let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut seq = 10;
+            while !stop.load(Ordering::Acquire) {
+                seq += 1;
+                match steady.adjust_score(hunt, 1, seq, 1) {
+                    Ok(_) => {
+                        acknowledged.fetch_add(1, Ordering::AcqRel);
+                    }
+                    Err(ClientError::Rejected { code: 12, .. }) => {}
+                    Err(other) => panic!("adjustment {seq}: {other}"),
+                }
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.stderr().contains("queries are still answered") {
+        if writer.is_finished() {
+            let why = writer.join().unwrap_err();
+            std::thread::sleep(Duration::from_millis(100));
+            panic!(
+                "the server went away at the file size limit ({:?}); stderr: {:?}",
+                why.downcast_ref::<String>(),
+                server.stderr()
+            );
+        }
+        assert!(Instant::now() < deadline, "the limit was never reached; stderr: {}", server.stderr());
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(server.stderr().contains("file size limit"), "{}", server.stderr());
+    let mut probe = server.connect();
+    let mut probe_seq = 10;
+    for _ in 0..3 {
+        probe_seq += 1;
+        match probe.adjust_score(hunt, 2, probe_seq, 1) {
+            Err(ClientError::Rejected { code: 12, message }) => assert!(message.contains("disk"), "{message}"),
+            other => panic!("adjustment {probe_seq} past the file size limit: {other:?}"),
+        }
+    }
+    let frozen = acknowledged.load(Ordering::Acquire);
+    assert!(probe.rank(hunt, 1).unwrap().score >= frozen as i64);
+    assert_eq!(probe.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
+    assert_eq!(acknowledged.load(Ordering::Acquire), frozen, "acknowledged past the file size limit");
+
+    // The operator raises the running server's limit: it resumes without a restart.
+    let raised = std::process::Command::new("prlimit")
+        .args(["--pid", &server.id().to_string(), "--fsize=unlimited"])
+        .status()
+        .unwrap();
+    assert!(raised.success());
+    let resumed = Instant::now();
+    while acknowledged.load(Ordering::Acquire) < frozen + 10 {
+        assert!(resumed.elapsed() < Duration::from_secs(20), "no progress after the limit was raised");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Release);
+    writer.join().unwrap();
+    assert!(server.stderr().contains("mutating events are accepted"), "{}", server.stderr());
+
+    // Restarted after kill -9: exactly what was acknowledged, nothing that was refused.
+    let player_1 = acknowledged.load(Ordering::Acquire) as i64;
+    server.kill();
+    let server = Process::start(&dir, "fsync");
+    let mut client = server.connect();
+    assert_eq!(client.rank(hunt, 1).unwrap().score, player_1);
+    assert_eq!(client.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
+    server.terminate();
+}
+
 #[test]
 fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit() {
     use process::*;
@@ -1391,6 +1673,7 @@ fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit()
 fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
     use cairn::server::{Config as ServerConfig, Server};
     let root = process::temporary_dir("read-only");
+    let _remove_root = process::RemoveOnDrop(root.clone());
     let dir = root.join("data");
     let config = ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -1434,6 +1717,60 @@ fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
     std::fs::remove_dir_all(&root).unwrap();
 }
 
+/// A shard directory whose segment can be appended to but in which no file can be created
+/// (its owner made it read-only) would let the server start and serve, and then stop it at
+/// the first snapshot or segment roll (or fail its graceful stop): the start is refused
+/// instead, naming the directory. Runs the server as `nobody`, which file permissions bind.
+#[test]
+fn a_shard_directory_the_server_cannot_create_files_in_refuses_the_start() {
+    use process::*;
+    let root = temporary_dir("unwritable-shard");
+    let _remove_root = RemoveOnDrop(root.clone());
+    let dir = root.join("data");
+    let server = Process::start(&dir, "os");
+    let mut client = server.connect();
+    set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let chown = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&root).status();
+    if !chown.is_ok_and(|status| status.success()) {
+        eprintln!(
+            "\n*** SKIPPED the unwritable shard directory test: it needs root, to hand the data \
+             directory to nobody and run the server as nobody. ***\n"
+        );
+        return;
+    }
+    let shard = dir.join("shard-1");
+    std::fs::set_permissions(&shard, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+    let mut child = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--durability", "os", "--listen", "127.0.0.1:0", "--shards", &SHARDS.to_string()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while child.try_wait().unwrap().is_none() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if child.try_wait().unwrap().is_none() {
+        // Still running: it started. SIGTERM stops it, and shows what its stop meets.
+        let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    }
+    let output = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(
+        !stdout.contains("listening"),
+        "the server started on {}, where it cannot create a file; stdout: {stdout}; stderr: {stderr}",
+        shard.display()
+    );
+    assert!(!output.status.success(), "{stderr}");
+    assert!(stderr.contains(&shard.display().to_string()) && stderr.contains("Permission denied"), "{stderr}");
+}
+
 #[test]
 fn event_time_never_goes_back_across_a_restart_even_when_the_clock_is_behind_the_journal() {
     use cairn::journal::SHARD_DIR_PREFIX;
@@ -1441,6 +1778,7 @@ fn event_time_never_goes_back_across_a_restart_even_when_the_clock_is_behind_the
     use std::time::{SystemTime, UNIX_EPOCH};
 
     let dir = temporary_dir("clock-floor");
+    let _remove_dir = RemoveOnDrop(dir.clone());
     let hunts = hunts();
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("shards"), format!("{}\n", hunts.len())).unwrap();

@@ -1483,12 +1483,75 @@ fn stats_prints_the_latency_table_in_aligned_columns() {
     server.shutdown().unwrap();
 }
 
+/// `cairn simulate | head -1` or `cairn stats | head -1`: once the reader has gone, the
+/// command stops quietly (no panic, no backtrace) with a success status.
+#[test]
+fn simulate_and_stats_stop_quietly_when_their_reader_goes_away() {
+    let server = start_with_shards(1);
+    let address = server.local_addr().to_string();
+    let commands: [&[&str]; 3] = [
+        &["simulate", "--hunts", "1", "--players", "10", "--treasures", "5", "--events", "1000"],
+        &["stats", "--addr", &address],
+        &["stats", "--json", "--addr", &address],
+    ];
+    for args in commands {
+        // A pipe whose reading end is closed before the command writes: every write fails.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .env_remove("CAIRN_AUTH_TOKEN")
+            .env_remove("CAIRN_ADMIN_TOKEN")
+            .stdout(writer)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success() && stderr.is_empty(), "{args:?}: {}: {stderr}", output.status);
+    }
+    server.shutdown().unwrap();
+}
+
 #[test]
 fn simulate_refuses_zero_events_naming_the_flag() {
     let (status, stderr) =
         run_binary(&["simulate", "--events", "0", "--hunts", "1", "--players", "1", "--treasures", "1"]);
     assert!(!status.success(), "zero events has no rate or allocations per event to report: {stderr}");
     assert!(stderr.contains("--events"), "{stderr}");
+}
+
+/// The simulator numbers every player of every hunt with a `u32`: sizes whose product
+/// passes it are refused with a message naming the flags, before anything is allocated,
+/// rather than wrapping (or running out of memory first). Run under a 2 GiB address-space
+/// limit, so a build that tries anyway fails fast instead of eating the machine's memory.
+#[test]
+fn simulate_refuses_sizes_its_player_numbers_cannot_hold_naming_the_flags() {
+    let output = Command::new("prlimit")
+        .args(["--as=2147483648", "--"])
+        .arg(env!("CARGO_BIN_EXE_cairn"))
+        .args(["simulate", "--hunts", "65536", "--players", "1000000", "--treasures", "1", "--events", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr.lines().next().unwrap_or_default());
+    assert!(stderr.contains("--hunts") && stderr.contains("--players"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("set-up"), "the set-up ran");
+    // Sizes within the bound still run.
+    let (status, stderr) =
+        run_binary(&["simulate", "--hunts", "4", "--players", "3", "--treasures", "65536", "--events", "1"]);
+    assert!(status.success(), "{stderr}");
+}
+
+/// Each simulated mutation takes its player's next sequence number, a `u32`: more events
+/// than the players' sequence numbers can count are refused naming `--events`, rather
+/// than run for minutes and wrap into a stream of duplicates.
+#[test]
+fn simulate_refuses_more_events_than_the_players_sequence_numbers_can_count() {
+    let events = ((1u64 << 31) + 1).to_string();
+    let (status, stderr) =
+        run_binary(&["simulate", "--hunts", "1", "--players", "1", "--treasures", "1", "--events", &events]);
+    assert!(!status.success(), "{stderr}");
+    assert!(stderr.contains("--events") && stderr.contains("sequence number"), "{stderr}");
 }
 
 // ---------------------------------------------------------------------------------------

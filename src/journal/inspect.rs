@@ -4,9 +4,10 @@
 //! A server's data directory holds one subdirectory per shard (`shard-0`, `shard-1`,
 //! ...); both commands accept either that data directory or one shard's directory. Both
 //! open the files read-only in effect: they run recovery with [`Repair::ReadOnly`], so a
-//! torn tail is reported, not cut. A directory that holds no journal at all (no segment,
-//! snapshot or shard directory) is refused, so a mistyped path does not pass for an empty
-//! journal.
+//! torn tail is reported, not cut. `verify` of a data directory also checks its `shards`
+//! file against its shard directories ([`check_shard_count`]), as a start reads it first.
+//! A directory that holds no journal at all (no segment, snapshot or shard directory) is
+//! refused, so a mistyped path does not pass for an empty journal.
 
 use std::fmt;
 use std::io::{self, Write};
@@ -19,6 +20,49 @@ use super::{parse_segment_name, parse_snapshot_name, JournalError};
 /// The prefix of a shard's subdirectory in a data directory.
 pub const SHARD_DIR_PREFIX: &str = "shard-";
 
+/// The name of the file holding the shard count, in a data directory.
+pub const SHARD_COUNT_FILE: &str = "shards";
+
+/// Checks a data directory's shard count file against its shard directories (`shards`,
+/// from [`shard_dirs`], the first of them `dir` itself when `dir` is one shard's
+/// directory, which has no count to check), as a start would: the count must be there and
+/// readable, and the directories must be `shard-0` up to one below it. A start refuses a
+/// missing or unreadable count, ignores shard directories past it and starts missing ones
+/// empty, so each of those is reported, naming the file.
+pub fn check_shard_count(dir: &Path, shards: &[PathBuf]) -> Result<(), String> {
+    if shards == [dir.to_path_buf()] {
+        return Ok(());
+    }
+    let path = dir.join(SHARD_COUNT_FILE);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+            return Err(format!(
+                "{} holds shard journals but no {SHARD_COUNT_FILE} file ({} is missing): a start refuses to guess \
+                 the shard count",
+                dir.display(),
+                path.display()
+            ))
+        }
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    };
+    let Ok(count) = text.trim().parse::<usize>() else {
+        return Err(format!("{} should hold the shard count, not {:?}", path.display(), text.trim()));
+    };
+    let expected: Vec<PathBuf> = (0..count).map(|index| dir.join(format!("{SHARD_DIR_PREFIX}{index}"))).collect();
+    if shards != expected.as_slice() {
+        let names: Vec<String> =
+            shards.iter().filter_map(|shard| Some(shard.file_name()?.to_string_lossy().into_owned())).collect();
+        return Err(format!(
+            "{} says {count} shards, but the shard directories are {}: a start replays {SHARD_DIR_PREFIX}k for k \
+             below {count} only, ignoring any other and starting a missing one empty",
+            path.display(),
+            names.join(", ")
+        ));
+    }
+    Ok(())
+}
+
 /// The shard directories under `dir` in shard order, or `dir` itself if it has none.
 pub fn shard_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut shards: Vec<(u32, PathBuf)> = Vec::new();
@@ -26,7 +70,9 @@ pub fn shard_dirs(dir: &Path) -> io::Result<Vec<PathBuf>> {
         let entry = entry?;
         let name = entry.file_name();
         let index = name.to_str().and_then(|name| name.strip_prefix(SHARD_DIR_PREFIX)?.parse().ok());
-        if let (Some(index), true) = (index, entry.file_type()?.is_dir()) {
+        // `Path::is_dir` follows a symbolic link, as the server does when it opens
+        // `DIR/shard-k`: a shard moved to another disk and linked back is still the shard.
+        if let (Some(index), true) = (index, entry.path().is_dir()) {
             shards.push((index, entry.path()));
         }
     }

@@ -20,7 +20,8 @@
 //! `recovery.rs` snapshot choice, replay, torn tails and corruption; `inspect.rs` what
 //! `cairn journal verify` and `dump` print.
 //!
-//! Error policy: a full disk or an exceeded disk quota ([`JournalError::DiskFull`])
+//! Error policy: a full disk, an exceeded disk quota or a file at the process's file size
+//! limit ([`JournalError::DiskFull`])
 //! keeps the unwritten records pending and is recoverable, so the server can refuse new
 //! mutations and keep answering queries; a failed fdatasync ([`JournalError::SyncFailed`]) poisons the writer for
 //! good, because the kernel may have dropped the pages it failed to write and a retried
@@ -37,7 +38,7 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
-pub use inspect::{dump, shard_dirs, verify, VerifyReport, SHARD_DIR_PREFIX};
+pub use inspect::{check_shard_count, dump, shard_dirs, verify, VerifyReport, SHARD_COUNT_FILE, SHARD_DIR_PREFIX};
 pub use record::{encode_record, parse_record, Parsed, Record};
 pub use recovery::{read_journal, recover, JournalSummary, Recovered, Repair, Truncation};
 pub use snapshot::{decode_snapshot, encode_snapshot, Snapshot, SNAPSHOT_HEADER_SIZE};
@@ -97,7 +98,8 @@ pub enum JournalError {
     /// The disk is full; the records not written stay pending, and nothing was
     /// acknowledged that was not written.
     #[error(
-        "disk full (or disk quota exceeded) while writing {file}: mutating events are refused until space is freed"
+        "disk full (or disk quota or file size limit exceeded) while writing {file}: mutating events are refused \
+         until space is freed or the limit raised"
     )]
     DiskFull {
         /// The file being written.

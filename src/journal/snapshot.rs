@@ -44,7 +44,8 @@
 use hashbrown::HashMap;
 
 use crate::constants::{
-    CLAIMS_PER_HUNT_MAX, COORDINATE_ABS_MAX, RADIUS_MAX, SNAPSHOT_SIZE_MAX, TREASURE_CAPACITY_MAX, TREASURE_VALUE_MAX,
+    CLAIMS_PER_HUNT_MAX, COORDINATE_ABS_MAX, HUNTS_PER_SHARD_MAX, PLAYERS_PER_HUNT_MAX, RADIUS_MAX,
+    TREASURES_PER_HUNT_MAX, TREASURE_CAPACITY_MAX, TREASURE_VALUE_MAX,
 };
 use crate::event::{HuntId, Micros};
 use crate::event::{Position, TreasureSpec};
@@ -77,6 +78,26 @@ pub const SNAPSHOT_HEADER_SIZE: usize = TIME_OFFSET + size_of::<u64>();
 
 const _: () = assert!(SNAPSHOT_HEADER_SIZE == 48);
 
+/// Bytes of a hunt before and between its slabs: id, spec, end, phase, three topic
+/// sequence numbers, and the four slab counts.
+const HUNT_FIXED_SIZE: usize = 4 + HUNT_SPEC_SIZE + 8 + 1 + 3 * 8 + 4 * 4;
+/// Bytes of one treasure slot, one free handle, one player and one claim (drawn above).
+const TREASURE_SLOT_SIZE: usize = 33;
+const FREE_HANDLE_SIZE: usize = 4;
+const PLAYER_SIZE: usize = 53;
+const CLAIM_SIZE: usize = 8;
+
+/// The largest body the engine's limits let a writer produce: every hunt a shard may own,
+/// each with its slabs full (about 14.7 TiB). Derived rather than chosen, so a snapshot
+/// that was written can always be loaded back; a header stating more is damage. (The
+/// file is read whole before its header is looked at, so what bounds the loader's memory
+/// is the file's own size, not this.)
+pub const SNAPSHOT_BODY_SIZE_MAX: u64 = HUNTS_PER_SHARD_MAX as u64
+    * (HUNT_FIXED_SIZE as u64
+        + TREASURES_PER_HUNT_MAX as u64 * (TREASURE_SLOT_SIZE + FREE_HANDLE_SIZE) as u64
+        + PLAYERS_PER_HUNT_MAX as u64 * PLAYER_SIZE as u64
+        + CLAIMS_PER_HUNT_MAX as u64 * CLAIM_SIZE as u64);
+
 /// A decoded snapshot.
 pub struct Snapshot {
     /// The last journal sequence number the state includes.
@@ -103,6 +124,7 @@ pub fn encode_snapshot(shard: &Shard, seq: u64, time: Micros) -> Vec<u8> {
     }
     let body_crc = crc32c::crc32c(&out[SNAPSHOT_HEADER_SIZE..]);
     let body_size = (out.len() - SNAPSHOT_HEADER_SIZE) as u64;
+    assert!(body_size <= SNAPSHOT_BODY_SIZE_MAX, "a shard within the limits outgrew the snapshot bound");
     out[MAGIC_OFFSET..VERSION_OFFSET].copy_from_slice(&MAGIC);
     out[VERSION_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&VERSION.to_le_bytes());
     out[SEQ_OFFSET..BODY_SIZE_OFFSET].copy_from_slice(&seq.to_le_bytes());
@@ -244,9 +266,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
     let hunt_count = u32::from_le_bytes(field(HUNT_COUNT_OFFSET, TIME_OFFSET).try_into().expect("4 bytes"));
     let time = u64::from_le_bytes(field(TIME_OFFSET, SNAPSHOT_HEADER_SIZE).try_into().expect("8 bytes"));
     let body = &bytes[SNAPSHOT_HEADER_SIZE..];
-    if body_size > SNAPSHOT_SIZE_MAX || body_size != body.len() as u64 {
-        return Err(format!("body of {} bytes where the header says {body_size}", body.len()));
-    }
+    check_body_size(body_size, body.len() as u64)?;
     if crc32c::crc32c(body) != body_crc {
         return Err("body CRC32C mismatch".to_string());
     }
@@ -262,6 +282,17 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
         return Err(format!("{} bytes left after the last hunt", body.len() - cursor.at));
     }
     Ok(Snapshot { seq, time, shard })
+}
+
+/// Checks the body size a header states against the bytes that follow it.
+fn check_body_size(body_size: u64, body_len: u64) -> Checked<()> {
+    if body_size > SNAPSHOT_BODY_SIZE_MAX {
+        return Err(format!("the header says {body_size} body bytes, past the largest the limits allow"));
+    }
+    if body_size != body_len {
+        return Err(format!("body of {body_len} bytes where the header says {body_size}"));
+    }
+    Ok(())
 }
 
 fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
@@ -291,7 +322,7 @@ fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
 }
 
 fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
-    let count = cursor.count(33)?;
+    let count = cursor.count(TREASURE_SLOT_SIZE)?;
     hunt.treasures.reserve_exact(count);
     for handle in 0..count as u32 {
         let (live, claimed, id) = (cursor.flag()?, cursor.u32()?, cursor.u32()?);
@@ -319,7 +350,7 @@ fn decode_treasures(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
             hunt.capacity_total += capacity as u64;
         }
     }
-    let free_count = cursor.count(4)?;
+    let free_count = cursor.count(FREE_HANDLE_SIZE)?;
     let mut seen = vec![false; count];
     for _ in 0..free_count {
         let handle = cursor.u32()?;
@@ -356,7 +387,7 @@ fn check_treasure_limits(spec: &TreasureSpec, radius_units: u64, hint_units: u64
 }
 
 fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
-    let count = cursor.count(53)?;
+    let count = cursor.count(PLAYER_SIZE)?;
     hunt.players.reserve(count);
     hunt.leaderboard.reserve(count);
     for handle in 0..count as u32 {
@@ -398,7 +429,7 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
 }
 
 fn decode_claims(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
-    let count = cursor.count(8)?;
+    let count = cursor.count(CLAIM_SIZE)?;
     if count as u64 > hunt.capacity_total {
         return Err(format!("{count} claims for a capacity of {}", hunt.capacity_total));
     }
@@ -453,4 +484,22 @@ pub(crate) fn write_snapshot<S: Storage>(
     storage.rename(&temporary, &name).map_err(io_error("rename", storage.describe(&temporary)))?;
     storage.sync_dir().map_err(|source| JournalError::SyncFailed { file: storage.describe(""), source })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_body_size_the_writer_can_reach_is_accepted_and_one_past_it_refused() {
+        // 16 GiB and a byte: a shard of a few hundred million players writes this much.
+        let large = 16 * (1u64 << 30) + 1;
+        assert_eq!(check_body_size(large, large), Ok(()));
+        assert_eq!(check_body_size(SNAPSHOT_BODY_SIZE_MAX, SNAPSHOT_BODY_SIZE_MAX), Ok(()));
+        let past = SNAPSHOT_BODY_SIZE_MAX + 1;
+        let message = check_body_size(past, past).unwrap_err();
+        assert!(message.contains(&past.to_string()) && message.contains("largest"), "{message}");
+        let message = check_body_size(100, 99).unwrap_err();
+        assert!(message.contains("99 bytes") && message.contains("says 100"), "{message}");
+    }
 }

@@ -26,11 +26,14 @@ use std::rc::Rc;
 
 use crate::rng::Rng;
 
-/// Returns true if and only if `error` says the file system has no room for this user:
-/// a full disk (`ENOSPC`) or an exceeded disk quota (`EDQUOT`). Both pass once space is
-/// freed or the quota raised, so the journal keeps its records pending rather than stop.
+/// Returns true if and only if `error` says there is no room for this process to write:
+/// a full disk (`ENOSPC`), an exceeded disk quota (`EDQUOT`) or a file grown to the
+/// process's file size limit (`EFBIG`, from `ulimit -f`; the binary handles SIGXFSZ so a
+/// write past it fails rather than kills). All pass once space is freed or the limit
+/// raised (`prlimit --pid` raises it for a running server), so the journal keeps its
+/// records pending rather than stop.
 pub fn is_out_of_space(error: &io::Error) -> bool {
-    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded)
+    matches!(error.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge)
 }
 
 /// A directory of named files with the operations the journal needs.
@@ -111,7 +114,13 @@ impl Storage for FileStorage {
         let mut names = Vec::new();
         for entry in fs::read_dir(&self.dir)? {
             let entry = entry?;
-            if entry.file_type()?.is_file() {
+            let file_type = entry.file_type()?;
+            // A symbolic link counts as the file it points to (an operator may have moved
+            // journal files to another disk): skipping it would forget its records. One
+            // whose target is gone is listed too, so that reading it fails naming it.
+            let listed = file_type.is_file()
+                || file_type.is_symlink() && fs::metadata(entry.path()).map_or(true, |target| target.is_file());
+            if listed {
                 // A name that is not UTF-8 is no file of ours.
                 if let Ok(name) = entry.file_name().into_string() {
                     names.push(name);

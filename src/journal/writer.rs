@@ -33,7 +33,10 @@ use super::record::encode_record;
 use super::recovery::Recovered;
 use super::snapshot::write_snapshot;
 use super::storage::Storage;
-use super::{io_error, parse_segment_name, parse_snapshot_name, segment_name, Durability, JournalError};
+use super::{
+    io_error, parse_segment_name, parse_snapshot_name, segment_name, snapshot_name, Durability, JournalError,
+    TEMPORARY_SUFFIX,
+};
 
 /// One shard's journal, open for appending.
 pub struct Writer<S: Storage> {
@@ -84,6 +87,14 @@ impl<S: Storage> Writer<S> {
         // Opens the segment for appending now (an empty append writes nothing), so a
         // journal this process may not write refuses the start, not the first mutation.
         storage.append(&segment, &[]).map_err(io_error("open", storage.describe(&segment)))?;
+        // Likewise a directory it may not create files in (a snapshot and a segment roll
+        // do), which would otherwise stop the server at its first snapshot. The probe is
+        // named as a temporary snapshot, so recovery removes it if a crash leaves it.
+        let probe = format!("{}{TEMPORARY_SUFFIX}", snapshot_name(recovered.last_seq));
+        storage
+            .create(&probe)
+            .map_err(io_error("create a file in the journal directory:", storage.describe(&probe)))?;
+        storage.remove(&probe).map_err(io_error("remove", storage.describe(&probe)))?;
         Ok(Writer {
             storage,
             sync,

@@ -34,8 +34,9 @@ use crate::shard::Shard;
 
 use super::Config;
 
-/// The name of the file holding the shard count, in the data directory.
-pub const SHARD_COUNT_FILE: &str = "shards";
+/// The name of the file holding the shard count, in the data directory (defined beside
+/// the journal's layout, which `cairn journal verify` checks it against).
+pub use crate::journal::SHARD_COUNT_FILE;
 
 /// One shard's starting state.
 pub(crate) struct Opened {
