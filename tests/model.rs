@@ -593,3 +593,77 @@ fn drawn_cases_round_trip_through_the_byte_format() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Rule scripts at the edges, engine and model side by side.
+
+/// The hunt of the rule scripts: planar (0, 0)..(1000, 1000), running from 10 s to 100 s.
+const RULES_HUNT: HuntId = 7;
+
+fn rules_spec(options: HuntOptions) -> HuntSpec {
+    HuntSpec {
+        coordinates: Coordinates::Planar,
+        min: Position::new(0, 0),
+        max: Position::new(1_000, 1_000),
+        start: 10 * SECOND,
+        end: 100 * SECOND,
+        options,
+    }
+}
+
+/// Applies `script` (event time, event, expected answer) to a fresh engine and a fresh
+/// model: at every step both must give the expected answer and the same notices.
+fn check_rules(script: &[(Micros, Event, reference::Answer)]) -> (Shard, Model) {
+    let (mut shard, mut model) = (Shard::new(), Model::new());
+    for (index, (time, event, expected)) in script.iter().enumerate() {
+        let engine = reference::Answer::of(&shard.apply(event, *time));
+        let step = model.apply(event, *time, None).expect("the model agrees with itself");
+        assert_eq!(engine, *expected, "engine, step {index}: {event:?} at {time}");
+        assert_eq!(step.answer, *expected, "model, step {index}: {event:?} at {time}");
+        assert_eq!(shard.notices(), step.notices, "notices, step {index}: {event:?} at {time}");
+    }
+    (shard, model)
+}
+
+fn rules_join(player: PlayerId, seq: u32, x: i32) -> Event {
+    Event::Join { hunt: RULES_HUNT, player, seq, position: Position::new(x, 0) }
+}
+
+fn rules_move(player: PlayerId, seq: u32, x: i32) -> Event {
+    Event::Move { hunt: RULES_HUNT, player, seq, position: Position::new(x, 0) }
+}
+
+/// The speed rule at its edges, in the engine and the model alike: the first move after
+/// a join may use the whole burst at once, a move at zero elapsed time only what is
+/// banked, a move exactly at the limit passes and one unit more is refused, and a long
+/// wait earns the whole time but banks at most the burst.
+#[test]
+fn the_speed_limit_at_its_edges_in_engine_and_model() {
+    use reference::Answer;
+    let options = HuntOptions { speed_max: 10, ..HuntOptions::default() };
+    let t = 20 * SECOND;
+    let too_fast = |distance, allowed| Answer::Rejected(Rejection::TooFast { distance, allowed });
+    let moved = || Answer::Moved(Vec::new());
+    check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(options) }, Answer::HuntCreated),
+        (t, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        // First move after the join, zero elapsed time: exactly the 2 s burst.
+        (t, rules_move(1, 2, 21), too_fast(21, 20)),
+        (t, rules_move(1, 2, 20), moved()),
+        // Zero elapsed time and nothing banked: even one unit is too far; standing still is not.
+        (t, rules_move(1, 3, 21), too_fast(1, 0)),
+        (t, rules_move(1, 3, 20), moved()),
+        // 0.1 s earns exactly 1 unit.
+        (t + SECOND / 10, rules_move(1, 4, 22), too_fast(2, 1)),
+        (t + SECOND / 10, rules_move(1, 4, 21), moved()),
+        // 10 s earn 100 units; at exactly the limit it passes, leaving nothing banked.
+        (t + 101 * SECOND / 10, rules_move(1, 5, 122), too_fast(101, 100)),
+        (t + 101 * SECOND / 10, rules_move(1, 5, 121), moved()),
+        (t + 101 * SECOND / 10, rules_move(1, 6, 122), too_fast(1, 0)),
+        // 6 s earn 60 units; a move of 10 banks only the burst's 20, not the 50 left.
+        (t + 161 * SECOND / 10, rules_move(1, 6, 131), moved()),
+        (t + 161 * SECOND / 10, rules_move(1, 7, 152), too_fast(21, 20)),
+        (t + 161 * SECOND / 10, rules_move(1, 7, 151), moved()),
+        (t + 161 * SECOND / 10, rules_move(1, 8, 152), too_fast(1, 0)),
+    ]);
+}
