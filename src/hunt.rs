@@ -666,13 +666,15 @@ impl Hunt {
         })
     }
 
-    /// Distance from a joined player to the nearest treasure they can still claim.
-    pub(crate) fn hint(&self, id: PlayerId) -> Result<Option<u64>, Rejection> {
+    /// Distance from a joined player to the nearest treasure they can still claim. Once
+    /// the hunt has ended nothing can be claimed, so the hint is refused as a claim would be.
+    pub(crate) fn hint(&self, id: PlayerId, time: Micros) -> Result<Option<u64>, Rejection> {
         let player = self.player(id)?;
         let handle = player.handle;
         if !player.joined {
             return Err(Rejection::NotJoined);
         }
+        self.not_ended(time)?;
         if self.claims_left(player) == 0 {
             return Ok(None);
         }

@@ -194,7 +194,7 @@ impl Shard {
                 Ok(Outcome::List { total: hunt.player_count(), entries: list })
             }
             Event::Rank { player, .. } => Ok(Outcome::Standing(hunt.standing(player)?)),
-            Event::Hint { player, .. } => Ok(Outcome::Hint { distance: hunt.hint(player)? }),
+            Event::Hint { player, .. } => Ok(Outcome::Hint { distance: hunt.hint(player, time)? }),
             Event::TreasureInfo { treasure, .. } => Ok(Outcome::Treasure(hunt.treasure_state(treasure)?)),
         }
     }

@@ -667,3 +667,28 @@ fn the_speed_limit_at_its_edges_in_engine_and_model() {
         (t + 161 * SECOND / 10, rules_move(1, 8, 152), too_fast(1, 0)),
     ]);
 }
+
+/// A hint is the distance to a treasure the player can still claim (protocol.md 7.11);
+/// once the hunt has ended nothing can be claimed, so it answers `hunt_ended` like the
+/// other player events instead of pointing at a treasure.
+#[test]
+fn a_hint_after_the_end_is_refused_as_hunt_ended() {
+    use reference::Answer;
+    let treasure =
+        TreasureSpec { id: 1, position: Position::new(100, 0), radius: 5, value: 10, capacity: 1, hint_radius: 0 };
+    let hint = Event::Hint { hunt: RULES_HUNT, player: 1 };
+    check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, Answer::HuntCreated),
+        (SECOND, Event::PlaceTreasure { hunt: RULES_HUNT, treasure }, Answer::TreasurePlaced),
+        (SECOND, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        // Before the start the treasure is still to be claimed: the hint points at it.
+        (SECOND, hint, Answer::Hint(Some(100))),
+        (20 * SECOND, hint, Answer::Hint(Some(100))),
+        // Past the scheduled end, announced or not.
+        (100 * SECOND, hint, Answer::Rejected(Rejection::HuntEnded)),
+        (30 * SECOND, Event::EndHunt { hunt: RULES_HUNT }, Answer::HuntEnded),
+        (30 * SECOND, hint, Answer::Rejected(Rejection::HuntEnded)),
+        // Who is asked about still matters first.
+        (30 * SECOND, Event::Hint { hunt: RULES_HUNT, player: 2 }, Answer::Rejected(Rejection::NotJoined)),
+    ]);
+}

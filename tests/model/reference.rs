@@ -275,7 +275,7 @@ impl Model {
             _ => {}
         }
         if !event.is_mutation() {
-            return self.answer(event);
+            return self.answer(event, time);
         }
         let placement = self.placements + 1;
         let mut divergence = None;
@@ -311,8 +311,8 @@ impl Model {
         answer
     }
 
-    /// Answers a query without changing anything.
-    pub fn answer(&self, event: &Event) -> Result<Answer, Rejection> {
+    /// Answers a query at `time` without changing anything.
+    pub fn answer(&self, event: &Event, time: Micros) -> Result<Answer, Rejection> {
         assert!(!event.is_mutation());
         let hunt = self.hunt(event.hunt()).ok_or(Rejection::HuntNotFound)?;
         match *event {
@@ -331,7 +331,7 @@ impl Model {
                 Ok(hunt.list(first, rank + radius - first + 1))
             }
             Event::Rank { player, .. } => Ok(Answer::Standing(hunt.standing(player)?)),
-            Event::Hint { player, .. } => Ok(Answer::Hint(hunt.hint(player)?)),
+            Event::Hint { player, .. } => Ok(Answer::Hint(hunt.hint(player, time)?)),
             Event::TreasureInfo { treasure, .. } => {
                 let treasure = hunt.treasure(treasure).ok_or(Rejection::TreasureNotFound)?;
                 let spec = &treasure.spec;
@@ -804,12 +804,14 @@ impl Hunt {
 
     /// Distance to the nearest treasure the player could still claim: capacity left, not
     /// claimed by them, and within its hint radius (0 = any distance); none if the player
-    /// may claim nothing more. Ties do not matter: only the distance is answered.
-    fn hint(&self, id: PlayerId) -> Result<Option<u64>, Rejection> {
+    /// may claim nothing more. Ties do not matter: only the distance is answered. After
+    /// the hunt's end nothing can be claimed: refused as ended, once the player is known.
+    fn hint(&self, id: PlayerId, time: Micros) -> Result<Option<u64>, Rejection> {
         let player = self.player(id).ok_or(Rejection::NotJoined)?;
         if !player.joined {
             return Err(Rejection::NotJoined);
         }
+        self.not_ended(time)?;
         if self.claims_left(player) == 0 {
             return Ok(None);
         }
