@@ -134,6 +134,9 @@ impl Shard {
             }
             Event::DeleteHunt { hunt } => {
                 let mut deleted = hunts.remove(&hunt).ok_or(Rejection::HuntNotFound)?;
+                // Like every mutating event, it first announces the stages its time has
+                // reached: subscribers of a hunt deleted after its end hear that it ended.
+                deleted.advance(time, &mut notices);
                 deleted.announce_deleted(&mut notices);
                 return Ok(Outcome::HuntDeleted);
             }

@@ -692,3 +692,34 @@ fn a_hint_after_the_end_is_refused_as_hunt_ended() {
         (30 * SECOND, Event::Hint { hunt: RULES_HUNT, player: 2 }, Answer::Rejected(Rejection::NotJoined)),
     ]);
 }
+
+/// Every mutating event first announces the lifecycle stages its event time has reached
+/// (ARCHITECTURE.md, `src/hunt.rs`); deleting a hunt whose end has passed unannounced
+/// tells its subscribers that it ended before telling them it is gone.
+#[test]
+fn deleting_a_hunt_past_its_end_announces_the_end_first() {
+    use reference::Answer;
+    let create = Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) };
+    let delete = Event::DeleteHunt { hunt: RULES_HUNT };
+    let lifecycle = |shard: &Shard| -> Vec<(u64, NoticeKind)> {
+        shard.notices().iter().map(|notice| (notice.seq, notice.kind)).collect()
+    };
+    // Started was announced, the end passed without a mutation to announce it.
+    let (mut shard, mut model) = check_rules(&[
+        (SECOND, create, Answer::HuntCreated),
+        (20 * SECOND, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+    ]);
+    assert_eq!(Answer::of(&shard.apply(&delete, 200 * SECOND)), Answer::HuntDeleted);
+    let expected = [(2, NoticeKind::Lifecycle(Lifecycle::Ended)), (3, NoticeKind::Lifecycle(Lifecycle::Deleted))];
+    assert_eq!(lifecycle(&shard), expected);
+    assert_eq!(model.apply(&delete, 200 * SECOND, None).expect("model").notices, shard.notices());
+    // A running hunt deleted is deleted, not ended; one whose start passed unannounced
+    // announces the start first.
+    let (mut shard, _) = check_rules(&[(SECOND, create, Answer::HuntCreated)]);
+    assert_eq!(Answer::of(&shard.apply(&delete, 50 * SECOND)), Answer::HuntDeleted);
+    let expected = [(1, NoticeKind::Lifecycle(Lifecycle::Started)), (2, NoticeKind::Lifecycle(Lifecycle::Deleted))];
+    assert_eq!(lifecycle(&shard), expected);
+    let (mut shard, _) = check_rules(&[(SECOND, create, Answer::HuntCreated)]);
+    assert_eq!(Answer::of(&shard.apply(&delete, 2 * SECOND)), Answer::HuntDeleted);
+    assert_eq!(lifecycle(&shard), [(1, NoticeKind::Lifecycle(Lifecycle::Deleted))]);
+}

@@ -269,6 +269,8 @@ impl Model {
             Event::DeleteHunt { hunt } => {
                 let index = self.hunts.iter().position(|each| each.id == hunt).ok_or(Rejection::HuntNotFound)?;
                 let mut deleted = self.hunts.remove(index);
+                // Stages its time reached are announced first, as by every mutation.
+                deleted.advance(time, notices);
                 deleted.push_notice(notices, NoticeKind::Lifecycle(Lifecycle::Deleted));
                 return Ok(Answer::HuntDeleted);
             }
