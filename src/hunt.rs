@@ -437,9 +437,11 @@ impl Hunt {
         Ok(())
     }
 
-    /// A player leaves; score and claims stay.
-    pub(crate) fn leave(&mut self, id: PlayerId, seq: Sequence) -> Result<(), Rejection> {
+    /// A player leaves; score and claims stay. After the end the hunt's standings are
+    /// final, so leaving is refused like every other player event.
+    pub(crate) fn leave(&mut self, id: PlayerId, seq: Sequence, time: Micros) -> Result<(), Rejection> {
         let slot = self.active_player(id, seq)?;
+        self.not_ended(time)?;
         let player = self.players.at_mut(slot);
         player.joined = false;
         player.last_seq = seq;

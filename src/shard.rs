@@ -165,7 +165,7 @@ impl Shard {
                 Ok(Outcome::Joined { score, rank })
             }
             Event::Leave { player, seq, .. } => {
-                hunt.leave(player, seq)?;
+                hunt.leave(player, seq, time)?;
                 Ok(Outcome::Left)
             }
             Event::Move { player, seq, position, .. } => {

@@ -633,6 +633,10 @@ fn rules_move(player: PlayerId, seq: u32, x: i32) -> Event {
     Event::Move { hunt: RULES_HUNT, player, seq, position: Position::new(x, 0) }
 }
 
+fn rules_rank(player: PlayerId) -> Event {
+    Event::Rank { hunt: RULES_HUNT, player }
+}
+
 /// The speed rule at its edges, in the engine and the model alike: the first move after
 /// a join may use the whole burst at once, a move at zero elapsed time only what is
 /// banked, a move exactly at the limit passes and one unit more is refused, and a long
@@ -722,4 +726,29 @@ fn deleting_a_hunt_past_its_end_announces_the_end_first() {
     let (mut shard, _) = check_rules(&[(SECOND, create, Answer::HuntCreated)]);
     assert_eq!(Answer::of(&shard.apply(&delete, 2 * SECOND)), Answer::HuntDeleted);
     assert_eq!(lifecycle(&shard), [(1, NoticeKind::Lifecycle(Lifecycle::Deleted))]);
+}
+
+/// After the end a hunt's state is final: LEAVE is refused with `hunt_ended` like every
+/// other player event, so a player's standing (joined, last sequence number) and the
+/// digest stay as the hunt ended. A retried LEAVE is still reported as a duplicate.
+#[test]
+fn a_leave_after_the_end_is_refused_and_the_standing_stays_final() {
+    use reference::Answer;
+    let leave = |seq| Event::Leave { hunt: RULES_HUNT, player: 1, seq };
+    let final_standing = cairn::outcome::Standing { rank: 1, total: 1, score: 0, claims: 0, last_seq: 2, joined: true };
+    let (shard, _) = check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, Answer::HuntCreated),
+        (20 * SECOND, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        (20 * SECOND, rules_move(1, 2, 5), Answer::Moved(Vec::new())),
+        (100 * SECOND, rules_rank(1), Answer::Standing(final_standing)),
+        (100 * SECOND, leave(3), Answer::Rejected(Rejection::HuntEnded)),
+        (100 * SECOND, leave(2), Answer::Rejected(Rejection::Duplicate { seq: 2, last: 2 })),
+        (100 * SECOND, rules_rank(1), Answer::Standing(final_standing)),
+    ]);
+    let mut before_end = Shard::new();
+    before_end.apply(&Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, SECOND);
+    before_end.apply(&rules_join(1, 1, 0), 20 * SECOND);
+    before_end.apply(&rules_move(1, 2, 5), 20 * SECOND);
+    before_end.apply(&Event::EndHunt { hunt: RULES_HUNT }, 100 * SECOND);
+    assert_eq!(shard.digest(), before_end.digest(), "a refused LEAVE after the end changed the state");
 }

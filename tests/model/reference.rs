@@ -296,7 +296,7 @@ impl Model {
             Event::PlaceTreasure { treasure, .. } => hunt.place(treasure, placement),
             Event::RemoveTreasure { treasure, .. } => hunt.remove(treasure),
             Event::Join { player, seq, position, .. } => hunt.join(player, seq, position, time, notices),
-            Event::Leave { player, seq, .. } => hunt.leave(player, seq),
+            Event::Leave { player, seq, .. } => hunt.leave(player, seq, time),
             Event::Move { player, seq, position, .. } => {
                 hunt.move_player(player, seq, position, time, picked, &mut divergence, notices)
             }
@@ -621,8 +621,10 @@ impl Hunt {
         Ok(Answer::Joined { score: 0, rank })
     }
 
-    fn leave(&mut self, id: PlayerId, seq: Sequence) -> Result<Answer, Rejection> {
+    /// Refused after the end, like every player event: the final standings stay final.
+    fn leave(&mut self, id: PlayerId, seq: Sequence, time: Micros) -> Result<Answer, Rejection> {
         self.active(id, seq)?;
+        self.not_ended(time)?;
         let player = self.player_mut(id);
         player.joined = false;
         player.last_seq = seq;
