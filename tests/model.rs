@@ -752,3 +752,40 @@ fn a_leave_after_the_end_is_refused_and_the_standing_stays_final() {
     before_end.apply(&Event::EndHunt { hunt: RULES_HUNT }, 100 * SECOND);
     assert_eq!(shard.digest(), before_end.digest(), "a refused LEAVE after the end changed the state");
 }
+
+/// `seq` is a `u32` that only grows: once `u32::MAX` is applied, every later event of the
+/// player would be a duplicate, which protocol.md's retry rule reads as "already applied"
+/// although nothing was. The top number is refused instead, with a code of its own, before
+/// anything else about the player is looked at.
+#[test]
+fn the_top_sequence_number_is_refused_not_applied() {
+    use reference::Answer;
+    let top = u32::MAX;
+    let exhausted = || Answer::Rejected(Rejection::SequenceExhausted);
+    let adjust = |seq| Event::AdjustScore { hunt: RULES_HUNT, player: 1, seq, delta: 1 };
+    let t = 20 * SECOND;
+    check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, Answer::HuntCreated),
+        (t, rules_join(1, top, 0), exhausted()),
+        (t, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        (t, rules_join(1, top, 0), exhausted()),
+        (t, rules_move(1, top, 5), exhausted()),
+        (t, adjust(top), exhausted()),
+        (t, Event::Leave { hunt: RULES_HUNT, player: 1, seq: top }, exhausted()),
+        (
+            t,
+            Event::Dig { hunt: RULES_HUNT, player: 1, seq: top, treasure: 1, position: Position::new(5, 0) },
+            exhausted(),
+        ),
+        (t, rules_move(2, top, 5), exhausted()),
+        // The player was not stuck by them: the next number is still free, and the one
+        // below the top is an ordinary number.
+        (t, rules_move(1, 2, 5), Answer::Moved(Vec::new())),
+        (t, adjust(top - 1), Answer::Adjusted { score: 1, rank: 1 }),
+        (t, adjust(top), exhausted()),
+    ]);
+    assert_eq!(
+        Rejection::SequenceExhausted.to_string(),
+        "sequence number 4294967295 is never applied: no later event of the player could follow it"
+    );
+}

@@ -542,6 +542,9 @@ impl Hunt {
     /// A joined player whose sequence number is new. The duplicate check comes before the
     /// joined check, so a retry is reported as a duplicate even after the player left.
     fn active(&self, id: PlayerId, seq: Sequence) -> Result<&Player, Rejection> {
+        if seq == Sequence::MAX {
+            return Err(Rejection::SequenceExhausted);
+        }
         let player = self.player(id).ok_or(Rejection::NotJoined)?;
         if seq <= player.last_seq {
             return Err(Rejection::Duplicate { seq, last: player.last_seq });
@@ -564,6 +567,10 @@ impl Hunt {
         time: Micros,
         notices: &mut Vec<Notice>,
     ) -> Result<Answer, Rejection> {
+        // The top sequence number is never applied: nothing could follow it.
+        if seq == Sequence::MAX {
+            return Err(Rejection::SequenceExhausted);
+        }
         let budget = self.budget_max();
         if let Some(player) = self.player(id) {
             if seq <= player.last_seq {
