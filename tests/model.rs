@@ -789,3 +789,46 @@ fn the_top_sequence_number_is_refused_not_applied() {
         "sequence number 4294967295 is never applied: no later event of the player could follow it"
     );
 }
+
+/// Replay through the real journal, not only in memory: cases of the main strategy (three
+/// hunts, most with a speed limit, many events at one time) are written to journal files
+/// in a temporary directory with a snapshot halfway, and recovery (snapshot, then the
+/// records after it through `Shard::apply`) gives the digest of the shard that applied
+/// them live, which covers each player's banked travel and last move time.
+#[test]
+fn model_cases_recover_from_real_journal_files_and_a_snapshot_to_the_live_digest() {
+    use cairn::journal::{recover, Durability, FileStorage, Repair, Writer};
+    let dir = std::env::temp_dir().join(format!("cairn-model-journal-{}", std::process::id()));
+    let mut runner = TestRunner::deterministic();
+    let mut limited_moves = 0;
+    for index in 0..32 {
+        let steps = case().new_tree(&mut runner).expect("a case").current();
+        let (log, digest) = run(&steps).unwrap_or_else(|why| panic!("case {index}: {why}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut storage = FileStorage::open(&dir).unwrap();
+        let fresh = recover(&mut storage, Repair::Truncate).unwrap();
+        let mut writer = Writer::open(storage, Durability::Os, &fresh).unwrap();
+        let mutations: Vec<&(Micros, Event)> = log.iter().filter(|(_, event)| event.is_mutation()).collect();
+        let mut live = Shard::new();
+        for (at, (time, event)) in mutations.iter().enumerate() {
+            let accepted = !live.apply(event, *time).is_rejected();
+            let limited = live.hunt(event.hunt()).is_some_and(|hunt| hunt.spec().options.speed_max > 0);
+            limited_moves += (accepted && limited && matches!(event, Event::Move { .. } | Event::Dig { .. })) as u32;
+            writer.append(event, *time);
+            if at % 7 == 6 {
+                writer.commit().unwrap();
+            }
+            if at == mutations.len() / 2 {
+                writer.snapshot(&live).unwrap();
+            }
+        }
+        writer.commit().unwrap();
+        assert_eq!(live.digest(), digest, "case {index}: the mutations alone give another state than the case");
+        let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+        assert!(recovered.snapshot_seq > 0, "case {index}: no snapshot was taken");
+        assert_eq!(recovered.last_seq, mutations.len() as u64, "case {index}");
+        assert_eq!(recovered.shard.digest(), digest, "case {index}: recovered from the journal to another state");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(limited_moves > 150, "only {limited_moves} accepted moves and digs under a speed limit");
+}
