@@ -112,6 +112,16 @@ pub struct Hunt {
     pub(crate) topic_seqs: [u64; Topic::COUNT],
 }
 
+/// Refuses the top sequence number: applied, it would leave the player no number above it,
+/// so every later event would be answered `duplicate`, which a retrying client reads as
+/// "already applied". Checked before anything else about the player.
+fn check_sequence(seq: Sequence) -> Result<(), Rejection> {
+    if seq == Sequence::MAX {
+        return Err(Rejection::SequenceExhausted);
+    }
+    Ok(())
+}
+
 fn claim_key(treasure: u32, player: u32) -> u64 {
     ((treasure as u64) << 32) | player as u64
 }
@@ -337,6 +347,7 @@ impl Hunt {
     /// retried event is reported as such even if the state has moved on). Returns the
     /// player's slot in `self.players`.
     fn active_player(&self, id: PlayerId, seq: Sequence) -> Result<usize, Rejection> {
+        check_sequence(seq)?;
         let slot = self.players.find(id).ok_or(Rejection::NotJoined)?;
         let player = self.players.at(slot);
         if seq <= player.last_seq {
@@ -367,6 +378,7 @@ impl Hunt {
         time: Micros,
         notices: &mut Notices,
     ) -> Result<(i64, u32), Rejection> {
+        check_sequence(seq)?;
         if let Some(slot) = self.players.find(id) {
             let player = self.players.at(slot);
             // Duplicates first, as for every player event: a retry says so.
@@ -437,9 +449,11 @@ impl Hunt {
         Ok(())
     }
 
-    /// A player leaves; score and claims stay.
-    pub(crate) fn leave(&mut self, id: PlayerId, seq: Sequence) -> Result<(), Rejection> {
+    /// A player leaves; score and claims stay. After the end the hunt's standings are
+    /// final, so leaving is refused like every other player event.
+    pub(crate) fn leave(&mut self, id: PlayerId, seq: Sequence, time: Micros) -> Result<(), Rejection> {
         let slot = self.active_player(id, seq)?;
+        self.not_ended(time)?;
         let player = self.players.at_mut(slot);
         player.joined = false;
         player.last_seq = seq;
@@ -666,13 +680,15 @@ impl Hunt {
         })
     }
 
-    /// Distance from a joined player to the nearest treasure they can still claim.
-    pub(crate) fn hint(&self, id: PlayerId) -> Result<Option<u64>, Rejection> {
+    /// Distance from a joined player to the nearest treasure they can still claim. Once
+    /// the hunt has ended nothing can be claimed, so the hint is refused as a claim would be.
+    pub(crate) fn hint(&self, id: PlayerId, time: Micros) -> Result<Option<u64>, Rejection> {
         let player = self.player(id)?;
         let handle = player.handle;
         if !player.joined {
             return Err(Rejection::NotJoined);
         }
+        self.not_ended(time)?;
         if self.claims_left(player) == 0 {
             return Ok(None);
         }

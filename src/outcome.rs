@@ -283,6 +283,9 @@ pub enum Rejection {
     },
     /// The score would leave the range of a signed 64-bit integer.
     ScoreOverflow,
+    /// The sequence number is `u32::MAX`, which is never applied: no later number could
+    /// follow it, and every later event of the player would be refused as a duplicate.
+    SequenceExhausted,
     /// A query asked for more entries than allowed.
     CountTooLarge {
         /// Entries asked for.
@@ -318,6 +321,7 @@ impl Rejection {
             Rejection::TooFast { .. } => 124,
             Rejection::Duplicate { .. } => 125,
             Rejection::ScoreOverflow => 126,
+            Rejection::SequenceExhausted => 127,
             Rejection::CountTooLarge { .. } => 130,
         }
     }
@@ -346,13 +350,14 @@ impl Rejection {
             Rejection::TooFast { .. } => "too_fast",
             Rejection::Duplicate { .. } => "duplicate",
             Rejection::ScoreOverflow => "score_overflow",
+            Rejection::SequenceExhausted => "sequence_exhausted",
             Rejection::CountTooLarge { .. } => "count_too_large",
         }
     }
 
     /// One rejection of every kind, in the order of [`Rejection::CODES`]: where a name
     /// or a message is needed for a bare code (counters, a client decoding an error).
-    pub const SAMPLES: [Rejection; 22] = [
+    pub const SAMPLES: [Rejection; 23] = [
         Rejection::HuntExists,
         Rejection::HuntNotFound,
         Rejection::HuntNotStarted,
@@ -374,6 +379,7 @@ impl Rejection {
         Rejection::TooFast { distance: 0, allowed: 0 },
         Rejection::Duplicate { seq: 0, last: 0 },
         Rejection::ScoreOverflow,
+        Rejection::SequenceExhausted,
         Rejection::CountTooLarge { asked: 0, max: 0 },
     ];
 
@@ -383,8 +389,10 @@ impl Rejection {
     }
 
     /// Every code, for documentation tests: each must be distinct.
-    pub const CODES: [u16; 22] =
-        [100, 101, 102, 103, 104, 105, 110, 111, 112, 113, 114, 115, 116, 117, 120, 121, 122, 123, 124, 125, 126, 130];
+    pub const CODES: [u16; 23] = [
+        100, 101, 102, 103, 104, 105, 110, 111, 112, 113, 114, 115, 116, 117, 120, 121, 122, 123, 124, 125, 126, 127,
+        130,
+    ];
 }
 
 impl fmt::Display for Rejection {
@@ -419,6 +427,11 @@ impl fmt::Display for Rejection {
                 write!(f, "sequence number {seq} was already applied (last applied: {last})")
             }
             Rejection::ScoreOverflow => write!(f, "the score would overflow a signed 64-bit integer"),
+            Rejection::SequenceExhausted => write!(
+                f,
+                "sequence number {} is never applied: no later event of the player could follow it",
+                Sequence::MAX
+            ),
             Rejection::CountTooLarge { asked, max } => write!(f, "asked for {asked} entries, at most {max} allowed"),
         }
     }

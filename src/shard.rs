@@ -134,6 +134,9 @@ impl Shard {
             }
             Event::DeleteHunt { hunt } => {
                 let mut deleted = hunts.remove(&hunt).ok_or(Rejection::HuntNotFound)?;
+                // Like every mutating event, it first announces the stages its time has
+                // reached: subscribers of a hunt deleted after its end hear that it ended.
+                deleted.advance(time, &mut notices);
                 deleted.announce_deleted(&mut notices);
                 return Ok(Outcome::HuntDeleted);
             }
@@ -162,7 +165,7 @@ impl Shard {
                 Ok(Outcome::Joined { score, rank })
             }
             Event::Leave { player, seq, .. } => {
-                hunt.leave(player, seq)?;
+                hunt.leave(player, seq, time)?;
                 Ok(Outcome::Left)
             }
             Event::Move { player, seq, position, .. } => {
@@ -194,7 +197,7 @@ impl Shard {
                 Ok(Outcome::List { total: hunt.player_count(), entries: list })
             }
             Event::Rank { player, .. } => Ok(Outcome::Standing(hunt.standing(player)?)),
-            Event::Hint { player, .. } => Ok(Outcome::Hint { distance: hunt.hint(player)? }),
+            Event::Hint { player, .. } => Ok(Outcome::Hint { distance: hunt.hint(player, time)? }),
             Event::TreasureInfo { treasure, .. } => Ok(Outcome::Treasure(hunt.treasure_state(treasure)?)),
         }
     }

@@ -371,7 +371,7 @@ fn a_player_at_the_largest_claim_count_stays_there_when_awarded() {
     let mut awarded = 0;
     for &player in &saturated {
         let position = cairn::event::Position::new(0, 0);
-        let event = Event::Move { hunt, player, seq: u32::MAX, position };
+        let event = Event::Move { hunt, player, seq: u32::MAX - 1, position };
         if let cairn::outcome::Outcome::Moved { claims: won } = shard.apply(&event, time) {
             awarded += won.len();
         }

@@ -593,3 +593,242 @@ fn drawn_cases_round_trip_through_the_byte_format() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Rule scripts at the edges, engine and model side by side.
+
+/// The hunt of the rule scripts: planar (0, 0)..(1000, 1000), running from 10 s to 100 s.
+const RULES_HUNT: HuntId = 7;
+
+fn rules_spec(options: HuntOptions) -> HuntSpec {
+    HuntSpec {
+        coordinates: Coordinates::Planar,
+        min: Position::new(0, 0),
+        max: Position::new(1_000, 1_000),
+        start: 10 * SECOND,
+        end: 100 * SECOND,
+        options,
+    }
+}
+
+/// Applies `script` (event time, event, expected answer) to a fresh engine and a fresh
+/// model: at every step both must give the expected answer and the same notices.
+fn check_rules(script: &[(Micros, Event, reference::Answer)]) -> (Shard, Model) {
+    let (mut shard, mut model) = (Shard::new(), Model::new());
+    for (index, (time, event, expected)) in script.iter().enumerate() {
+        let engine = reference::Answer::of(&shard.apply(event, *time));
+        let step = model.apply(event, *time, None).expect("the model agrees with itself");
+        assert_eq!(engine, *expected, "engine, step {index}: {event:?} at {time}");
+        assert_eq!(step.answer, *expected, "model, step {index}: {event:?} at {time}");
+        assert_eq!(shard.notices(), step.notices, "notices, step {index}: {event:?} at {time}");
+    }
+    (shard, model)
+}
+
+fn rules_join(player: PlayerId, seq: u32, x: i32) -> Event {
+    Event::Join { hunt: RULES_HUNT, player, seq, position: Position::new(x, 0) }
+}
+
+fn rules_move(player: PlayerId, seq: u32, x: i32) -> Event {
+    Event::Move { hunt: RULES_HUNT, player, seq, position: Position::new(x, 0) }
+}
+
+fn rules_rank(player: PlayerId) -> Event {
+    Event::Rank { hunt: RULES_HUNT, player }
+}
+
+/// The speed rule at its edges, in the engine and the model alike: the first move after
+/// a join may use the whole burst at once, a move at zero elapsed time only what is
+/// banked, a move exactly at the limit passes and one unit more is refused, and a long
+/// wait earns the whole time but banks at most the burst.
+#[test]
+fn the_speed_limit_at_its_edges_in_engine_and_model() {
+    use reference::Answer;
+    let options = HuntOptions { speed_max: 10, ..HuntOptions::default() };
+    let t = 20 * SECOND;
+    let too_fast = |distance, allowed| Answer::Rejected(Rejection::TooFast { distance, allowed });
+    let moved = || Answer::Moved(Vec::new());
+    check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(options) }, Answer::HuntCreated),
+        (t, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        // First move after the join, zero elapsed time: exactly the 2 s burst.
+        (t, rules_move(1, 2, 21), too_fast(21, 20)),
+        (t, rules_move(1, 2, 20), moved()),
+        // Zero elapsed time and nothing banked: even one unit is too far; standing still is not.
+        (t, rules_move(1, 3, 21), too_fast(1, 0)),
+        (t, rules_move(1, 3, 20), moved()),
+        // 0.1 s earns exactly 1 unit.
+        (t + SECOND / 10, rules_move(1, 4, 22), too_fast(2, 1)),
+        (t + SECOND / 10, rules_move(1, 4, 21), moved()),
+        // 10 s earn 100 units; at exactly the limit it passes, leaving nothing banked.
+        (t + 101 * SECOND / 10, rules_move(1, 5, 122), too_fast(101, 100)),
+        (t + 101 * SECOND / 10, rules_move(1, 5, 121), moved()),
+        (t + 101 * SECOND / 10, rules_move(1, 6, 122), too_fast(1, 0)),
+        // 6 s earn 60 units; a move of 10 banks only the burst's 20, not the 50 left.
+        (t + 161 * SECOND / 10, rules_move(1, 6, 131), moved()),
+        (t + 161 * SECOND / 10, rules_move(1, 7, 152), too_fast(21, 20)),
+        (t + 161 * SECOND / 10, rules_move(1, 7, 151), moved()),
+        (t + 161 * SECOND / 10, rules_move(1, 8, 152), too_fast(1, 0)),
+    ]);
+}
+
+/// A hint is the distance to a treasure the player can still claim (protocol.md 7.11);
+/// once the hunt has ended nothing can be claimed, so it answers `hunt_ended` like the
+/// other player events instead of pointing at a treasure.
+#[test]
+fn a_hint_after_the_end_is_refused_as_hunt_ended() {
+    use reference::Answer;
+    let treasure =
+        TreasureSpec { id: 1, position: Position::new(100, 0), radius: 5, value: 10, capacity: 1, hint_radius: 0 };
+    let hint = Event::Hint { hunt: RULES_HUNT, player: 1 };
+    check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, Answer::HuntCreated),
+        (SECOND, Event::PlaceTreasure { hunt: RULES_HUNT, treasure }, Answer::TreasurePlaced),
+        (SECOND, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        // Before the start the treasure is still to be claimed: the hint points at it.
+        (SECOND, hint, Answer::Hint(Some(100))),
+        (20 * SECOND, hint, Answer::Hint(Some(100))),
+        // Past the scheduled end, announced or not.
+        (100 * SECOND, hint, Answer::Rejected(Rejection::HuntEnded)),
+        (30 * SECOND, Event::EndHunt { hunt: RULES_HUNT }, Answer::HuntEnded),
+        (30 * SECOND, hint, Answer::Rejected(Rejection::HuntEnded)),
+        // Who is asked about still matters first.
+        (30 * SECOND, Event::Hint { hunt: RULES_HUNT, player: 2 }, Answer::Rejected(Rejection::NotJoined)),
+    ]);
+}
+
+/// Every mutating event first announces the lifecycle stages its event time has reached
+/// (ARCHITECTURE.md, `src/hunt.rs`); deleting a hunt whose end has passed unannounced
+/// tells its subscribers that it ended before telling them it is gone.
+#[test]
+fn deleting_a_hunt_past_its_end_announces_the_end_first() {
+    use reference::Answer;
+    let create = Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) };
+    let delete = Event::DeleteHunt { hunt: RULES_HUNT };
+    let lifecycle = |shard: &Shard| -> Vec<(u64, NoticeKind)> {
+        shard.notices().iter().map(|notice| (notice.seq, notice.kind)).collect()
+    };
+    // Started was announced, the end passed without a mutation to announce it.
+    let (mut shard, mut model) = check_rules(&[
+        (SECOND, create, Answer::HuntCreated),
+        (20 * SECOND, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+    ]);
+    assert_eq!(Answer::of(&shard.apply(&delete, 200 * SECOND)), Answer::HuntDeleted);
+    let expected = [(2, NoticeKind::Lifecycle(Lifecycle::Ended)), (3, NoticeKind::Lifecycle(Lifecycle::Deleted))];
+    assert_eq!(lifecycle(&shard), expected);
+    assert_eq!(model.apply(&delete, 200 * SECOND, None).expect("model").notices, shard.notices());
+    // A running hunt deleted is deleted, not ended; one whose start passed unannounced
+    // announces the start first.
+    let (mut shard, _) = check_rules(&[(SECOND, create, Answer::HuntCreated)]);
+    assert_eq!(Answer::of(&shard.apply(&delete, 50 * SECOND)), Answer::HuntDeleted);
+    let expected = [(1, NoticeKind::Lifecycle(Lifecycle::Started)), (2, NoticeKind::Lifecycle(Lifecycle::Deleted))];
+    assert_eq!(lifecycle(&shard), expected);
+    let (mut shard, _) = check_rules(&[(SECOND, create, Answer::HuntCreated)]);
+    assert_eq!(Answer::of(&shard.apply(&delete, 2 * SECOND)), Answer::HuntDeleted);
+    assert_eq!(lifecycle(&shard), [(1, NoticeKind::Lifecycle(Lifecycle::Deleted))]);
+}
+
+/// After the end a hunt's state is final: LEAVE is refused with `hunt_ended` like every
+/// other player event, so a player's standing (joined, last sequence number) and the
+/// digest stay as the hunt ended. A retried LEAVE is still reported as a duplicate.
+#[test]
+fn a_leave_after_the_end_is_refused_and_the_standing_stays_final() {
+    use reference::Answer;
+    let leave = |seq| Event::Leave { hunt: RULES_HUNT, player: 1, seq };
+    let final_standing = cairn::outcome::Standing { rank: 1, total: 1, score: 0, claims: 0, last_seq: 2, joined: true };
+    let (shard, _) = check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, Answer::HuntCreated),
+        (20 * SECOND, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        (20 * SECOND, rules_move(1, 2, 5), Answer::Moved(Vec::new())),
+        (100 * SECOND, rules_rank(1), Answer::Standing(final_standing)),
+        (100 * SECOND, leave(3), Answer::Rejected(Rejection::HuntEnded)),
+        (100 * SECOND, leave(2), Answer::Rejected(Rejection::Duplicate { seq: 2, last: 2 })),
+        (100 * SECOND, rules_rank(1), Answer::Standing(final_standing)),
+    ]);
+    let mut before_end = Shard::new();
+    before_end.apply(&Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, SECOND);
+    before_end.apply(&rules_join(1, 1, 0), 20 * SECOND);
+    before_end.apply(&rules_move(1, 2, 5), 20 * SECOND);
+    before_end.apply(&Event::EndHunt { hunt: RULES_HUNT }, 100 * SECOND);
+    assert_eq!(shard.digest(), before_end.digest(), "a refused LEAVE after the end changed the state");
+}
+
+/// `seq` is a `u32` that only grows: once `u32::MAX` is applied, every later event of the
+/// player would be a duplicate, which protocol.md's retry rule reads as "already applied"
+/// although nothing was. The top number is refused instead, with a code of its own, before
+/// anything else about the player is looked at.
+#[test]
+fn the_top_sequence_number_is_refused_not_applied() {
+    use reference::Answer;
+    let top = u32::MAX;
+    let exhausted = || Answer::Rejected(Rejection::SequenceExhausted);
+    let adjust = |seq| Event::AdjustScore { hunt: RULES_HUNT, player: 1, seq, delta: 1 };
+    let t = 20 * SECOND;
+    check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(HuntOptions::default()) }, Answer::HuntCreated),
+        (t, rules_join(1, top, 0), exhausted()),
+        (t, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        (t, rules_join(1, top, 0), exhausted()),
+        (t, rules_move(1, top, 5), exhausted()),
+        (t, adjust(top), exhausted()),
+        (t, Event::Leave { hunt: RULES_HUNT, player: 1, seq: top }, exhausted()),
+        (
+            t,
+            Event::Dig { hunt: RULES_HUNT, player: 1, seq: top, treasure: 1, position: Position::new(5, 0) },
+            exhausted(),
+        ),
+        (t, rules_move(2, top, 5), exhausted()),
+        // The player was not stuck by them: the next number is still free, and the one
+        // below the top is an ordinary number.
+        (t, rules_move(1, 2, 5), Answer::Moved(Vec::new())),
+        (t, adjust(top - 1), Answer::Adjusted { score: 1, rank: 1 }),
+        (t, adjust(top), exhausted()),
+    ]);
+    assert_eq!(
+        Rejection::SequenceExhausted.to_string(),
+        "sequence number 4294967295 is never applied: no later event of the player could follow it"
+    );
+}
+
+/// Replay through the real journal, not only in memory: cases of the main strategy (three
+/// hunts, most with a speed limit, many events at one time) are written to journal files
+/// in a temporary directory with a snapshot halfway, and recovery (snapshot, then the
+/// records after it through `Shard::apply`) gives the digest of the shard that applied
+/// them live, which covers each player's banked travel and last move time.
+#[test]
+fn model_cases_recover_from_real_journal_files_and_a_snapshot_to_the_live_digest() {
+    use cairn::journal::{recover, Durability, FileStorage, Repair, Writer};
+    let dir = std::env::temp_dir().join(format!("cairn-model-journal-{}", std::process::id()));
+    let mut runner = TestRunner::deterministic();
+    let mut limited_moves = 0;
+    for index in 0..32 {
+        let steps = case().new_tree(&mut runner).expect("a case").current();
+        let (log, digest) = run(&steps).unwrap_or_else(|why| panic!("case {index}: {why}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut storage = FileStorage::open(&dir).unwrap();
+        let fresh = recover(&mut storage, Repair::Truncate).unwrap();
+        let mut writer = Writer::open(storage, Durability::Os, &fresh).unwrap();
+        let mutations: Vec<&(Micros, Event)> = log.iter().filter(|(_, event)| event.is_mutation()).collect();
+        let mut live = Shard::new();
+        for (at, (time, event)) in mutations.iter().enumerate() {
+            let accepted = !live.apply(event, *time).is_rejected();
+            let limited = live.hunt(event.hunt()).is_some_and(|hunt| hunt.spec().options.speed_max > 0);
+            limited_moves += (accepted && limited && matches!(event, Event::Move { .. } | Event::Dig { .. })) as u32;
+            writer.append(event, *time);
+            if at % 7 == 6 {
+                writer.commit().unwrap();
+            }
+            if at == mutations.len() / 2 {
+                writer.snapshot(&live).unwrap();
+            }
+        }
+        writer.commit().unwrap();
+        assert_eq!(live.digest(), digest, "case {index}: the mutations alone give another state than the case");
+        let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
+        assert!(recovered.snapshot_seq > 0, "case {index}: no snapshot was taken");
+        assert_eq!(recovered.last_seq, mutations.len() as u64, "case {index}");
+        assert_eq!(recovered.shard.digest(), digest, "case {index}: recovered from the journal to another state");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(limited_moves > 150, "only {limited_moves} accepted moves and digs under a speed limit");
+}

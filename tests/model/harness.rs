@@ -298,7 +298,7 @@ fn script(log: &[(Micros, Event)]) -> String {
 /// Applies a query to the engine and to the model and compares the answers.
 fn compare_query(shard: &mut Shard, model: &Model, query: &Event, time: Micros) -> Result<Answer, String> {
     let actual = Answer::of(&shard.apply(query, time));
-    let expected = model.answer(query).unwrap_or_else(Answer::Rejected);
+    let expected = model.answer(query, time).unwrap_or_else(Answer::Rejected);
     if actual != expected {
         return Err(format!("query {query:?}: engine {actual:?}, model {expected:?}"));
     }

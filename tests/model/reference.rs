@@ -269,13 +269,15 @@ impl Model {
             Event::DeleteHunt { hunt } => {
                 let index = self.hunts.iter().position(|each| each.id == hunt).ok_or(Rejection::HuntNotFound)?;
                 let mut deleted = self.hunts.remove(index);
+                // Stages its time reached are announced first, as by every mutation.
+                deleted.advance(time, notices);
                 deleted.push_notice(notices, NoticeKind::Lifecycle(Lifecycle::Deleted));
                 return Ok(Answer::HuntDeleted);
             }
             _ => {}
         }
         if !event.is_mutation() {
-            return self.answer(event);
+            return self.answer(event, time);
         }
         let placement = self.placements + 1;
         let mut divergence = None;
@@ -294,7 +296,7 @@ impl Model {
             Event::PlaceTreasure { treasure, .. } => hunt.place(treasure, placement),
             Event::RemoveTreasure { treasure, .. } => hunt.remove(treasure),
             Event::Join { player, seq, position, .. } => hunt.join(player, seq, position, time, notices),
-            Event::Leave { player, seq, .. } => hunt.leave(player, seq),
+            Event::Leave { player, seq, .. } => hunt.leave(player, seq, time),
             Event::Move { player, seq, position, .. } => {
                 hunt.move_player(player, seq, position, time, picked, &mut divergence, notices)
             }
@@ -311,8 +313,8 @@ impl Model {
         answer
     }
 
-    /// Answers a query without changing anything.
-    pub fn answer(&self, event: &Event) -> Result<Answer, Rejection> {
+    /// Answers a query at `time` without changing anything.
+    pub fn answer(&self, event: &Event, time: Micros) -> Result<Answer, Rejection> {
         assert!(!event.is_mutation());
         let hunt = self.hunt(event.hunt()).ok_or(Rejection::HuntNotFound)?;
         match *event {
@@ -331,7 +333,7 @@ impl Model {
                 Ok(hunt.list(first, rank + radius - first + 1))
             }
             Event::Rank { player, .. } => Ok(Answer::Standing(hunt.standing(player)?)),
-            Event::Hint { player, .. } => Ok(Answer::Hint(hunt.hint(player)?)),
+            Event::Hint { player, .. } => Ok(Answer::Hint(hunt.hint(player, time)?)),
             Event::TreasureInfo { treasure, .. } => {
                 let treasure = hunt.treasure(treasure).ok_or(Rejection::TreasureNotFound)?;
                 let spec = &treasure.spec;
@@ -540,6 +542,9 @@ impl Hunt {
     /// A joined player whose sequence number is new. The duplicate check comes before the
     /// joined check, so a retry is reported as a duplicate even after the player left.
     fn active(&self, id: PlayerId, seq: Sequence) -> Result<&Player, Rejection> {
+        if seq == Sequence::MAX {
+            return Err(Rejection::SequenceExhausted);
+        }
         let player = self.player(id).ok_or(Rejection::NotJoined)?;
         if seq <= player.last_seq {
             return Err(Rejection::Duplicate { seq, last: player.last_seq });
@@ -562,6 +567,10 @@ impl Hunt {
         time: Micros,
         notices: &mut Vec<Notice>,
     ) -> Result<Answer, Rejection> {
+        // The top sequence number is never applied: nothing could follow it.
+        if seq == Sequence::MAX {
+            return Err(Rejection::SequenceExhausted);
+        }
         let budget = self.budget_max();
         if let Some(player) = self.player(id) {
             if seq <= player.last_seq {
@@ -619,8 +628,10 @@ impl Hunt {
         Ok(Answer::Joined { score: 0, rank })
     }
 
-    fn leave(&mut self, id: PlayerId, seq: Sequence) -> Result<Answer, Rejection> {
+    /// Refused after the end, like every player event: the final standings stay final.
+    fn leave(&mut self, id: PlayerId, seq: Sequence, time: Micros) -> Result<Answer, Rejection> {
         self.active(id, seq)?;
+        self.not_ended(time)?;
         let player = self.player_mut(id);
         player.joined = false;
         player.last_seq = seq;
@@ -804,12 +815,14 @@ impl Hunt {
 
     /// Distance to the nearest treasure the player could still claim: capacity left, not
     /// claimed by them, and within its hint radius (0 = any distance); none if the player
-    /// may claim nothing more. Ties do not matter: only the distance is answered.
-    fn hint(&self, id: PlayerId) -> Result<Option<u64>, Rejection> {
+    /// may claim nothing more. Ties do not matter: only the distance is answered. After
+    /// the hunt's end nothing can be claimed: refused as ended, once the player is known.
+    fn hint(&self, id: PlayerId, time: Micros) -> Result<Option<u64>, Rejection> {
         let player = self.player(id).ok_or(Rejection::NotJoined)?;
         if !player.joined {
             return Err(Rejection::NotJoined);
         }
+        self.not_ended(time)?;
         if self.claims_left(player) == 0 {
             return Ok(None);
         }

@@ -220,10 +220,12 @@ fn probe_events(hunt: u32) -> Vec<Event> {
         events.push(Event::Around { hunt, player: id, radius: 2 });
         events.push(Event::Hint { hunt, player: id });
         events.push(Event::TreasureInfo { hunt, treasure: id });
-        events.push(Event::Join { hunt, player: id, seq: u32::MAX, position });
-        events.push(Event::Move { hunt, player: id, seq: u32::MAX, position });
-        events.push(Event::Dig { hunt, player: id, seq: u32::MAX, treasure: id, position });
-        events.push(Event::AdjustScore { hunt, player: id, seq: u32::MAX, delta: 1 });
+        // Sequence numbers above any a loaded player may hold but the top one, which is
+        // never applied: rising, so each event may be applied after the one before.
+        events.push(Event::Join { hunt, player: id, seq: u32::MAX - 4, position });
+        events.push(Event::Move { hunt, player: id, seq: u32::MAX - 3, position });
+        events.push(Event::Dig { hunt, player: id, seq: u32::MAX - 2, treasure: id, position });
+        events.push(Event::AdjustScore { hunt, player: id, seq: u32::MAX - 1, delta: 1 });
         events.push(Event::RemoveTreasure { hunt, treasure: id });
     }
     events.push(Event::EndHunt { hunt });
