@@ -5,6 +5,7 @@
 //! running server for its numbers. `simulate` runs a seeded in-process hunt through the state machine
 //! and reports its speed, its allocations per event and the final leaderboard.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -25,7 +26,6 @@ use cairn::constants::{
     WRITE_TIMEOUT_US,
 };
 use cairn::event::Event;
-use std::io::Write;
 
 use cairn::journal::{Durability, JournalError};
 use cairn::outcome::Outcome;
@@ -237,7 +237,7 @@ fn main() -> ExitCode {
         // it wanted, so the command ends quietly, as a Unix filter does.
         Err(error) if is_closed_output(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("cairn: {error:#}");
+            server::log_line(format_args!("cairn: {error:#}"));
             ExitCode::FAILURE
         }
     }
@@ -332,24 +332,31 @@ fn serve(args: &ServeArgs) -> anyhow::Result<()> {
             handle.shutdown();
         }
     });
+    // Lines for the operator go through `log_line`, which drops what a full or closed
+    // stream cannot take: the server serves whatever became of its output.
     if let Some(dir) = &config.data_dir {
-        eprintln!("cairn: durability {} in {}", config.durability, dir.display());
+        server::log_line(format_args!("cairn: durability {} in {}", config.durability, dir.display()));
     }
     let exposed = !config.listen.ip().is_loopback();
     match (&config.auth_token, &config.admin_token) {
-        (None, None) if exposed => eprintln!(
+        (None, None) if exposed => server::log_line(format_args!(
             "cairn: warning: listening on {} with no --auth-token: anyone who reaches this port may \
              create hunts and send events (see docs/security.md)",
             config.listen
-        ),
+        )),
         (None, None) => {}
-        (Some(_), None) => eprintln!("cairn: every connection must present the auth token in HELLO"),
-        (None, Some(_)) => eprintln!("cairn: anyone may play; admin operations need the admin token in HELLO"),
-        (Some(_), Some(_)) => eprintln!(
+        (Some(_), None) => {
+            server::log_line(format_args!("cairn: every connection must present the auth token in HELLO"))
+        }
+        (None, Some(_)) => {
+            server::log_line(format_args!("cairn: anyone may play; admin operations need the admin token in HELLO"))
+        }
+        (Some(_), Some(_)) => server::log_line(format_args!(
             "cairn: every connection must present the auth token (to play) or the admin token (to administer)"
-        ),
+        )),
     }
-    println!("cairn listening on {} with {} shards", server.local_addr(), config.shards);
+    let _ =
+        writeln!(std::io::stdout().lock(), "cairn listening on {} with {} shards", server.local_addr(), config.shards);
     server.wait().context("a shard failed")?;
     Ok(())
 }
@@ -546,7 +553,7 @@ fn journal(command: &JournalCommand) -> ExitCode {
     let shards = match cairn::journal::shard_dirs(dir) {
         Ok(shards) => shards,
         Err(error) => {
-            eprintln!("cairn journal: cannot read {}: {error}", dir.display());
+            server::log_line(format_args!("cairn journal: cannot read {}: {error}", dir.display()));
             return ExitCode::FAILURE;
         }
     };
@@ -554,7 +561,7 @@ fn journal(command: &JournalCommand) -> ExitCode {
     if let JournalCommand::Verify { .. } = command {
         // What a start reads first: the shard count the journals were written with.
         if let Err(error) = cairn::journal::check_shard_count(dir, &shards) {
-            eprintln!("cairn journal: {error}");
+            server::log_line(format_args!("cairn journal: {error}"));
             failed = true;
         }
     }
@@ -580,7 +587,7 @@ fn journal(command: &JournalCommand) -> ExitCode {
             Ok(()) => {}
             Err(JournalError::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
             Err(error) => {
-                eprintln!("cairn journal: {}: {error}", shard.display());
+                server::log_line(format_args!("cairn journal: {}: {error}", shard.display()));
                 failed = true;
             }
         }

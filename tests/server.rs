@@ -1375,6 +1375,53 @@ fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     assert!(status.success(), "exit status {status}");
 }
 
+#[test]
+fn the_binary_serves_with_its_output_streams_full() {
+    // Standard output and error on /dev/full: every write fails (ENOSPC), as it does on a full
+    // disk or into a pipe whose reader went away. The server must serve regardless.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let full = || Stdio::from(std::fs::OpenOptions::new().write(true).open("/dev/full").expect("/dev/full"));
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--listen", &listen, "--shards", "2", "--auth-token", "sesame-sixteen-bytes"])
+        .stdout(full())
+        .stderr(full())
+        .spawn()
+        .expect("the binary starts");
+    let address: SocketAddr = listen.parse().unwrap();
+    let deadline = Instant::now() + WAIT;
+    let mut client = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the server exited with {status} before serving");
+        }
+        match Client::connect_with_token(address, &Options::default(), b"sesame-sixteen-bytes") {
+            Ok(client) => break client,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                thread::sleep(Duration::from_millis(20));
+            }
+            Err(error) => panic!("the server did not serve within {WAIT:?}: {error}"),
+        }
+    };
+    client.create_hunt(1, &planar(1_000, HuntOptions::default())).unwrap();
+    client.join(1, 5, 1, Position::new(0, 0)).unwrap();
+    assert!(child.try_wait().unwrap().is_none(), "the server is still running");
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the binary did not exit within {WAIT:?} of SIGTERM");
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status}");
+}
+
 /// Runs the binary with `args` and returns its exit status and stderr; a run still going
 /// after `WAIT` (a server that started when it should have refused) is killed and fails.
 fn run_binary(args: &[&str]) -> (std::process::ExitStatus, String) {

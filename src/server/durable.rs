@@ -120,20 +120,20 @@ fn open_shard(index: usize, dir: &Path, config: &Config) -> Result<Opened, Strin
     let mut storage = FileStorage::open(dir).map_err(|error| describe(&error))?;
     let recovered = recover(&mut storage, Repair::Truncate).map_err(|error| describe(&error))?;
     for note in &recovered.notes {
-        eprintln!("cairn: shard {index}: {note}");
+        super::log_line(format_args!("cairn: shard {index}: {note}"));
     }
     if let Some(cut) = &recovered.truncation {
-        eprintln!(
+        super::log_line(format_args!(
             "cairn: shard {index}: cut a torn tail off {} at byte offset {} ({} bytes dropped: {}); \
              nothing in it was acknowledged",
             cut.file, cut.offset, cut.dropped_bytes, cut.reason
-        );
+        ));
     }
     if recovered.last_seq > 0 {
-        eprintln!(
+        super::log_line(format_args!(
             "cairn: shard {index}: recovered up to event {} (snapshot at {}, {} replayed)",
             recovered.last_seq, recovered.snapshot_seq, recovered.replayed
-        );
+        ));
     }
     let writer = Writer::open(storage, config.durability, &recovered).map_err(|error| describe(&error))?;
     Ok(Opened { engine: recovered.shard, writer: Some(writer) })

@@ -24,7 +24,8 @@ pub mod slab;
 pub mod stats;
 pub mod subscriptions;
 
-use std::io;
+use std::fmt;
+use std::io::{self, Write as _};
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,6 +48,13 @@ use self::clock::Epoch;
 use self::ring::{ring, RingConsumer, RingProducer};
 use self::shard_loop::{ShardLoop, ShardRings, LISTENER, WAKER};
 use self::stats::Snapshot;
+
+/// Writes one line for the operator on standard error. A line stderr cannot take (its
+/// reader went away, `2>/dev/full`) is dropped: `eprintln!` would panic there, and a log
+/// line must never stop the server or one of its shards.
+pub fn log_line(line: fmt::Arguments<'_>) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
 
 /// The port `cairn serve` listens on by default.
 pub const DEFAULT_PORT: u16 = 7411;

@@ -223,11 +223,11 @@ impl ShardLoop {
             .saturating_add(shared.config.snapshot_interval_events);
         let clock = ShardClock::new(shared.epoch, writer.as_ref().map_or(0, |writer| writer.last_time()));
         if clock.ahead_of_wall_clock_us() > 0 {
-            eprintln!(
+            super::log_line(format_args!(
                 "cairn: shard {index}: the journal's last event time is {} us ahead of the clock; event time \
                  stays there until the clock catches up, so it never goes backwards",
                 clock.ahead_of_wall_clock_us()
-            );
+            ));
         }
         let staged = || -> Vec<Staged> {
             (0..shard_count).map(|target| Staged::new(if target == index { 0 } else { ring_size_bytes })).collect()
@@ -1115,7 +1115,7 @@ impl ShardLoop {
             Ok(written_seq) => written_seq,
             Err(error) if error.is_recoverable() => {
                 if !self.disk_full {
-                    eprintln!("cairn: shard {}: {error}; queries are still answered", self.index);
+                    super::log_line(format_args!("cairn: shard {}: {error}; queries are still answered", self.index));
                     self.disk_full = true;
                     std::mem::swap(&mut self.held, &mut self.held_syncing);
                     std::mem::swap(&mut self.staged, &mut self.staged_syncing);
@@ -1131,7 +1131,10 @@ impl ShardLoop {
             Err(error) => return Err(self.fatal(error)),
         };
         if self.disk_full {
-            eprintln!("cairn: shard {}: the journal is written again; mutating events are accepted", self.index);
+            super::log_line(format_args!(
+                "cairn: shard {}: the journal is written again; mutating events are accepted",
+                self.index
+            ));
             self.disk_full = false;
         }
         let writer = self.writer.as_mut().expect("checked above");
@@ -1220,7 +1223,7 @@ impl ShardLoop {
             }
             Err(error) if error.is_recoverable() => {
                 let when = if stopping { "at shutdown" } else { "postponed" };
-                eprintln!("cairn: shard {}: snapshot {when}: {error}", self.index);
+                super::log_line(format_args!("cairn: shard {}: snapshot {when}: {error}", self.index));
                 Ok(())
             }
             Err(error) => Err(self.fatal(error)),
@@ -1231,7 +1234,7 @@ impl ShardLoop {
     /// and give up this one at once, without writing the turn's replies.
     fn fatal(&mut self, error: JournalError) -> io::Error {
         let message = format!("shard {}: {error}", self.index);
-        eprintln!("cairn: {message}; stopping the server");
+        super::log_line(format_args!("cairn: {message}; stopping the server"));
         // The other shards wait for this one to drain; it never will, so count it done
         // (unless it already counted itself).
         if !matches!(self.phase, Phase::Draining { quiet: true, .. }) {
