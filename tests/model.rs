@@ -672,6 +672,48 @@ fn the_speed_limit_at_its_edges_in_engine_and_model() {
     ]);
 }
 
+/// Unused travel carries over (protocol.md 6.9), fractions of a unit included: at 3 units
+/// per second a player reporting every 0.1 s earns 0.3 of a unit per report, and those
+/// add up to whole units. Rounding the earned travel down at every move and restarting
+/// the clock there dropped them all, so the player could never move again.
+#[test]
+fn fractions_of_a_unit_earned_between_frequent_reports_carry_over() {
+    use reference::Answer;
+    let options = HuntOptions { speed_max: 3, ..HuntOptions::default() };
+    let t = 20 * SECOND;
+    let tick = SECOND / 10;
+    let too_fast = |distance, allowed| Answer::Rejected(Rejection::TooFast { distance, allowed });
+    let moved = || Answer::Moved(Vec::new());
+    check_rules(&[
+        (SECOND, Event::CreateHunt { hunt: RULES_HUNT, spec: rules_spec(options) }, Answer::HuntCreated),
+        (t, rules_join(1, 1, 0), Answer::Joined { score: 0, rank: 1 }),
+        // The 2 s burst, 6 units, spent at once.
+        (t, rules_move(1, 2, 6), moved()),
+        // Standing still every 0.1 s: 0.3 of a unit each, 1.5 after five reports.
+        (t + tick, rules_move(1, 3, 6), moved()),
+        (t + 2 * tick, rules_move(1, 4, 6), moved()),
+        (t + 3 * tick, rules_move(1, 5, 6), moved()),
+        (t + 4 * tick, rules_move(1, 6, 6), moved()),
+        (t + 5 * tick, rules_move(1, 7, 6), moved()),
+        // 1.8 units after six: one unit passes, two do not.
+        (t + 6 * tick, rules_move(1, 8, 8), too_fast(2, 1)),
+        (t + 6 * tick, rules_move(1, 8, 7), moved()),
+        // 0.8 left and 0.3 more: a unit again, leaving 0.1.
+        (t + 7 * tick, rules_move(1, 9, 8), moved()),
+        (t + 7 * tick, rules_move(1, 10, 9), too_fast(1, 0)),
+        // 0.4 s later, 0.1 + 1.2 = 1.3: a unit, leaving 0.3 (a third of a unit's time, 100 ms).
+        (t + 11 * tick, rules_move(1, 10, 9), moved()),
+        // 0.2 s more: 0.3 + 0.6 = 0.9, not yet a unit; 33 334 µs later 1.000002 is.
+        (t + 13 * tick, rules_move(1, 11, 10), too_fast(1, 0)),
+        (t + 13 * tick + 33_334, rules_move(1, 11, 10), moved()),
+        // A long wait banks at most the burst, 6 units, and no fraction on top.
+        (t + 100 * tick, rules_move(1, 12, 10), moved()),
+        (t + 100 * tick, rules_move(1, 13, 17), too_fast(7, 6)),
+        (t + 100 * tick, rules_move(1, 13, 16), moved()),
+        (t + 100 * tick, rules_move(1, 14, 17), too_fast(1, 0)),
+    ]);
+}
+
 /// A hint is the distance to a treasure the player can still claim (protocol.md 7.11);
 /// once the hunt has ended nothing can be claimed, so it answers `hunt_ended` like the
 /// other player events instead of pointing at a treasure.

@@ -45,7 +45,7 @@ const FREE_SLOT: Player = Player {
     claims: 0,
     position: Point { x: 0, y: 0 },
     last_time: 0,
-    travel_budget_units: 0,
+    travel_budget_micro_units: 0,
     score: 0,
     reached_at: 0,
     joined: false,

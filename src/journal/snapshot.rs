@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //!      0     8  magic        "CAIRNSNP"
-//!      8     4  version      u32 = 2
+//!      8     4  version      u32 = 3 (2 is read too, see below)
 //!     12     4  header_crc   u32  CRC32C of bytes 0..12, then of bytes 16..48
 //!     16     8  seq          u64  the last journal sequence number the state includes
 //!     24     8  body_size    u64  bytes after the header
@@ -28,9 +28,14 @@
 //! free handle    u32, in free-list order (the next placement pops the last)     (4)
 //! player         id u32, x i32, y i32 (internal units), last_time u64, score i64,
 //!                reached_at u64, claims u32, last_seq u32, joined u8,
-//!                travel_budget_units u64                                        (53)
+//!                travel_budget_micro_units u64                                  (53)
 //! claim          treasure handle u32, player handle u32, ascending              (8)
 //! ```
+//!
+//! `travel_budget_micro_units` is the travel the player has banked under the speed limit,
+//! in millionths of an internal unit, so fractions of a unit carry over. Version 2 wrote
+//! the same field in whole units (its engine rounded fractions away); it is read as that
+//! many whole units, which is exactly the state that engine had.
 //!
 //! What can be derived is not written: projections, treasure centres and radii in
 //! internal units, the handle maps, the grid, the leaderboard and the capacity total are
@@ -44,7 +49,7 @@
 use hashbrown::HashMap;
 
 use crate::constants::{
-    CLAIMS_PER_HUNT_MAX, COORDINATE_ABS_MAX, HUNTS_PER_SHARD_MAX, PLAYERS_PER_HUNT_MAX, RADIUS_MAX,
+    CLAIMS_PER_HUNT_MAX, COORDINATE_ABS_MAX, HUNTS_PER_SHARD_MAX, MICROS_PER_SECOND, PLAYERS_PER_HUNT_MAX, RADIUS_MAX,
     TREASURES_PER_HUNT_MAX, TREASURE_CAPACITY_MAX, TREASURE_VALUE_MAX,
 };
 use crate::event::{HuntId, Micros};
@@ -63,7 +68,9 @@ const MAGIC: [u8; 8] = *b"CAIRNSNP";
 
 /// Largest topic sequence number a snapshot may carry (see `decode_hunt`).
 const TOPIC_SEQUENCE_MAX: u64 = 1 << 63;
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
+/// The version before travel budgets were kept in millionths of a unit; still read.
+const VERSION_WHOLE_UNIT_BUDGETS: u32 = 2;
 
 const MAGIC_OFFSET: usize = 0;
 const VERSION_OFFSET: usize = MAGIC_OFFSET + MAGIC.len();
@@ -182,7 +189,7 @@ fn encode_hunt(hunt: &Hunt, out: &mut Vec<u8>) {
         put_u32(out, player.claims);
         put_u32(out, player.last_seq);
         out.push(player.joined as u8);
-        put_u64(out, player.travel_budget_units);
+        put_u64(out, player.travel_budget_micro_units);
     }
     let mut claims: Vec<u64> = hunt.claims.iter().copied().collect();
     claims.sort_unstable();
@@ -257,8 +264,8 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
         return Err("header CRC32C mismatch".to_string());
     }
     let version = u32::from_le_bytes(field(VERSION_OFFSET, HEADER_CRC_OFFSET).try_into().expect("4 bytes"));
-    if version != VERSION {
-        return Err(format!("version {version}, this build reads version {VERSION}"));
+    if version != VERSION && version != VERSION_WHOLE_UNIT_BUDGETS {
+        return Err(format!("version {version}, this build reads versions {VERSION_WHOLE_UNIT_BUDGETS} and {VERSION}"));
     }
     let seq = u64::from_le_bytes(field(SEQ_OFFSET, BODY_SIZE_OFFSET).try_into().expect("8 bytes"));
     let body_size = u64::from_le_bytes(field(BODY_SIZE_OFFSET, BODY_CRC_OFFSET).try_into().expect("8 bytes"));
@@ -273,7 +280,7 @@ pub fn decode_snapshot(bytes: &[u8]) -> Result<Snapshot, String> {
     let mut shard = Shard::new();
     let mut cursor = Cursor { bytes: body, at: 0 };
     for _ in 0..hunt_count {
-        let hunt = decode_hunt(&mut cursor)?;
+        let hunt = decode_hunt(&mut cursor, version)?;
         if shard.hunts.insert(hunt.id, Box::new(hunt)).is_some() {
             return Err("a hunt appears twice".to_string());
         }
@@ -295,7 +302,7 @@ fn check_body_size(body_size: u64, body_len: u64) -> Checked<()> {
     Ok(())
 }
 
-fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
+fn decode_hunt(cursor: &mut Cursor, version: u32) -> Checked<Hunt> {
     let id = cursor.u32()?;
     let spec = get_hunt_spec(&cursor.take::<HUNT_SPEC_SIZE>()?).ok_or("bad hunt spec")?;
     let mut hunt = Hunt::create(id, &spec).map_err(|rejection| format!("hunt {id}: {rejection:?}"))?;
@@ -316,7 +323,7 @@ fn decode_hunt(cursor: &mut Cursor) -> Checked<Hunt> {
     }
     const _: () = assert!(Topic::COUNT == 3);
     decode_treasures(cursor, &mut hunt)?;
-    decode_players(cursor, &mut hunt)?;
+    decode_players(cursor, &mut hunt, version)?;
     decode_claims(cursor, &mut hunt)?;
     Ok(hunt)
 }
@@ -386,7 +393,9 @@ fn check_treasure_limits(spec: &TreasureSpec, radius_units: u64, hint_units: u64
     Ok(())
 }
 
-fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
+/// Players of a snapshot of `version` (see the module doc for how version 2's travel
+/// budgets read).
+fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt, version: u32) -> Checked<()> {
     let count = cursor.count(PLAYER_SIZE)?;
     hunt.players.reserve(count);
     hunt.leaderboard.reserve(count);
@@ -394,8 +403,7 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         let id = cursor.u32()?;
         let position = Point::new(cursor.i32()?, cursor.i32()?);
         let (last_time, score, reached_at) = (cursor.u64()?, cursor.i64()?, cursor.u64()?);
-        let (claims, last_seq, joined, travel_budget_units) =
-            (cursor.u32()?, cursor.u32()?, cursor.flag()?, cursor.u64()?);
+        let (claims, last_seq, joined, travel_budget) = (cursor.u32()?, cursor.u32()?, cursor.flag()?, cursor.u64()?);
         // Positions come from a projection, which never leaves the coordinate range; the
         // grid asserts it on every query, so a position outside is damage, not a state.
         if position.x.unsigned_abs() as i64 > COORDINATE_ABS_MAX
@@ -403,10 +411,14 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
         {
             return Err(format!("player {id}: position outside the coordinate range"));
         }
+        let travel_budget_micro_units = match version {
+            VERSION_WHOLE_UNIT_BUDGETS => travel_budget.saturating_mul(MICROS_PER_SECOND),
+            _ => travel_budget,
+        };
         // A move never banks more than the hunt's burst allowance, and the next move adds
         // to what is banked, so more would overflow there.
-        if travel_budget_units > hunt.travel_budget_max() {
-            return Err(format!("player {id}: travel budget {travel_budget_units} above the hunt's maximum"));
+        if travel_budget_micro_units > hunt.travel_budget_max_micro_units() {
+            return Err(format!("player {id}: travel budget {travel_budget} above the hunt's maximum"));
         }
         let player = Player {
             id,
@@ -418,7 +430,7 @@ fn decode_players(cursor: &mut Cursor, hunt: &mut Hunt) -> Checked<()> {
             claims,
             last_seq,
             joined,
-            travel_budget_units,
+            travel_budget_micro_units,
         };
         if hunt.players.insert(player).is_none() {
             return Err(format!("player {id} appears twice"));
@@ -501,5 +513,52 @@ mod tests {
         assert!(message.contains(&past.to_string()) && message.contains("largest"), "{message}");
         let message = check_body_size(100, 99).unwrap_err();
         assert!(message.contains("99 bytes") && message.contains("says 100"), "{message}");
+    }
+
+    /// Rewrites a one-player snapshot's header version and the player's travel budget
+    /// (the last field before the claim count, which ends the body) and seals it again.
+    fn with_version_and_budget(mut bytes: Vec<u8>, version: u32, budget: u64) -> Vec<u8> {
+        let budget_at = bytes.len() - size_of::<u32>() - size_of::<u64>();
+        bytes[budget_at..budget_at + 8].copy_from_slice(&budget.to_le_bytes());
+        bytes[VERSION_OFFSET..HEADER_CRC_OFFSET].copy_from_slice(&version.to_le_bytes());
+        let body_crc = crc32c::crc32c(&bytes[SNAPSHOT_HEADER_SIZE..]);
+        bytes[BODY_CRC_OFFSET..HUNT_COUNT_OFFSET].copy_from_slice(&body_crc.to_le_bytes());
+        let crc = header_crc(&bytes[..SNAPSHOT_HEADER_SIZE]);
+        bytes[HEADER_CRC_OFFSET..SEQ_OFFSET].copy_from_slice(&crc.to_le_bytes());
+        bytes
+    }
+
+    /// Version 3 keeps travel budgets in millionths of a unit; version 2 kept whole units
+    /// and is read as exactly those; version 1 is refused naming the versions read.
+    #[test]
+    fn a_version_2_snapshot_reads_its_whole_unit_travel_budget_and_version_1_is_refused() {
+        use crate::event::{Coordinates, Event, HuntOptions, HuntSpec};
+        let options = HuntOptions { speed_max: 10, ..HuntOptions::default() };
+        let spec = HuntSpec {
+            coordinates: Coordinates::Planar,
+            min: Position::new(0, 0),
+            max: Position::new(1_000, 1_000),
+            start: 0,
+            end: Micros::MAX,
+            options,
+        };
+        let mut shard = Shard::new();
+        let time = 1_000_000;
+        shard.apply(&Event::CreateHunt { hunt: 1, spec }, time);
+        shard.apply(&Event::Join { hunt: 1, player: 1, seq: 1, position: Position::new(0, 0) }, time);
+        // 5 of the 20-unit burst spent: 15 units banked.
+        shard.apply(&Event::Move { hunt: 1, player: 1, seq: 2, position: Position::new(5, 0) }, time);
+        let bytes = encode_snapshot(&shard, 3, time);
+        let budget_at = bytes.len() - size_of::<u32>() - size_of::<u64>();
+        assert_eq!(bytes[budget_at..budget_at + 8], 15_000_000u64.to_le_bytes(), "version 3 writes millionths");
+
+        let old = decode_snapshot(&with_version_and_budget(bytes.clone(), 2, 15)).expect("version 2 loads");
+        assert_eq!(old.shard.digest(), shard.digest(), "15 whole units read as 15 units");
+        let over =
+            decode_snapshot(&with_version_and_budget(bytes.clone(), 2, 21)).map(|snapshot| snapshot.seq).unwrap_err();
+        assert!(over.contains("travel budget 21 above"), "{over}");
+
+        let message = decode_snapshot(&with_version_and_budget(bytes, 1, 15)).map(|snapshot| snapshot.seq).unwrap_err();
+        assert!(message.contains("version 1") && message.contains("versions 2 and 3"), "{message}");
     }
 }

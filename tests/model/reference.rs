@@ -167,8 +167,10 @@ pub struct Player {
     pub last_seq: Sequence,
     /// Currently joined.
     pub joined: bool,
-    /// Travel still allowed under the speed limit, in world units.
-    pub budget: u64,
+    /// Travel banked under the speed limit, in millionths of a world unit: exact, since
+    /// a speed in units per second times a time in microseconds is a whole number of them,
+    /// so no fraction of a unit earned is ever dropped.
+    pub budget_micro_units: u128,
 }
 
 /// One award, kept so that scores can be recomputed from first principles.
@@ -555,8 +557,9 @@ impl Hunt {
         Ok(player)
     }
 
-    fn budget_max(&self) -> u64 {
-        self.spec.options.speed_max as u64 * SPEED_BURST_US / MICROS_PER_SECOND
+    /// The burst: `SPEED_BURST_US` of travel at the hunt's speed, in millionths of a unit.
+    fn budget_max_micro_units(&self) -> u128 {
+        self.spec.options.speed_max as u128 * SPEED_BURST_US as u128
     }
 
     fn join(
@@ -571,7 +574,7 @@ impl Hunt {
         if seq == Sequence::MAX {
             return Err(Rejection::SequenceExhausted);
         }
-        let budget = self.budget_max();
+        let budget = self.budget_max_micro_units();
         if let Some(player) = self.player(id) {
             if seq <= player.last_seq {
                 return Err(Rejection::Duplicate { seq, last: player.last_seq });
@@ -599,7 +602,7 @@ impl Hunt {
             player.last_seq = seq;
             player.position = position;
             player.last_time = time;
-            player.budget = budget;
+            player.budget_micro_units = budget;
             let score = player.score;
             return Ok(Answer::Joined { score, rank: self.rank(id)? });
         }
@@ -616,7 +619,7 @@ impl Hunt {
             claims: 0,
             last_seq: seq,
             joined: true,
-            budget,
+            budget_micro_units: budget,
         });
         let rank = self.rank(id)?;
         if rank <= TOP_NOTICE_RANKS_MAX {
@@ -640,23 +643,25 @@ impl Hunt {
 
     /// Bounds and the speed limit: a move may cover what the hunt's speed earns over the
     /// whole time since the player's last move, plus what they banked; what it leaves,
-    /// at most `SPEED_BURST_US` worth, stays banked. A move spends its (floored) length.
+    /// at most `SPEED_BURST_US` worth, stays banked, fractions of a unit included. A move
+    /// spends its (floored) length. Everything is counted in millionths of a unit, exactly.
     /// Returns the budget left after the move.
-    fn check_move(&self, player: &Player, position: Position, time: Micros) -> Result<u64, Rejection> {
+    fn check_move(&self, player: &Player, position: Position, time: Micros) -> Result<u128, Rejection> {
         if !self.inside(position) {
             return Err(Rejection::OutOfBounds);
         }
-        let speed = self.spec.options.speed_max as u64;
+        let speed = self.spec.options.speed_max as u128;
         if speed == 0 {
             return Ok(0);
         }
+        let micro = MICROS_PER_SECOND as u128;
         let elapsed = time.saturating_sub(player.last_time) as u128;
-        let budget = player.budget as u128 + speed as u128 * elapsed / MICROS_PER_SECOND as u128;
+        let budget = player.budget_micro_units + speed * elapsed;
         let distance = isqrt(distance_squared(player.position, position));
-        if distance as u128 > budget {
-            return Err(Rejection::TooFast { distance, allowed: budget as u64 });
+        if distance as u128 * micro > budget {
+            return Err(Rejection::TooFast { distance, allowed: (budget / micro) as u64 });
         }
-        Ok((budget - distance as u128).min(self.budget_max() as u128) as u64)
+        Ok((budget - distance as u128 * micro).min(self.budget_max_micro_units()))
     }
 
     fn claims_left(&self, player: &Player) -> u32 {
@@ -689,10 +694,10 @@ impl Hunt {
         Ok(points(self.spec.options.points, spec.value, treasure.claimed() + 1, spec.capacity))
     }
 
-    fn commit_move(&mut self, id: PlayerId, seq: Sequence, position: Position, budget: u64, time: Micros) {
+    fn commit_move(&mut self, id: PlayerId, seq: Sequence, position: Position, budget: u128, time: Micros) {
         let player = self.player_mut(id);
         player.position = position;
-        player.budget = budget;
+        player.budget_micro_units = budget;
         player.last_time = player.last_time.max(time);
         player.last_seq = seq;
     }

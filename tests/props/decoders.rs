@@ -193,7 +193,7 @@ const SNAPSHOT_HEADER_CRC: std::ops::Range<usize> = 12..16;
 const SNAPSHOT_BODY_SIZE: std::ops::Range<usize> = 24..32;
 const SNAPSHOT_BODY_CRC: std::ops::Range<usize> = 32..36;
 
-/// Makes the header agree with the body: magic, version 2 (the format
+/// Makes the header agree with the body: magic, version 3 (the format
 /// `src/journal/snapshot.rs` writes), body size, both CRCs. Bytes shorter than a header
 /// are padded to one.
 pub fn seal_snapshot(bytes: &mut Vec<u8>) {
@@ -201,7 +201,7 @@ pub fn seal_snapshot(bytes: &mut Vec<u8>) {
         bytes.resize(SNAPSHOT_HEADER_SIZE, 0);
     }
     bytes[..8].copy_from_slice(SNAPSHOT_MAGIC);
-    bytes[SNAPSHOT_VERSION].copy_from_slice(&2u32.to_le_bytes());
+    bytes[SNAPSHOT_VERSION].copy_from_slice(&3u32.to_le_bytes());
     let body_size = (bytes.len() - SNAPSHOT_HEADER_SIZE) as u64;
     bytes[SNAPSHOT_BODY_SIZE].copy_from_slice(&body_size.to_le_bytes());
     let body_crc = crc32c::crc32c(&bytes[SNAPSHOT_HEADER_SIZE..]);
