@@ -32,6 +32,8 @@ fn main() {
     let dir = std::env::temp_dir().join(format!("cairn-restart-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
+    // Written by this build, under its rules, as a server records them.
+    std::fs::write(dir.join("rules-version"), format!("{}\n", cairn::constants::RULES_VERSION)).unwrap();
     std::fs::write(dir.join("shards"), format!("{shards}\n")).unwrap();
 
     let started = Instant::now();

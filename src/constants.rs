@@ -194,6 +194,17 @@ pub const JOURNAL_COMMIT_BUFFER_SIZE: usize = 1 << 20;
 /// Journaled events between two snapshots of a shard, by default.
 pub const SNAPSHOT_INTERVAL_EVENTS: u64 = 1_000_000;
 
+/// The version of the game rules this build's state machine applies, recorded in a data
+/// directory when it is initialised (`DIR/rules-version`): a journal replays to the state
+/// its clients were told about only under the rules that wrote it, so a start refuses a
+/// directory written under another version. Bump it (by one) in the same commit as any
+/// change that makes `Shard::apply` answer some event differently (accept what it
+/// refused, refuse what it accepted, or give other claims, points, ranks or notices) or
+/// reach a different state or `Shard::digest` from the same events at the same times.
+/// Changes that keep every answer and state, such as speed-ups or new limits on input
+/// that never reaches `apply`, leave it alone. There is no migration between versions.
+pub const RULES_VERSION: u32 = 1;
+
 // The largest snapshot body is not chosen but derived from the table limits above and
 // the snapshot layout: `SNAPSHOT_BODY_SIZE_MAX` in `journal/snapshot.rs`.
 

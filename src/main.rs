@@ -27,7 +27,8 @@ use cairn::constants::{
 };
 use cairn::event::Event;
 
-use cairn::journal::{Durability, JournalError};
+use cairn::constants::RULES_VERSION;
+use cairn::journal::{Durability, JournalError, RulesCheck};
 use cairn::outcome::Outcome;
 use cairn::server;
 use cairn::shard::Shard;
@@ -58,13 +59,15 @@ enum Command {
 #[derive(Subcommand, Debug)]
 enum JournalCommand {
     /// Recover every shard read-only and report what a start would find: the snapshot,
-    /// the records replayed, any torn tail, the state digest. Fails on corruption, and
-    /// on a data directory whose `shards` file is missing or disagrees with its shards.
+    /// the records replayed, any torn tail, the state digest. Fails on corruption, on a
+    /// data directory whose `shards` file is missing or disagrees with its shards, and on
+    /// one whose `rules-version` is not this build's (or missing beside journals).
     Verify {
         /// Data directory or shard directory.
         dir: std::path::PathBuf,
     },
-    /// Print the journal records, one per line: sequence number, event time, event.
+    /// Print the journal records, one per line: sequence number, event time, event
+    /// (after a line naming the data directory's rules version).
     Dump {
         /// Data directory or shard directory.
         dir: std::path::PathBuf,
@@ -558,18 +561,50 @@ fn journal(command: &JournalCommand) -> ExitCode {
         }
     };
     let mut failed = false;
-    if let JournalCommand::Verify { .. } = command {
-        // What a start reads first: the shard count the journals were written with.
-        if let Err(error) = cairn::journal::check_shard_count(dir, &shards) {
-            server::log_line(format_args!("cairn journal: {error}"));
-            failed = true;
-        }
-    }
     let mut out = std::io::stdout().lock();
     // Set once the reader of standard output has gone (`cairn journal dump DIR | head`):
     // it has what it wanted, so the command goes on quietly, as a Unix filter does: dump
     // stops, verify still checks every shard for its exit status.
     let mut closed = false;
+    // A shard directory given alone records neither the shard count nor the rules version.
+    let data_dir = shards != [dir.clone()];
+    let rules_line = match command {
+        // What a start reads first: the game rules and the shard count the journals were
+        // written with.
+        JournalCommand::Verify { .. } if data_dir => {
+            let line = match cairn::journal::check_rules_version(dir) {
+                Ok(RulesCheck::Same) => Some(format!("{}: rules version {RULES_VERSION}, this build's", dir.display())),
+                Ok(RulesCheck::New) => Some(format!(
+                    "{}: no rules version recorded and no journal to replay (a start records {RULES_VERSION})",
+                    dir.display()
+                )),
+                Err(error) => {
+                    server::log_line(format_args!("cairn journal: {error}"));
+                    failed = true;
+                    None
+                }
+            };
+            if let Err(error) = cairn::journal::check_shard_count(dir, &shards) {
+                server::log_line(format_args!("cairn journal: {error}"));
+                failed = true;
+            }
+            line
+        }
+        // Dump decodes records without applying them, so it dumps a journal of any rules
+        // version, and says which.
+        JournalCommand::Dump { .. } if data_dir => Some(format!("# {}", cairn::journal::describe_rules_version(dir))),
+        _ => None,
+    };
+    if let Some(line) = rules_line {
+        match writeln!(out, "{line}") {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
+            Err(error) => {
+                server::log_line(format_args!("cairn journal: cannot write to standard output: {error}"));
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     for shard in shards {
         let result = match command {
             JournalCommand::Verify { .. } => cairn::journal::verify(&shard).and_then(|report| {

@@ -1303,7 +1303,8 @@ fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
         assert!(stderr.contains("no journal") && stderr.contains(&dir.display().to_string()), "{stderr}");
     }
     // A shard directory a server opened but never wrote to is a journal, and verifies
-    // (with the shard count a server writes before it opens its shards).
+    // (with the rules version and shard count a server writes before it opens its shards).
+    std::fs::write(dir.join("rules-version"), format!("{}\n", cairn::constants::RULES_VERSION)).unwrap();
     std::fs::write(dir.join("shards"), "1\n").unwrap();
     let shard = dir.join("shard-0");
     let recovered = recover(&mut FileStorage::open(&shard).unwrap(), Repair::Truncate).unwrap();
@@ -1312,6 +1313,204 @@ fn journal_verify_and_dump_refuse_a_directory_that_holds_no_journal() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     assert!(String::from_utf8_lossy(&output.stdout).contains("shard-0: ok"));
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+// ---------------------------------------------------------------------------------------
+// The rules version: a journal replays right only under the game rules that wrote it.
+
+/// The file in a data directory that records the rules version it was written under.
+const RULES_VERSION_FILE: &str = "rules-version";
+
+/// Runs `cairn serve` on `dir` (2 shards, durability os), which is expected to refuse to
+/// start; its stderr. A server that starts instead is killed, and the test fails.
+fn refused_start(dir: &std::path::Path) -> String {
+    use std::io::Read;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--durability", "os", "--listen", "127.0.0.1:0", "--shards", "2", "--data-dir"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + process::WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    match status {
+        Some(status) => assert!(!status.success(), "the server ran on {}: {stderr}", dir.display()),
+        None => panic!("the server started on {} and was still running: {stderr}", dir.display()),
+    }
+    stderr
+}
+
+/// Every file under `dir`'s shard directories with its bytes, in name order.
+fn journal_files(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut files = Vec::new();
+    for shard in 0..process::SHARDS {
+        for entry in std::fs::read_dir(dir.join(format!("shard-{shard}"))).unwrap() {
+            let path = entry.unwrap().path();
+            files.push((path.clone(), std::fs::read(&path).unwrap()));
+        }
+    }
+    files.sort();
+    files
+}
+
+/// A data directory a server wrote, stopped gracefully with one life of treasures (so a
+/// snapshot and an empty segment) and then more events after a `kill -9` (so journal
+/// records a restart must replay); the visible state it reached.
+fn written_data_dir(name: &str) -> (std::path::PathBuf, process::RemoveOnDrop, Vec<String>) {
+    use process::*;
+    let dir = temporary_dir(name);
+    let remove = RemoveOnDrop(dir.clone());
+    let server = Process::start(&dir, "os");
+    let mut client = server.connect();
+    set_up(&mut client);
+    drop(client);
+    server.terminate();
+    let server = Process::start(&dir, "os");
+    let mut client = server.connect();
+    place_treasures(&mut client, 0);
+    let state = visible_state(&mut client, 1);
+    drop(client);
+    server.kill();
+    (dir, remove, state)
+}
+
+/// A new data directory records this build's rules version before anything else, and a
+/// restart under the same version replays it to the state the clients saw.
+#[test]
+fn a_data_directory_records_its_rules_version_and_restarts_under_the_same_one() {
+    let (dir, _remove, before) = written_data_dir("rules-same");
+    let file = dir.join(RULES_VERSION_FILE);
+    let recorded = std::fs::read_to_string(&file).unwrap_or_else(|error| panic!("{}: {error}", file.display()));
+    assert_eq!(recorded, format!("{}\n", cairn::constants::RULES_VERSION), "{}", file.display());
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    assert_eq!(process::visible_state(&mut client, 1), before);
+    drop(client);
+    server.terminate();
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), recorded, "a restart rewrote {}", file.display());
+}
+
+/// A data directory written under other rules is refused before anything is replayed,
+/// naming the file, both versions and what the operator can do, and left as it was.
+#[test]
+fn a_data_directory_written_under_other_rules_is_refused_naming_both_versions() {
+    use cairn::constants::RULES_VERSION;
+    let (dir, _remove, before) = written_data_dir("rules-other");
+    let file = dir.join(RULES_VERSION_FILE);
+    let journals = journal_files(&dir);
+    for other in [RULES_VERSION + 1, RULES_VERSION - 1] {
+        std::fs::write(&file, format!("{other}\n")).unwrap();
+        let stderr = refused_start(&dir);
+        for expected in [
+            file.display().to_string(),
+            format!("rules version {other}"),
+            format!("rules version {RULES_VERSION}"),
+            "no migration".to_owned(),
+        ] {
+            assert!(stderr.contains(&expected), "no {expected:?} in: {stderr}");
+        }
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), format!("{other}\n"), "the refused start rewrote it");
+        assert!(journal_files(&dir) == journals, "the refused start changed the journals");
+    }
+    std::fs::write(&file, "one\n").unwrap();
+    let stderr = refused_start(&dir);
+    assert!(
+        stderr.contains(&file.display().to_string()) && stderr.contains("should hold the rules version"),
+        "{stderr}"
+    );
+    // Put back, the version is this build's again and the directory starts as it was.
+    std::fs::write(&file, format!("{RULES_VERSION}\n")).unwrap();
+    let server = process::Process::start(&dir, "os");
+    let mut client = server.connect();
+    assert_eq!(process::visible_state(&mut client, 1), before);
+    drop(client);
+    server.terminate();
+}
+
+/// Journals without a rules version were written before versions existed, under rules
+/// that may differ: refused the same way, and not stamped with this build's version. A
+/// directory with a shard count but no journal yet is new, and gets the file.
+#[test]
+fn a_data_directory_with_journals_and_no_rules_version_is_refused_and_a_new_one_gets_it() {
+    use cairn::constants::RULES_VERSION;
+    let (dir, _remove, _) = written_data_dir("rules-missing");
+    let file = dir.join(RULES_VERSION_FILE);
+    std::fs::remove_file(&file).unwrap();
+    let journals = journal_files(&dir);
+    let stderr = refused_start(&dir);
+    for expected in [
+        file.display().to_string(),
+        "before rules versions".to_owned(),
+        format!("rules version {RULES_VERSION}"),
+        "no migration".to_owned(),
+    ] {
+        assert!(stderr.contains(&expected), "no {expected:?} in: {stderr}");
+    }
+    assert!(!file.exists(), "the refused start wrote {}", file.display());
+    assert!(journal_files(&dir) == journals, "the refused start changed the journals");
+    let fresh = process::temporary_dir("rules-fresh");
+    let _remove_fresh = process::RemoveOnDrop(fresh.clone());
+    std::fs::create_dir_all(&fresh).unwrap();
+    std::fs::write(fresh.join("shards"), "2\n").unwrap();
+    let server = process::Process::start(&fresh, "os");
+    server.terminate();
+    assert_eq!(std::fs::read_to_string(fresh.join(RULES_VERSION_FILE)).unwrap(), format!("{RULES_VERSION}\n"));
+}
+
+/// `cairn journal verify DIR` checks the rules version as a start does, naming the file;
+/// `dump` says which version the journals were written under, and dumps them anyway (it
+/// only decodes records, it applies no rule).
+#[test]
+fn journal_verify_checks_the_rules_version_and_dump_names_it() {
+    use cairn::constants::RULES_VERSION;
+    let (dir, _remove, _) = written_data_dir("rules-verify");
+    let file = dir.join(RULES_VERSION_FILE);
+    let run = |command: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(["journal", command])
+            .arg(&dir)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        (output.status.success(), stdout, String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (ok, stdout, stderr) = run("verify");
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains(&format!("rules version {RULES_VERSION}")), "{stdout}");
+    let (ok, stdout, stderr) = run("dump");
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with(&format!("# rules version {RULES_VERSION}")), "{stdout}");
+    let other = RULES_VERSION + 1;
+    for (contents, expected) in [
+        (Some(format!("{other}\n")), format!("rules version {other}")),
+        (Some("one\n".to_owned()), "should hold the rules version".to_owned()),
+        (None, "before rules versions".to_owned()),
+    ] {
+        match &contents {
+            Some(contents) => std::fs::write(&file, contents).unwrap(),
+            None => std::fs::remove_file(&file).unwrap(),
+        }
+        let (ok, _, stderr) = run("verify");
+        assert!(!ok, "verify passed with {contents:?} in {}: {stderr}", file.display());
+        assert!(stderr.contains(&file.display().to_string()) && stderr.contains(&expected), "{stderr}");
+        let (ok, stdout, stderr) = run("dump");
+        assert!(ok, "{stderr}");
+        let first = stdout.lines().next().unwrap_or_default();
+        assert!(first.starts_with("# rules version") && stdout.contains("PlaceTreasure"), "{stdout}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1781,6 +1980,7 @@ fn event_time_never_goes_back_across_a_restart_even_when_the_clock_is_behind_the
     let _remove_dir = RemoveOnDrop(dir.clone());
     let hunts = hunts();
     std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("rules-version"), format!("{}\n", cairn::constants::RULES_VERSION)).unwrap();
     std::fs::write(dir.join("shards"), format!("{}\n", hunts.len())).unwrap();
     // A journal written an hour "in the future": as if the clock was stepped back an
     // hour since (or the data directory moved to a machine whose clock is behind).

@@ -5,7 +5,10 @@
 //! ...); both commands accept either that data directory or one shard's directory. Both
 //! open the files read-only in effect: they run recovery with [`Repair::ReadOnly`], so a
 //! torn tail is reported, not cut. `verify` of a data directory also checks its `shards`
-//! file against its shard directories ([`check_shard_count`]), as a start reads it first.
+//! file against its shard directories ([`check_shard_count`]), as a start reads it first,
+//! and the main binary checks its `rules-version` with `check_rules_version` (`rules.rs`)
+//! before it; `dump` prints the rules version first and dumps journals of any version, as
+//! it decodes records without applying them.
 //! A directory that holds no journal at all (no segment, snapshot or shard directory) is
 //! refused, so a mistyped path does not pass for an empty journal.
 

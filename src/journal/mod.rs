@@ -17,8 +17,14 @@
 //! Files: `record.rs` the record layout and event encoding; `storage.rs` the storage
 //! trait, the real directory and the simulated disk; `writer.rs` group commit and
 //! segment rolling; `snapshot.rs` the snapshot layout and the shard rebuild;
-//! `recovery.rs` snapshot choice, replay, torn tails and corruption; `inspect.rs` what
-//! `cairn journal verify` and `dump` print.
+//! `recovery.rs` snapshot choice, replay, torn tails and corruption; `rules.rs` the game
+//! rules version a data directory records and the check against this build's;
+//! `inspect.rs` what `cairn journal verify` and `dump` print.
+//!
+//! A journal records events, not outcomes, so replay reaches the acknowledged state only
+//! under the rules that applied them: a data directory records its rules version
+//! (`DIR/rules-version`, [`crate::constants::RULES_VERSION`]) and a start refuses another
+//! one, or journals that record none. There is no migration between rules versions.
 //!
 //! Error policy: a full disk, an exceeded disk quota or a file at the process's file size
 //! limit ([`JournalError::DiskFull`])
@@ -30,6 +36,7 @@
 mod inspect;
 mod record;
 mod recovery;
+mod rules;
 mod snapshot;
 mod storage;
 mod writer;
@@ -41,6 +48,7 @@ use std::str::FromStr;
 pub use inspect::{check_shard_count, dump, shard_dirs, verify, VerifyReport, SHARD_COUNT_FILE, SHARD_DIR_PREFIX};
 pub use record::{encode_record, parse_record, Parsed, Record};
 pub use recovery::{read_journal, recover, JournalSummary, Recovered, Repair, Truncation};
+pub use rules::{check_rules_version, describe_rules_version, read_rules_version, RulesCheck, RULES_VERSION_FILE};
 pub use snapshot::{decode_snapshot, encode_snapshot, Snapshot, SNAPSHOT_HEADER_SIZE};
 pub use storage::{Crash, FileStorage, SimCounters, SimStorage, Storage};
 pub use writer::Writer;

@@ -7,6 +7,11 @@
 //! sense under the shard count that wrote it: a restart with another count is refused
 //! with a message rather than replaying hunts into shards that do not own them.
 //!
+//! The data directory also records the game rules version it was written under
+//! (`DIR/rules-version`, checked by `journal::check_rules_version`): a directory of
+//! another version, or with journals and no version, is refused before anything is
+//! replayed, and a new one gets this build's version before anything else is written.
+//!
 //! Recovery runs for all shards at once, one thread each (the shards are independent),
 //! through `journal::recover` with `Repair::Truncate`: a torn tail is cut and logged, a
 //! damaged record in the middle refuses the start with the file and offset. What each
@@ -29,7 +34,8 @@ use std::thread::JoinHandle;
 
 use mio::Waker;
 
-use crate::journal::{recover, FileStorage, Repair, Writer, SHARD_DIR_PREFIX};
+use crate::constants::RULES_VERSION;
+use crate::journal::{check_rules_version, recover, FileStorage, Repair, RulesCheck, Writer, SHARD_DIR_PREFIX};
 use crate::shard::Shard;
 
 use super::Config;
@@ -37,6 +43,9 @@ use super::Config;
 /// The name of the file holding the shard count, in the data directory (defined beside
 /// the journal's layout, which `cairn journal verify` checks it against).
 pub use crate::journal::SHARD_COUNT_FILE;
+
+/// The name of the file holding the game rules version, in the data directory.
+pub use crate::journal::RULES_VERSION_FILE;
 
 /// One shard's starting state.
 pub(crate) struct Opened {
@@ -65,6 +74,9 @@ pub(crate) fn open_shards(config: &Config) -> io::Result<(Vec<Opened>, Option<Da
         return Ok(((0..config.shards).map(|_| Opened { engine: Shard::new(), writer: None }).collect(), None));
     };
     let lock = lock_data_dir(dir)?;
+    // Before the shard count, so that a new directory records its rules first of all: a
+    // directory with journals and no version is then always one from before versions.
+    check_rules(dir)?;
     check_shard_count(dir, config.shards)?;
     let opened: Vec<Result<Opened, String>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..config.shards)
@@ -286,6 +298,15 @@ fn check_shard_count(dir: &Path, shard_count: usize) -> io::Result<()> {
             write_durably(dir, &path, format!("{shard_count}\n").as_bytes())
         }
         Err(error) => Err(context("read", &path)(error)),
+    }
+}
+
+/// Refuses a data directory written under other game rules (or journals from before
+/// rules versions were recorded), or records this build's version in a new one (durably).
+fn check_rules(dir: &Path) -> io::Result<()> {
+    match check_rules_version(dir).map_err(|message| io::Error::new(io::ErrorKind::InvalidData, message))? {
+        RulesCheck::Same => Ok(()),
+        RulesCheck::New => write_durably(dir, &dir.join(RULES_VERSION_FILE), format!("{RULES_VERSION}\n").as_bytes()),
     }
 }
 
