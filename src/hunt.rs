@@ -2,7 +2,7 @@
 //!
 //! A [`Hunt`] owns its treasures in a dense slab indexed by `u32` handles, with a
 //! `hashbrown` map from the backend's ids to handles, and its players in a table keyed
-//! by id whose slots are the records ([`players`]: one cache line per player event); a
+//! by id whose slots are the records (`players`: one cache line per player event); a
 //! uniform [`Grid`] so a move or a dig looks only at nearby treasures; a counted-tree
 //! [`Leaderboard`]; and the claim table, a set of (treasure, player handle) pairs sized
 //! for every claim the live treasures can still give, so an award never allocates. The shard ([`crate::shard`]) routes events

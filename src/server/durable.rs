@@ -17,7 +17,7 @@
 //! damaged record in the middle refuses the start with the file and offset. What each
 //! shard recovered becomes its loop's engine, and its [`Writer`] continues the journal.
 //!
-//! With durability `fsync` each shard also gets a [`SyncThread`]: the loop writes a
+//! With durability `fsync` each shard also gets a `SyncThread`: the loop writes a
 //! commit's records itself (one `write`, cheap) and hands the fdatasync to that thread,
 //! then goes on reading, applying and appending the next events while the disk works.
 //! The thread wakes the loop through its mio `Waker` when the sync is done, and only

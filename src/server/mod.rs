@@ -7,11 +7,11 @@
 //! threads ([`shard_loop`]) and returns once each is running. Each event is routed to
 //! `shard_for(event.hunt(), shard_count)`: applied at once when the connection's shard
 //! owns the hunt, otherwise handed over a REQUEST ring and answered over the REPLY ring
-//! (see [`ring`]). A [`ShutdownHandle`] asks every shard to stop accepting, finish the
+//! (see [`ring`](mod@ring)). A [`ShutdownHandle`] asks every shard to stop accepting, finish the
 //! frames already read, flush replies, say GOODBYE and exit; [`Server::wait`] joins them.
 //!
 //! Module map: [`auth`] (tokens and roles), [`connection`] (one socket and its buffers), [`slab`] (connections by
-//! token), [`durable`] (the data directory, recovery and the journal writers), [`ring`] (records between shards), [`subscriptions`] (who gets which notice),
+//! token), [`durable`] (the data directory, recovery and the journal writers), [`ring`](mod@ring) (records between shards), [`subscriptions`] (who gets which notice),
 //! [`stats`] (counters, histograms, the STATS document), [`clock`] (time per turn).
 
 pub mod auth;
