@@ -1113,6 +1113,19 @@ mod tests {
         requests
     }
 
+    /// Accepts one connection on `listener` and answers its HELLO as a server of `shards`
+    /// shards; returns the stream and the bytes read past the HELLO.
+    fn accept_greeted(listener: &std::net::TcpListener, shards: u16) -> (TcpStream, Vec<u8>) {
+        let (mut stream, _) = listener.accept().unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buffer = Vec::new();
+        let hello = read_requests(&mut stream, &mut buffer, 1);
+        assert!(matches!(hello[0].2, Request::Hello { version_min: 1, version_max: 1, .. }));
+        let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(shards)) };
+        stream.write_all(&frames(&[reply])).unwrap();
+        (stream, buffer)
+    }
+
     /// A fake server on loopback: answers HELLO, then hands the next `count` request
     /// frames to `serve` and sends back what it returns, in that order.
     fn fake_server(
@@ -1131,13 +1144,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut buffer = Vec::new();
-            let hello = read_requests(&mut stream, &mut buffer, 1);
-            assert!(matches!(hello[0].2, Request::Hello { version_min: 1, version_max: 1, .. }));
-            let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(3)) };
-            stream.write_all(&frames(&[reply])).unwrap();
+            let (mut stream, mut buffer) = accept_greeted(&listener, 3);
             let requests = read_requests(&mut stream, &mut buffer, count);
             stream.write_all(&serve(requests)).unwrap();
             // Hold the connection open until the client closes it.
@@ -1154,12 +1161,7 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let address = listener.local_addr().unwrap();
         std::thread::spawn(move || {
-            let (mut stream, _) = listener.accept().unwrap();
-            stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut buffer = Vec::new();
-            let hello = read_requests(&mut stream, &mut buffer, 1);
-            let reply = Response::Reply { request_id: hello[0].0, body: ReplyBody::Hello(ServerHello::new(1)) };
-            stream.write_all(&frames(&[reply])).unwrap();
+            let (mut stream, mut buffer) = accept_greeted(&listener, 1);
             let requests = read_requests(&mut stream, &mut buffer, count);
             let replies: Vec<Response> = requests[..answered]
                 .iter()

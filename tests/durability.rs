@@ -512,27 +512,38 @@ fn a_failed_fdatasync_stops_the_journal_for_good() {
 // ---------------------------------------------------------------------------------------
 // Real files, and the operator commands' library side.
 
-#[test]
-fn real_files_recover_verify_and_dump() {
-    let dir = std::env::temp_dir().join(format!("cairn-durability-{}-real", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let _remove_dir = process::RemoveOnDrop(dir.clone());
-    let storage = FileStorage::open(&dir).unwrap();
-    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
-    let writer = Writer::open(storage, Durability::Fsync, &recovered).unwrap();
+/// A shard's life on real files in `dir`: the workload's set-up, a snapshot, then `events`
+/// more events, committed. Returns the life, its writer still open, and how many events
+/// the set-up had.
+fn life_on_files(
+    dir: &std::path::Path,
+    durability: Durability,
+    workload: &mut Workload,
+    events: usize,
+) -> (Journaled<FileStorage>, usize) {
+    let recovered = recover(&mut FileStorage::open(dir).unwrap(), Repair::Truncate).unwrap();
+    let writer = Writer::open(FileStorage::open(dir).unwrap(), durability, &recovered).unwrap();
     let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
-    let mut workload = Workload::new(small_config(3, true));
     let mut setup = Vec::new();
     workload.setup(|event, time| setup.push((*event, time)));
     for (event, time) in &setup {
         life.apply(event, *time);
     }
     life.snapshot();
-    for _ in 0..300 {
+    for _ in 0..events {
         let (event, time) = workload.next_event();
         life.apply(&event, time);
     }
     life.commit();
+    (life, setup.len())
+}
+
+#[test]
+fn real_files_recover_verify_and_dump() {
+    let dir = std::env::temp_dir().join(format!("cairn-durability-{}-real", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
+    let (life, setup_len) = life_on_files(&dir, Durability::Fsync, &mut Workload::new(small_config(3, true)), 300);
     let digest = life.shard.digest();
     drop(life.writer);
     // A torn tail: half a record of garbage at the end of the live segment.
@@ -553,7 +564,7 @@ fn real_files_recover_verify_and_dump() {
     let mut dumped = Vec::new();
     let count = cairn::journal::dump(&dir, 0, &mut dumped).unwrap();
     // The snapshot after set-up replaced the set-up's segment: what is left is the rest.
-    assert_eq!(count, (life.events.len() - setup.len()) as u64);
+    assert_eq!(count, (life.events.len() - setup_len) as u64);
     let text = String::from_utf8(dumped).unwrap();
     assert!(text
         .lines()
@@ -580,21 +591,8 @@ fn symbolic_links_to_journal_files_are_followed_and_a_dangling_one_is_named() {
     let _remove_root = process::RemoveOnDrop(root.clone());
     let (dir, elsewhere) = (root.join("shard"), root.join("elsewhere"));
     std::fs::create_dir_all(&elsewhere).unwrap();
-    let recovered = recover(&mut FileStorage::open(&dir).unwrap(), Repair::Truncate).unwrap();
-    let writer = Writer::open(FileStorage::open(&dir).unwrap(), Durability::Os, &recovered).unwrap();
-    let mut life = Journaled { shard: Shard::new(), writer, events: Vec::new(), acknowledged: 0 };
     let mut workload = Workload::new(small_config(5, false));
-    let mut setup = Vec::new();
-    workload.setup(|event, time| setup.push((*event, time)));
-    for (event, time) in &setup {
-        life.apply(event, *time);
-    }
-    life.snapshot();
-    for _ in 0..200 {
-        let (event, time) = workload.next_event();
-        life.apply(&event, time);
-    }
-    life.commit();
+    let (mut life, _) = life_on_files(&dir, Durability::Os, &mut workload, 200);
     drop(life.writer);
     // Every file of the journal moves away; a link to it stays in its place.
     let mut names: Vec<String> =

@@ -1341,6 +1341,24 @@ fn graceful_shutdown_answers_every_request_sent_before_it() {
 // ---------------------------------------------------------------------------------------
 // 6. The binary.
 
+/// Sends SIGTERM to a `cairn serve` child and waits for it to exit; a child still running
+/// after `WAIT` is killed and fails the test.
+fn stop_with_sigterm(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            panic!("the binary did not exit within {WAIT:?} of SIGTERM");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
@@ -1359,19 +1377,7 @@ fn the_binary_serves_and_exits_cleanly_on_sigterm() {
     client.join(1, 5, 1, Position::new(0, 0)).unwrap();
     assert_eq!(client.dig(1, 5, 2, 9, Position::new(105, 100)).unwrap().score, 50);
 
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("the binary did not exit within {WAIT:?} of SIGTERM");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = stop_with_sigterm(&mut child);
     assert!(status.success(), "exit status {status}");
 }
 
@@ -1406,19 +1412,7 @@ fn the_binary_serves_with_its_output_streams_full() {
     client.create_hunt(1, &planar(1_000, HuntOptions::default())).unwrap();
     client.join(1, 5, 1, Position::new(0, 0)).unwrap();
     assert!(child.try_wait().unwrap().is_none(), "the server is still running");
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(status.success());
-    let deadline = Instant::now() + WAIT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            child.kill().ok();
-            panic!("the binary did not exit within {WAIT:?} of SIGTERM");
-        }
-        thread::sleep(Duration::from_millis(20));
-    };
+    let status = stop_with_sigterm(&mut child);
     assert!(status.success(), "exit status {status}");
 }
 
