@@ -828,6 +828,19 @@ mod process {
     pub const TREASURES_PER_LIFE: u32 = 50;
     pub const CAPACITY: u32 = 5;
 
+    /// A new data directory `name` that a server (durability `os`) has set up and left:
+    /// its hunts created and players joined, the server stopped. The guard removes it.
+    pub fn data_dir_set_up(name: &str) -> (PathBuf, RemoveOnDrop) {
+        let dir = temporary_dir(name);
+        let guard = RemoveOnDrop(dir.clone());
+        let server = Process::start(&dir, "os");
+        let mut client = server.connect();
+        set_up(&mut client);
+        drop(client);
+        server.terminate();
+        (dir, guard)
+    }
+
     /// Creates the hunts and joins the players (the first life only).
     pub fn set_up(client: &mut Client) {
         for hunt in hunts() {
@@ -1051,13 +1064,7 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
 
 #[test]
 fn a_restart_with_another_shard_count_or_a_damaged_journal_is_refused_with_the_reason() {
-    let dir = process::temporary_dir("refused");
-    let _remove_dir = process::RemoveOnDrop(dir.clone());
-    let server = process::Process::start(&dir, "os");
-    let mut client = server.connect();
-    process::set_up(&mut client);
-    drop(client);
-    server.terminate();
+    let (dir, _remove_dir) = process::data_dir_set_up("refused");
     let run = |shards: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(["serve", "--listen", "127.0.0.1:0", "--shards", shards, "--data-dir"])
@@ -1195,13 +1202,7 @@ fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_r
 /// ones empty), fails verification, naming the file.
 #[test]
 fn journal_verify_checks_the_shard_count_file_of_a_data_directory() {
-    let dir = process::temporary_dir("verify-count");
-    let _remove_dir = process::RemoveOnDrop(dir.clone());
-    let server = process::Process::start(&dir, "os");
-    let mut client = server.connect();
-    process::set_up(&mut client);
-    drop(client);
-    server.terminate();
+    let (dir, _remove_dir) = process::data_dir_set_up("verify-count");
     let verify = || {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
             .args(["journal", "verify"])
