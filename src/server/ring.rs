@@ -385,22 +385,17 @@ impl RingConsumer {
         self.written_seen.wrapping_sub(self.read) >= size
     }
 
-    /// The header of the next record, without taking it; `None` when none is visible
-    /// yet. Lets a shard leave a request in the ring until it can serve it.
-    pub fn peek(&mut self) -> Option<RecordHeader> {
-        if !self.published(RING_RECORD_HEADER_SIZE) {
-            return None;
-        }
-        let mut header_bytes = [0; RING_RECORD_HEADER_SIZE];
-        // SAFETY: as in `pop`: published, and only the consumer moves `read` past them.
-        unsafe { self.shared.copy_out(self.index, &mut header_bytes) };
-        Some(RecordHeader::decode(&header_bytes).0)
-    }
-
     /// Takes the next whole record, copying its payload into `payload` (cleared first;
     /// give it `PAYLOAD_SIZE_MAX` capacity so this never allocates). Returns `None` when
     /// no whole record is visible yet.
     pub fn pop(&mut self, payload: &mut Vec<u8>) -> Option<RecordHeader> {
+        self.pop_if(payload, |_| true)
+    }
+
+    /// [`RingConsumer::pop`], but only if `take` accepts the record's header; a record it
+    /// declines stays next in the ring (and `None` is returned). Lets a shard leave a
+    /// request in the ring until it can serve it, reading the header once.
+    pub fn pop_if(&mut self, payload: &mut Vec<u8>, take: impl FnOnce(&RecordHeader) -> bool) -> Option<RecordHeader> {
         if !self.published(RING_RECORD_HEADER_SIZE) {
             return None;
         }
@@ -409,6 +404,9 @@ impl RingConsumer {
         // `read` past them, so the producer does not overwrite them meanwhile.
         unsafe { self.shared.copy_out(self.index, &mut header_bytes) };
         let (header, payload_size) = RecordHeader::decode(&header_bytes);
+        if !take(&header) {
+            return None;
+        }
         assert!(payload_size <= PAYLOAD_SIZE_MAX);
         // The producer publishes a header and its payload with one store.
         assert!(self.published(record_size(payload_size)), "a record header was published without its payload");
@@ -460,18 +458,26 @@ mod tests {
     }
 
     #[test]
-    fn peeking_shows_the_next_header_and_takes_nothing() {
+    fn a_declined_record_stays_next_in_the_ring() {
         let (mut producer, mut consumer) = ring(record_size(PAYLOAD_SIZE_MAX) * 2);
         let mut payload = Vec::with_capacity(PAYLOAD_SIZE_MAX);
-        assert_eq!(consumer.peek(), None);
+        assert_eq!(consumer.pop_if(&mut payload, |_| panic!("no record is visible")), None);
         producer.try_push(&header(3), &[1, 2, 3]).unwrap();
         producer.try_push(&header(4), &[]).unwrap();
-        assert_eq!(consumer.peek(), Some(header(3)));
-        assert_eq!(consumer.peek(), Some(header(3)));
-        assert_eq!(consumer.pop(&mut payload), Some(header(3)));
-        assert_eq!(consumer.peek(), Some(header(4)));
+        let mut seen = None;
+        assert_eq!(
+            consumer.pop_if(&mut payload, |next| {
+                seen = Some(*next);
+                false
+            }),
+            None
+        );
+        assert_eq!(seen, Some(header(3)));
+        assert_eq!(consumer.pop_if(&mut payload, |_| false), None);
+        assert_eq!(consumer.pop_if(&mut payload, |_| true), Some(header(3)));
+        assert_eq!(payload, [1, 2, 3]);
         assert_eq!(consumer.pop(&mut payload), Some(header(4)));
-        assert_eq!(consumer.peek(), None);
+        assert_eq!(consumer.pop(&mut payload), None);
     }
 
     #[test]

@@ -1009,17 +1009,23 @@ impl ShardLoop {
                     self.more_work = true;
                     break;
                 }
-                let ring = self.rings.request_in[source].as_mut().expect("a ring from every other shard");
-                let Some(next) = ring.peek() else { break };
-                let deletion = next.kind == RecordKind::Request && next.event_kind == EventKind::DeleteHunt as u8;
-                let staged = (&self.staged, &self.staged_syncing);
-                if deletion && !deletion_fits_rings(next.hunt, &self.interest, &self.rings, staged.0, staged.1) {
-                    self.stats.counters.ring_full_stalls += 1;
-                    self.more_work = true;
+                let ShardRings { request_in, reply_out, .. } = &mut self.rings;
+                let ring = request_in[source].as_mut().expect("a ring from every other shard");
+                let (interest, staged, syncing) = (&self.interest, &self.staged, &self.staged_syncing);
+                // A DELETE_HUNT stays in the ring until its deletion push fits.
+                let mut held = false;
+                let record = ring.pop_if(&mut self.payload, |next| {
+                    let deletion = next.kind == RecordKind::Request && next.event_kind == EventKind::DeleteHunt as u8;
+                    held = deletion && !deletion_fits_rings(next.hunt, interest, reply_out, staged, syncing);
+                    !held
+                });
+                let Some(record) = record else {
+                    if held {
+                        self.stats.counters.ring_full_stalls += 1;
+                        self.more_work = true;
+                    }
                     break;
-                }
-                let ring = self.rings.request_in[source].as_mut().expect("a ring from every other shard");
-                let Some(record) = ring.pop(&mut self.payload) else { break };
+                };
                 self.serve_record(source, &record);
             }
         }
@@ -1551,7 +1557,7 @@ fn deletion_fits(
     syncing: &[Staged],
 ) -> bool {
     match *event {
-        Event::DeleteHunt { hunt } => deletion_fits_rings(hunt, interest, rings, staged, syncing),
+        Event::DeleteHunt { hunt } => deletion_fits_rings(hunt, interest, &rings.reply_out, staged, syncing),
         _ => true,
     }
 }
@@ -1560,13 +1566,13 @@ fn deletion_fits(
 fn deletion_fits_rings(
     hunt: HuntId,
     interest: &Interest,
-    rings: &ShardRings,
+    reply_out: &[Option<RingProducer>],
     staged: &[Staged],
     syncing: &[Staged],
 ) -> bool {
     let Some(shards) = interest.shards(hunt) else { return true };
     shards.iter().enumerate().filter(|(_, &count)| count > 0).all(|(target, _)| {
-        let ring = rings.reply_out[target].as_ref().expect("interest only from other shards");
+        let ring = reply_out[target].as_ref().expect("interest only from other shards");
         let room = syncing[target].len() + DELETION_RING_BYTES_MAX + record_size(PAYLOAD_SIZE_MAX);
         ring.has_room_after(&staged[target], room)
     })
