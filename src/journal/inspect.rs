@@ -26,6 +26,21 @@ pub const SHARD_DIR_PREFIX: &str = "shard-";
 /// The name of the file holding the shard count, in a data directory.
 pub const SHARD_COUNT_FILE: &str = "shards";
 
+/// Reads a data directory's small number file (`shards`, `rules-version`: the number and
+/// a newline): the number, `None` if the file is missing, or a message naming the file if
+/// it cannot be read or holds something else (`what` says what it should hold).
+pub fn read_number_file<T: std::str::FromStr>(path: &Path, what: &str) -> Result<Option<T>, String> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
+    };
+    match text.trim().parse() {
+        Ok(number) => Ok(Some(number)),
+        Err(_) => Err(format!("{} should hold {what}, not {:?}", path.display(), text.trim())),
+    }
+}
+
 /// Checks a data directory's shard count file against its shard directories (`shards`,
 /// from [`shard_dirs`], the first of them `dir` itself when `dir` is one shard's
 /// directory, which has no count to check), as a start would: the count must be there and
@@ -37,20 +52,13 @@ pub fn check_shard_count(dir: &Path, shards: &[PathBuf]) -> Result<(), String> {
         return Ok(());
     }
     let path = dir.join(SHARD_COUNT_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
-            return Err(format!(
-                "{} holds shard journals but no {SHARD_COUNT_FILE} file ({} is missing): a start refuses to guess \
-                 the shard count",
-                dir.display(),
-                path.display()
-            ))
-        }
-        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
-    };
-    let Ok(count) = text.trim().parse::<usize>() else {
-        return Err(format!("{} should hold the shard count, not {:?}", path.display(), text.trim()));
+    let Some(count) = read_number_file::<usize>(&path, "the shard count")? else {
+        return Err(format!(
+            "{} holds shard journals but no {SHARD_COUNT_FILE} file ({} is missing): a start refuses to guess the \
+             shard count",
+            dir.display(),
+            path.display()
+        ));
     };
     let expected: Vec<PathBuf> = (0..count).map(|index| dir.join(format!("{SHARD_DIR_PREFIX}{index}"))).collect();
     if shards != expected.as_slice() {

@@ -45,7 +45,9 @@ use std::fmt;
 use std::io;
 use std::str::FromStr;
 
-pub use inspect::{check_shard_count, dump, shard_dirs, verify, VerifyReport, SHARD_COUNT_FILE, SHARD_DIR_PREFIX};
+pub use inspect::{
+    check_shard_count, dump, read_number_file, shard_dirs, verify, VerifyReport, SHARD_COUNT_FILE, SHARD_DIR_PREFIX,
+};
 pub use record::{encode_record, parse_record, Parsed, Record};
 pub use recovery::{read_journal, recover, JournalSummary, Recovered, Repair, Truncation};
 pub use rules::{check_rules_version, describe_rules_version, read_rules_version, RulesCheck, RULES_VERSION_FILE};

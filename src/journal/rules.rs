@@ -18,7 +18,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::inspect::SHARD_DIR_PREFIX;
+use super::inspect::{read_number_file, shard_dirs};
 use super::{parse_segment_name, parse_snapshot_name};
 use crate::constants::RULES_VERSION;
 
@@ -38,16 +38,7 @@ pub enum RulesCheck {
 /// Reads `DIR/rules-version`: the version it records, `None` if the file is missing, or
 /// a message naming the file if it cannot be read or holds something else.
 pub fn read_rules_version(dir: &Path) -> Result<Option<u32>, String> {
-    let path = dir.join(RULES_VERSION_FILE);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(format!("cannot read {}: {error}", path.display())),
-    };
-    match text.trim().parse::<u32>() {
-        Ok(version) => Ok(Some(version)),
-        Err(_) => Err(format!("{} should hold the rules version, not {:?}", path.display(), text.trim())),
-    }
+    read_number_file(&dir.join(RULES_VERSION_FILE), "the rules version")
 }
 
 /// Checks a data directory's rules version against this build's [`RULES_VERSION`], as a
@@ -101,19 +92,11 @@ pub fn describe_rules_version(dir: &Path) -> String {
 }
 
 /// The first journal segment or snapshot found in one of `dir`'s shard directories
-/// (`shard-k`, followed through a symbolic link as a start follows it), if any.
+/// ([`shard_dirs`]: `shard-k`, followed through a symbolic link as a start follows it),
+/// if any.
 fn find_journal(dir: &Path) -> io::Result<Option<PathBuf>> {
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let is_shard = name
-            .to_str()
-            .and_then(|name| name.strip_prefix(SHARD_DIR_PREFIX))
-            .is_some_and(|index| !index.is_empty() && index.bytes().all(|byte| byte.is_ascii_digit()));
-        if !is_shard || !entry.path().is_dir() {
-            continue;
-        }
-        for file in std::fs::read_dir(entry.path())? {
+    for shard in shard_dirs(dir)? {
+        for file in std::fs::read_dir(shard)? {
             let file = file?;
             let journal = file
                 .file_name()

@@ -35,7 +35,9 @@ use std::thread::JoinHandle;
 use mio::Waker;
 
 use crate::constants::RULES_VERSION;
-use crate::journal::{check_rules_version, recover, FileStorage, Repair, RulesCheck, Writer, SHARD_DIR_PREFIX};
+use crate::journal::{
+    check_rules_version, read_number_file, recover, FileStorage, Repair, RulesCheck, Writer, SHARD_DIR_PREFIX,
+};
 use crate::shard::Shard;
 
 use super::Config;
@@ -261,29 +263,21 @@ fn check_shard_count(dir: &Path, shard_count: usize) -> io::Result<()> {
     };
     fs::create_dir_all(dir).map_err(context("create the data directory", dir))?;
     let path = dir.join(SHARD_COUNT_FILE);
-    match fs::read_to_string(&path) {
-        Ok(text) => {
-            let Ok(written) = text.trim().parse::<usize>() else {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{} should hold the shard count, not {:?}", path.display(), text.trim()),
-                ));
-            };
-            if written != shard_count {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!(
-                        "the data directory {} was written by a server with {written} shards, and this one \
-                         has {shard_count}: hunts belong to shards by shard_for(hunt, shard count), so its \
-                         journals only replay correctly with --shards {written}",
-                        dir.display()
-                    ),
-                ));
-            }
-            Ok(())
-        }
+    let written = read_number_file::<usize>(&path, "the shard count")
+        .map_err(|message| io::Error::new(io::ErrorKind::InvalidData, message))?;
+    match written {
+        Some(written) if written != shard_count => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "the data directory {} was written by a server with {written} shards, and this one has \
+                 {shard_count}: hunts belong to shards by shard_for(hunt, shard count), so its journals only \
+                 replay correctly with --shards {written}",
+                dir.display()
+            ),
+        )),
+        Some(_) => Ok(()),
         // First use of the directory, unless shard journals are already there.
-        Err(error) if error.kind() == io::ErrorKind::NotFound => {
+        None => {
             if (0..crate::constants::SHARDS_MAX).any(|index| shard_dir(dir, index).exists()) {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -297,7 +291,6 @@ fn check_shard_count(dir: &Path, shard_count: usize) -> io::Result<()> {
             }
             write_durably(dir, &path, format!("{shard_count}\n").as_bytes())
         }
-        Err(error) => Err(context("read", &path)(error)),
     }
 }
 
