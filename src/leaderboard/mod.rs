@@ -251,6 +251,9 @@ impl Leaderboard {
     /// removal and an insertion, which move the key between the two.
     #[inline]
     pub fn update(&mut self, old: &Key, new: Key) -> (u32, u32) {
+        if self.window.is_none() {
+            return self.tree.update(&Packed::from_key(old), Packed::from_key(&new));
+        }
         let (from, to) = (self.place(old.score), self.place(new.score));
         if let (Place::In(index_old), Place::In(index_new), Some(window)) = (from, to, &mut self.window) {
             // Both slots and both count lines are known from the scores alone: ask for all
@@ -331,8 +334,10 @@ impl Leaderboard {
             rank += take;
         }
         let range_end = range_first + window.range_len();
+        // The first group is found by its rank; each one after by a scan from the last.
+        let mut group = (rank < end.min(range_end)).then(|| window.group_at(rank - range_first));
         while rank < end.min(range_end) {
-            let (index, offset, left) = window.group_at(rank - range_first);
+            let (index, offset, left) = group.expect("a group holds every rank in the range");
             let take = left.min(end - rank);
             if window.is_spilled(index) {
                 // The tree keys before this score: those above the range and the spilled
@@ -346,6 +351,7 @@ impl Leaderboard {
                 }
             }
             rank += take;
+            group = window.next_group(index).map(|(next, count)| (next, 0, count));
         }
         if rank < end {
             let slot_keys = window.inline_len();

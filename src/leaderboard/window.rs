@@ -33,10 +33,12 @@ use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
 use super::tree::prefetch;
 use super::Key;
 
-/// Keys one score value holds in its slot before it spills into the tree. Two keys keep a
-/// slot to 32 bytes, two to a cache line; with a million keys over a million score values
-/// (the bench) about 8% of score values hold three keys or more at a time.
-pub(super) const SLOT_KEYS_MAX: usize = 4;
+/// Keys one score value holds in its slot before it spills into the tree: five keys of 12
+/// bytes and the slot's length fill one cache line. With a million keys over a million
+/// score values (the bench: about one key per value) a value holds six keys or more in
+/// 0.06% of cases; with two keys per slot it was 8% (three or more), and the updates that
+/// then moved keys between slot and tree cost more than the slots saved.
+pub(super) const SLOT_KEYS_MAX: usize = 5;
 
 /// Lanes in one node of [`Counts`]: sixteen `u32` fill one 64-byte cache line.
 const LANES: usize = 16;
@@ -57,6 +59,7 @@ pub(super) const WINDOW_BITS_MIN: u32 = 13;
 /// allocated zeroed, so the rest stays unmapped).
 pub(super) const WINDOW_BITS_MAX: u32 = 23;
 
+const _: () = assert!(size_of::<Slot>() == 64);
 const _: () = assert!(LANE_BITS as usize * COUNTS_LEVELS_MAX >= WINDOW_BITS_MAX as usize);
 const _: () = assert!(1 << LANE_BITS == LANES);
 const _: () = assert!(WINDOW_BITS_MIN >= LANE_BITS && WINDOW_BITS_MIN <= WINDOW_BITS_MAX);
@@ -211,6 +214,20 @@ impl Counts {
         }
     }
 
+    /// [`Counts::relocate`] in two `Counts` of one size at once, sharing the walk.
+    #[inline]
+    fn relocate_in_both(first: &mut Counts, second: &mut Counts, from: usize, to: usize) {
+        assert_eq!(first.levels, second.levels);
+        for level in 0..first.levels {
+            let (cell_from, cell_to) = (first.slot(level, from), first.slot(level, to));
+            if cell_from == cell_to {
+                return;
+            }
+            relocate_lines(&mut first.lines, cell_from, cell_to);
+            relocate_lines(&mut second.lines, cell_from, cell_to);
+        }
+    }
+
     /// The index holding the key at 0-based position `position` of all counted keys in
     /// index order, and that key's position among the keys of its index. `position` must
     /// be below [`Counts::total`].
@@ -226,6 +243,38 @@ impl Counts {
             index = index * LANES + lane;
         }
         (index, remaining)
+    }
+
+    /// The lowest index above `index` with a count, if any: one line is read when it lies
+    /// within sixteen indexes, one per level up and down otherwise.
+    pub(super) fn next(&self, index: usize) -> Option<usize> {
+        // Up: the first level whose line has a lane with a count after ours.
+        let mut position = index;
+        let mut level = 0;
+        let found = loop {
+            if level == self.levels {
+                return None;
+            }
+            // `position` is the index at this level: its line and lane follow directly.
+            let (line, lane) = (self.starts[level] + (position >> LANE_BITS), position & (LANES - 1));
+            let line = &self.lines[line];
+            // Lanes hold running totals, so the lanes after ours with no count hold ours.
+            let unchanged = line[lane + 1..].iter().take_while(|&&prefix| prefix == line[lane]).count();
+            if lane + 1 + unchanged < LANES {
+                break (position & !(LANES - 1)) + lane + 1 + unchanged;
+            }
+            position >>= LANE_BITS;
+            level += 1;
+        };
+        // Down: the first lane with a count, in each line below.
+        let mut position = found;
+        for level in (0..level).rev() {
+            let line = &self.lines[self.starts[level] + position];
+            let empty = line.iter().take_while(|&&prefix| prefix == 0).count();
+            assert!(empty < LANES, "a count above an empty line");
+            position = position * LANES + empty;
+        }
+        Some(position)
     }
 
     /// Asks for the lines an access to `index` reads from memory: the leaf and its parent
@@ -259,6 +308,7 @@ impl Counts {
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Slot {
+    // 40 + 20 + 2 bytes: one cache line (asserted below).
     times: [u64; SLOT_KEYS_MAX],
     players: [u32; SLOT_KEYS_MAX],
     len: u8,
@@ -340,6 +390,11 @@ pub(super) struct Window {
     slots: Box<[Slot]>,
     /// Keys held in slots.
     inline_len: u32,
+    /// The lowest and the highest index whose slot holds keys, if `inline_len > 0`. A
+    /// spilled key outside them has all slot keys or none before it, which a board of a
+    /// few crowded scores and a handful of leaders asks on every update.
+    inline_first: usize,
+    inline_last: usize,
 }
 
 impl Window {
@@ -355,6 +410,8 @@ impl Window {
             spilled: Counts::new(bits),
             slots: zeroed_slots(1 << bits),
             inline_len: 0,
+            inline_first: 0,
+            inline_last: 0,
         }
     }
 
@@ -432,7 +489,7 @@ impl Window {
         assert!(!present, "Leaderboard: key already present: {key:?}");
         slot.insert(position, member);
         self.all.add(index, 1);
-        self.inline_len += 1;
+        self.inline_added(index);
         Found { before: self.all.before(index) + position as u32 }
     }
 
@@ -447,7 +504,7 @@ impl Window {
         slot.remove(position);
         let before = self.all.before(index) + position as u32;
         self.all.add(index, -1);
-        self.inline_len -= 1;
+        self.inline_removed(index, 1);
         Found { before }
     }
 
@@ -472,6 +529,8 @@ impl Window {
         // if it was counted below the new index.
         let (before_old, before_new) = self.all.before_pair(index_old, index_new);
         self.all.relocate(index_old, index_new);
+        self.inline_added(index_new);
+        self.inline_removed(index_old, 1);
         let before_new = before_new - u32::from(index_old < index_new);
         (before_old + position_old as u32, before_new + position_new as u32)
     }
@@ -487,7 +546,7 @@ impl Window {
         slot.len = 0;
         slot.spilled = true;
         self.spilled.add(index, SLOT_KEYS_MAX as i32);
-        self.inline_len -= SLOT_KEYS_MAX as u32;
+        self.inline_removed(index, SLOT_KEYS_MAX as u32);
         keys
     }
 
@@ -503,15 +562,79 @@ impl Window {
         }
     }
 
+    /// Counts a key added to the slot of `index`.
+    #[inline]
+    fn inline_added(&mut self, index: usize) {
+        if self.inline_len == 0 {
+            (self.inline_first, self.inline_last) = (index, index);
+        } else {
+            self.inline_first = self.inline_first.min(index);
+            self.inline_last = self.inline_last.max(index);
+        }
+        self.inline_len += 1;
+    }
+
+    /// Counts `count` keys that left the slot of `index`, and finds the new lowest or highest
+    /// index with slot keys if that slot was one and is now empty.
+    #[inline]
+    fn inline_removed(&mut self, index: usize, count: u32) {
+        self.inline_len -= count;
+        if self.inline_len == 0 || self.slots[index].len > 0 {
+            return;
+        }
+        if index == self.inline_first {
+            self.inline_first = self.select_inline(0);
+        }
+        if index == self.inline_last {
+            self.inline_last = self.select_inline(self.inline_len - 1);
+        }
+    }
+
+    /// The index of the slot key at 0-based position `position` among all slot keys in
+    /// index order: [`Counts::select`] over the difference of the two counts.
+    fn select_inline(&self, position: u32) -> usize {
+        assert!(position < self.inline_len);
+        let mut remaining = position;
+        let mut index = 0;
+        for level in (0..self.all.levels).rev() {
+            let line = self.all.starts[level] + index;
+            let (all, spilled) = (&self.all.lines[line], &self.spilled.lines[line]);
+            let mut inline = [0u32; LANES];
+            for k in 0..LANES {
+                inline[k] = all[k] - spilled[k];
+            }
+            let lane = inline.iter().map(|&prefix| usize::from(prefix <= remaining)).sum::<usize>();
+            assert!(lane < LANES);
+            remaining -= line_before(&inline, lane);
+            index = index * LANES + lane;
+        }
+        index
+    }
+
     /// Keys in slots that rank before a key of the spilled `index`.
     #[inline]
     pub(super) fn inline_before(&self, index: usize) -> u32 {
-        self.all.before(index) - self.spilled.before(index)
+        self.inline_before_bounded(index).unwrap_or_else(|| self.all.before(index) - self.spilled.before(index))
+    }
+
+    /// [`Window::inline_before`] where the bounds of the slot keys answer it alone.
+    #[inline]
+    fn inline_before_bounded(&self, index: usize) -> Option<u32> {
+        if self.inline_len == 0 || index <= self.inline_first {
+            Some(0)
+        } else if index > self.inline_last {
+            Some(self.inline_len)
+        } else {
+            None
+        }
     }
 
     /// [`Window::inline_before`] of two spilled indexes, read together.
     #[inline]
     pub(super) fn inline_before_pair(&self, a: usize, b: usize) -> (u32, u32) {
+        if let (Some(before_a), Some(before_b)) = (self.inline_before_bounded(a), self.inline_before_bounded(b)) {
+            return (before_a, before_b);
+        }
         let ((all_a, all_b), (spilled_a, spilled_b)) = (self.all.before_pair(a, b), self.spilled.before_pair(a, b));
         (all_a - spilled_a, all_b - spilled_b)
     }
@@ -521,8 +644,7 @@ impl Window {
     pub(super) fn spilled_relocate(&mut self, from: usize, to: usize) {
         assert!(self.slots[from].spilled);
         assert!(self.slots[to].spilled);
-        self.all.relocate(from, to);
-        self.spilled.relocate(from, to);
+        Counts::relocate_in_both(&mut self.all, &mut self.spilled, from, to);
         if self.spilled.count(from) == 0 {
             self.slots[from].spilled = false;
         }
@@ -539,6 +661,11 @@ impl Window {
     pub(super) fn group_at(&self, position: u32) -> (usize, u32, u32) {
         let (index, offset) = self.all.select(position);
         (index, offset, self.all.count(index) - offset)
+    }
+
+    /// The lowest index above `index` with keys (in its slot or spilled), and their count.
+    pub(super) fn next_group(&self, index: usize) -> Option<(usize, u32)> {
+        self.all.next(index).map(|next| (next, self.all.count(next)))
     }
 
     /// The key at `position` of the (not spilled) slot of `index`.
@@ -573,6 +700,13 @@ impl Window {
             }
         }
         assert_eq!(inline_len, self.inline_len, "inline key count differs from the slots");
+        if self.inline_len > 0 {
+            let occupied = |index: usize| !self.slots[index].spilled && self.slots[index].len > 0;
+            let first = (0..self.slots.len()).find(|&index| occupied(index));
+            let last = (0..self.slots.len()).rev().find(|&index| occupied(index));
+            assert_eq!(first, Some(self.inline_first), "the lowest index with slot keys is wrong");
+            assert_eq!(last, Some(self.inline_last), "the highest index with slot keys is wrong");
+        }
     }
 }
 
@@ -620,6 +754,8 @@ mod tests {
             assert_eq!(counts.count(probe), naive[probe]);
             let total: u32 = naive.iter().sum();
             assert_eq!(counts.total(), total);
+            let next = (probe + 1..size).find(|&index| naive[index] > 0);
+            assert_eq!(counts.next(probe), next, "next after {probe}");
             if total > 0 {
                 let position = random.below(u64::from(total)) as u32;
                 let (index, offset) = counts.select(position);
