@@ -25,10 +25,11 @@
 //! spread wider than the window and large groups of equal scores. `perf/RESULTS.md`,
 //! section "Leaderboard, sixth look", has the figures.
 //!
-//! The window covers `R` score values, the next power of two at or above twice the reserved
-//! key count (so the scores of a board whose players are about one point apart fit), from
-//! `base` up. It is placed when [`Leaderboard::reserve`] first asks for room for
-//! [`WINDOW_KEYS_MIN`] keys, and placed again, larger, each time a reserve doubles `R`:
+//! The window covers `R` score values from `base` up: at least twice the reserved key count
+//! (so the scores of a board whose players are about one point apart fit), and one doubling
+//! more when it is made, so that a board reserved one key at a time is rebuilt once per
+//! four-fold growth. It is placed when [`Leaderboard::reserve`] first asks for room for
+//! [`WINDOW_KEYS_MIN`] keys, and placed again, larger, when a reserve outgrows it:
 //! `base` puts the median score a quarter of the way up (scores mostly grow), or puts 0 an
 //! eighth of the way up on an empty board. Moving a board's keys into a new window is the
 //! only time it allocates after a reserve; updates never move the window.
@@ -144,7 +145,9 @@ impl Leaderboard {
         self.tree.reserve(capacity - self.tree.len as usize);
         let Some(bits) = window_bits(capacity) else { return };
         if self.window.as_ref().is_none_or(|window| window.bits() < bits) {
-            self.rebuild(bits, capacity);
+            // One doubling of room more than asked: a hunt reserves one key per join, and a
+            // window made exactly big enough would be rebuilt at the very next join.
+            self.rebuild((bits + 1).min(WINDOW_BITS_MAX), capacity);
         }
     }
 
@@ -396,14 +399,20 @@ mod tests {
         Key { score, reached_at, player }
     }
 
+    /// The bits of the window a board reserved for [`WINDOW_KEYS_MIN`] keys gets.
+    const SMALLEST_BITS: u32 = WINDOW_BITS_MIN + 1;
+
+    /// The lowest and the highest score of that window: 0 sits an eighth of the way up.
+    const SMALLEST_RANGE: (i64, i64) = (-(1 << SMALLEST_BITS) / 8, (1 << SMALLEST_BITS) * 7 / 8 - 1);
+
     /// A board with a window from the start: reserved for [`WINDOW_KEYS_MIN`] keys, so it
-    /// covers scores -1,024..7,168.
+    /// covers the scores of `SMALLEST_RANGE`.
     fn windowed() -> Leaderboard {
         let mut board = Leaderboard::new();
         board.reserve(WINDOW_KEYS_MIN);
-        assert_eq!(board.window.as_ref().map(Window::bits), Some(WINDOW_BITS_MIN));
-        assert_eq!(board.place(-1_024), Place::In((1 << WINDOW_BITS_MIN) - 1));
-        assert_eq!(board.place(7_167), Place::In(0));
+        assert_eq!(board.window.as_ref().map(Window::bits), Some(SMALLEST_BITS));
+        assert_eq!(board.place(SMALLEST_RANGE.0), Place::In((1 << SMALLEST_BITS) - 1));
+        assert_eq!(board.place(SMALLEST_RANGE.1), Place::In(0));
         board
     }
 
@@ -457,7 +466,8 @@ mod tests {
         check(&keys, &[5, 2, 3, 1, 4]);
         check(&[(-1, 0, 1), (-1, u64::MAX, 2), (-2, 0, 3)], &[1, 2, 3]);
         // Just inside and just outside both ends of the window's range.
-        let edges = [(7_167, 0, 1), (7_168, 0, 2), (-1_024, 0, 3), (-1_025, 0, 4), (7_167, 1, 5)];
+        let (low, high) = SMALLEST_RANGE;
+        let edges = [(high, 0, 1), (high + 1, 0, 2), (low, 0, 3), (low - 1, 0, 4), (high, 1, 5)];
         check(&edges, &[2, 1, 5, 3, 4]);
     }
 
@@ -580,6 +590,8 @@ mod tests {
             }
         }
         let window = board.window.as_ref().expect("a window");
+        // Made at 4,096 keys with 2^14 score values, remade at 8,193 with 2^16 (one
+        // doubling more than 2 x 8,193 needs), which 20,000 keys still fit.
         assert_eq!(window.bits(), 16);
         // Re-placed around the median score, so the keys are in the range.
         assert_eq!(board.tree_above, 0);
