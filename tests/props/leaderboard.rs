@@ -1,0 +1,632 @@
+//! The leaderboard's model check, shared by `tests/leaderboard.rs` (proptest strategies),
+//! `tests/fuzz_props.rs` and the `leaderboard` fuzz target under `fuzz/` (bytes), each of
+//! which includes this file with `#[path]`.
+//!
+//! A case is a list of [`Op`]s applied to a [`Leaderboard`] and to a reference, a
+//! `BTreeSet<Key>` whose rank of a key is one plus the number of smaller keys. Every
+//! rank an operation returns is compared with the reference's as it runs; every
+//! [`CHECK_EVERY`] operations, after every fill, drain and reserve, and at the end, the
+//! whole board is compared ([`Runner::check_whole`]): the full walk, `rank` and `get` of
+//! every key, the ranks past the end, and `check_invariants`. Any disagreement panics with
+//! the operation's index and the operation.
+//!
+//! Operations never misuse the board: an insert of a present key, or an update to a
+//! present key other than the old one, is skipped, and removals and updates pick a present
+//! key by position (`pick` modulo the key count).
+//!
+//! ## Byte format
+//!
+//! Operations follow one another, each a kind byte (modulo [`OP_KINDS`]) and its fields,
+//! little-endian, in the order of the fields of [`Op`]. Past the end every byte reads as
+//! zero, so every byte string is a case; decoding stops at the end or after [`OPS_MAX`]
+//! operations. Integers that are scores or deltas take a tag byte first (modulo 3): 0 an
+//! `i16`, 1 an index byte into [`EXTREMES`], 2 a whole `i64`, so a mutated input lands in
+//! small scores and at the extremes often. A time takes a tag byte (modulo 2): 0 a `u8`,
+//! 1 a `u64`. A fill's count is a `u16` modulo `FILL_MAX + 1` and a reserve's a `u32`
+//! modulo `RESERVE_MAX + 1`, so one input stays bounded. [`encode_ops`] writes the
+//! smallest form of each integer, and `decode_ops(encode_ops(ops)) == ops` for every case
+//! the strategies of `tests/leaderboard.rs` draw.
+
+use std::collections::BTreeSet;
+
+use cairn::leaderboard::{Key, Leaderboard};
+use cairn::rng::Rng;
+
+/// Operations one decoded case runs, at most.
+pub const OPS_MAX: usize = 1_024;
+/// Keys one fill inserts, at most.
+pub const FILL_MAX: u32 = 4_096;
+/// Keys a fill stops at: a board never grows past this by fills (single inserts may add a
+/// few more), which bounds the time of one case.
+pub const KEYS_MAX: usize = 24_576;
+/// The largest `reserve` a case makes.
+pub const RESERVE_MAX: u32 = 65_536;
+/// Keys one drain removes, at most.
+pub const DRAIN_MAX: u32 = 4_096;
+/// Operations between two whole-board comparisons.
+pub const CHECK_EVERY: usize = 16;
+/// The event time of the first operation: `Time::Now` is this plus the operation's index.
+pub const NOW_BASE: u64 = 1 << 32;
+/// Operation kinds in the byte format.
+pub const OP_KINDS: u8 = 11;
+
+/// Scores at and near the ends of `i64` and around ±2^62.
+pub const EXTREMES: [i64; 13] = [
+    i64::MIN,
+    i64::MIN + 1,
+    -(1 << 62) - 1,
+    -(1 << 62),
+    -(1 << 62) + 1,
+    -1,
+    0,
+    1,
+    (1 << 62) - 1,
+    1 << 62,
+    (1 << 62) + 1,
+    i64::MAX - 1,
+    i64::MAX,
+];
+
+/// How the scores of a fill are drawn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scores {
+    /// Uniform in `low..low + width` (saturating at `i64::MAX`; a width of 0 counts as 1).
+    /// A width of 1 to 5 piles hundreds of keys on a few values; a width of a fifth of the
+    /// count puts about five keys on each.
+    Range { low: i64, width: u32 },
+    /// Uniform over [`EXTREMES`].
+    Extremes,
+}
+
+/// A fill: `count` keys drawn by an [`Rng`] seeded with `seed`, players uniform over
+/// `u32`, `reached_at` uniform in `0..times` (a `times` of 0 or 1 makes every key's time
+/// 0, so equal scores are ordered by player). Keys already present are skipped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fill {
+    pub count: u32,
+    pub scores: Scores,
+    pub times: u32,
+    pub seed: u64,
+}
+
+/// The `reached_at` an update gives the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Time {
+    /// The old key's.
+    Keep,
+    /// The running clock (`NOW_BASE` plus the operation's index), later than any other:
+    /// what the engine does.
+    Now,
+    /// This one.
+    At(u64),
+}
+
+/// One operation on the board and the reference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `reserve(additional)`.
+    Reserve(u32),
+    /// Inserts this key, unless present.
+    Insert(Key),
+    /// Inserts many keys.
+    Fill(Fill),
+    /// Removes the present key at position `pick % len` (no-op on an empty board).
+    Remove { pick: u32 },
+    /// Updates the present key at `pick % len` to its score plus `delta` (saturating), at
+    /// `time`, same player; skipped if that key is present and differs from the old one.
+    Update { pick: u32, delta: i64, time: Time },
+    /// `rank` of this key, present or not.
+    Rank(Key),
+    /// `rank` of the key at `pick % len` moved by small amounts (all zero: the key
+    /// itself; otherwise usually absent, next to present keys).
+    Probe { pick: u32, score: i8, time: i8, player: i8 },
+    /// `get(pick % (len + 3))`: rank 0, every rank, and two past the end.
+    Get { pick: u32 },
+    /// `for_each_from(1 + pick % (len + 2), count)`: windows from every rank and from past
+    /// the end, any count up to `u32::MAX`.
+    Window { pick: u32, count: u32 },
+    /// Removes up to `count` keys from position `pick % len` on, one after another (each
+    /// has the same rank): empties whole runs of equal scores.
+    Drain { pick: u32, count: u32 },
+    /// Compares the whole board now.
+    Check,
+}
+
+/// A leaderboard and its reference, side by side.
+pub struct Runner {
+    board: Leaderboard,
+    model: BTreeSet<Key>,
+    /// Whether every insert is preceded by `reserve(1)`, as the engine does at each join.
+    reserve_each_insert: bool,
+    /// The index of the running operation (for messages and `Time::Now`).
+    step: usize,
+    /// The most keys the board held.
+    len_peak: usize,
+    /// The largest `len + additional` any `reserve` was called with.
+    reserved_peak: usize,
+}
+
+impl Runner {
+    /// An empty board; with `reserve_each_insert`, every insert calls `reserve(1)` first.
+    pub fn new(reserve_each_insert: bool) -> Runner {
+        Runner {
+            board: Leaderboard::new(),
+            model: BTreeSet::new(),
+            reserve_each_insert,
+            step: 0,
+            len_peak: 0,
+            reserved_peak: 0,
+        }
+    }
+
+    /// The most keys the board held so far.
+    pub fn len_peak(&self) -> usize {
+        self.len_peak
+    }
+
+    /// The largest `len + additional` a `reserve` asked for so far.
+    pub fn reserved_peak(&self) -> usize {
+        self.reserved_peak
+    }
+
+    /// Keys held now.
+    pub fn len(&self) -> usize {
+        self.model.len()
+    }
+
+    /// The position (0-based) of a present key, for `pick`s that name it.
+    pub fn position(&self, key: &Key) -> u32 {
+        assert!(self.model.contains(key), "{key:?} is not on the board");
+        self.model_rank(key) - 1
+    }
+
+    /// Runs `ops` in order, then compares the whole board.
+    pub fn run(&mut self, ops: &[Op]) {
+        for op in ops {
+            self.apply(op);
+        }
+        self.check_whole("at the end");
+    }
+
+    /// Applies one operation to both sides and compares what it returns; compares the
+    /// whole board when it is due.
+    pub fn apply(&mut self, op: &Op) {
+        let context = format!("op {} {op:?}", self.step);
+        let whole_now = match *op {
+            Op::Reserve(additional) => {
+                self.reserve(additional as usize);
+                true
+            }
+            Op::Insert(key) => {
+                self.insert(key, &context);
+                false
+            }
+            Op::Fill(fill) => {
+                self.fill(&fill, &context);
+                true
+            }
+            Op::Remove { pick } => {
+                if let Some(key) = self.pick(pick) {
+                    let rank = self.model_rank(&key);
+                    self.model.remove(&key);
+                    assert_eq!(self.board.remove(&key), rank, "{context}: remove {key:?}");
+                }
+                false
+            }
+            Op::Update { pick, delta, time } => {
+                self.update(pick, delta, time, &context);
+                false
+            }
+            Op::Rank(key) => {
+                self.check_rank(&key, &context);
+                false
+            }
+            Op::Probe { pick, score, time, player } => {
+                if let Some(base) = self.pick(pick) {
+                    let key = Key {
+                        score: base.score.saturating_add(i64::from(score)),
+                        reached_at: base.reached_at.wrapping_add_signed(i64::from(time)),
+                        player: base.player.wrapping_add_signed(i32::from(player)),
+                    };
+                    self.check_rank(&key, &context);
+                }
+                false
+            }
+            Op::Get { pick } => {
+                let rank = (u64::from(pick) % (self.model.len() as u64 + 3)) as u32;
+                let expect = (rank >= 1).then(|| self.model.iter().nth(rank as usize - 1).copied()).flatten();
+                assert_eq!(self.board.get(rank), expect, "{context}: get({rank}) of {}", self.model.len());
+                false
+            }
+            Op::Window { pick, count } => {
+                let first = 1 + (u64::from(pick) % (self.model.len() as u64 + 2)) as u32;
+                self.check_window(first, count, &context);
+                false
+            }
+            Op::Drain { pick, count } => {
+                self.drain(pick, count, &context);
+                true
+            }
+            Op::Check => true,
+        };
+        assert_eq!(self.board.len() as usize, self.model.len(), "{context}: len");
+        assert_eq!(self.board.is_empty(), self.model.is_empty(), "{context}: is_empty");
+        self.len_peak = self.len_peak.max(self.model.len());
+        self.step += 1;
+        if whole_now || self.step.is_multiple_of(CHECK_EVERY) {
+            self.check_whole(&context);
+        }
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        self.reserved_peak = self.reserved_peak.max(self.model.len() + additional);
+        self.board.reserve(additional);
+    }
+
+    /// 1 + the keys before `key` in the reference.
+    fn model_rank(&self, key: &Key) -> u32 {
+        self.model.range(..*key).count() as u32 + 1
+    }
+
+    /// The present key at position `pick % len`, or `None` on an empty board.
+    fn pick(&self, pick: u32) -> Option<Key> {
+        if self.model.is_empty() {
+            return None;
+        }
+        self.model.iter().nth(pick as usize % self.model.len()).copied()
+    }
+
+    fn insert(&mut self, key: Key, context: &str) {
+        if self.model.contains(&key) {
+            return;
+        }
+        if self.reserve_each_insert {
+            self.reserve(1);
+        }
+        self.model.insert(key);
+        let rank = self.model_rank(&key);
+        assert_eq!(self.board.insert(key), rank, "{context}: insert {key:?} into {}", self.model.len() - 1);
+    }
+
+    fn fill(&mut self, fill: &Fill, context: &str) {
+        let mut random = Rng::new(fill.seed);
+        for _ in 0..fill.count {
+            if self.model.len() >= KEYS_MAX {
+                break;
+            }
+            let score = match fill.scores {
+                Scores::Range { low, width } => low.saturating_add(random.below(u64::from(width.max(1))) as i64),
+                Scores::Extremes => EXTREMES[random.below(EXTREMES.len() as u64) as usize],
+            };
+            let reached_at = random.below(u64::from(fill.times.max(1)));
+            let player = random.next_u64() as u32;
+            self.insert(Key { score, reached_at, player }, context);
+        }
+    }
+
+    fn update(&mut self, pick: u32, delta: i64, time: Time, context: &str) {
+        let Some(old) = self.pick(pick) else { return };
+        let reached_at = match time {
+            Time::Keep => old.reached_at,
+            Time::Now => NOW_BASE + self.step as u64,
+            Time::At(at) => at,
+        };
+        let new = Key { score: old.score.saturating_add(delta), reached_at, ..old };
+        if new != old && self.model.contains(&new) {
+            return;
+        }
+        let rank_before = self.model_rank(&old);
+        self.model.remove(&old);
+        self.model.insert(new);
+        let expect = (rank_before, self.model_rank(&new));
+        assert_eq!(self.board.update(&old, new), expect, "{context}: update {old:?} to {new:?}");
+    }
+
+    fn check_rank(&self, key: &Key, context: &str) {
+        let expect = self.model.contains(key).then(|| self.model_rank(key));
+        assert_eq!(self.board.rank(key), expect, "{context}: rank of {key:?}");
+        if let Some(rank) = expect {
+            assert_eq!(self.board.get(rank), Some(*key), "{context}: get({rank})");
+        }
+    }
+
+    fn check_window(&self, first: u32, count: u32, context: &str) {
+        let mut seen = Vec::new();
+        self.board.for_each_from(first, count, |rank, key| seen.push((rank, *key)));
+        let expect: Vec<(u32, Key)> =
+            (first..).zip(self.model.iter().copied().skip(first as usize - 1).take(count as usize)).collect();
+        if seen != expect {
+            let at = seen.iter().zip(&expect).position(|(a, b)| a != b).unwrap_or(seen.len().min(expect.len()));
+            panic!(
+                "{context}: for_each_from({first}, {count}) on {} keys gave {} keys, first difference at {at}: {:?} where the model has {:?}",
+                self.model.len(),
+                seen.len(),
+                seen.get(at),
+                expect.get(at)
+            );
+        }
+    }
+
+    fn drain(&mut self, pick: u32, count: u32, context: &str) {
+        if self.model.is_empty() {
+            return;
+        }
+        let position = pick as usize % self.model.len();
+        let doomed: Vec<Key> = self.model.iter().skip(position).take(count as usize).copied().collect();
+        for key in doomed {
+            self.model.remove(&key);
+            assert_eq!(self.board.remove(&key), position as u32 + 1, "{context}: drain removes {key:?}");
+        }
+    }
+
+    /// Compares the whole board with the reference: the walk of every rank, `rank` and
+    /// `get` of every key and around each, the ranks past the end, and the invariants.
+    pub fn check_whole(&self, context: &str) {
+        let len = self.model.len() as u32;
+        assert_eq!(self.board.len(), len, "{context}: len");
+        self.check_window(1, u32::MAX, context);
+        for (rank, key) in (1u32..).zip(&self.model) {
+            assert_eq!(self.board.rank(key), Some(rank), "{context}: rank of {key:?}");
+            assert_eq!(self.board.get(rank), Some(*key), "{context}: get({rank})");
+            // The key just after it in the order: same score and time, next player.
+            if let Some(player) = key.player.checked_add(1) {
+                let next = Key { player, ..*key };
+                let expect = self.model.contains(&next).then_some(rank + 1);
+                assert_eq!(self.board.rank(&next), expect, "{context}: rank of {next:?}");
+            }
+        }
+        for rank in [0, len + 1, len + 2, u32::MAX] {
+            assert_eq!(self.board.get(rank), None, "{context}: get({rank}) of {len}");
+        }
+        for (first, count) in [(len.max(1), u32::MAX), (len + 1, u32::MAX), (u32::MAX, u32::MAX), (len / 2 + 1, 0)] {
+            self.check_window(first, count, context);
+        }
+        self.board.check_invariants();
+    }
+}
+
+/// The leaderboard property over arbitrary bytes, shared by `tests/fuzz_props.rs` and the
+/// `leaderboard` fuzz target: the case the bytes encode runs on a board that reserves
+/// before every insert when the first byte is odd, else on a plain one. Panics on any
+/// disagreement with the reference.
+pub fn check_leaderboard_bytes(bytes: &[u8]) {
+    let (reserve_each_insert, ops) = match bytes.split_first() {
+        Some((mode, rest)) => (mode & 1 == 1, decode_ops(rest)),
+        None => (false, Vec::new()),
+    };
+    Runner::new(reserve_each_insert).run(&ops);
+}
+
+/// The bytes [`check_leaderboard_bytes`] runs as `ops`, on a board that reserves before
+/// every insert if `reserve_each_insert`.
+pub fn encode_case(reserve_each_insert: bool, ops: &[Op]) -> Vec<u8> {
+    let mut bytes = vec![u8::from(reserve_each_insert)];
+    bytes.extend(encode_ops(ops));
+    bytes
+}
+
+// ---------------------------------------------------------------------------------------
+// The byte format (see the module doc).
+
+/// Reads fixed-width little-endian fields; past the end, every byte is zero.
+struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> [u8; N] {
+        let mut field = [0; N];
+        let size = N.min(self.bytes.len());
+        field[..size].copy_from_slice(&self.bytes[..size]);
+        self.bytes = &self.bytes[size..];
+        field
+    }
+
+    fn u8(&mut self) -> u8 {
+        self.take::<1>()[0]
+    }
+
+    fn i8(&mut self) -> i8 {
+        self.u8() as i8
+    }
+
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.take())
+    }
+
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.take())
+    }
+
+    fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.take())
+    }
+
+    fn int(&mut self) -> i64 {
+        match self.u8() % 3 {
+            0 => i64::from(i16::from_le_bytes(self.take())),
+            1 => EXTREMES[self.u8() as usize % EXTREMES.len()],
+            _ => i64::from_le_bytes(self.take()),
+        }
+    }
+
+    fn time(&mut self) -> u64 {
+        match self.u8() % 2 {
+            0 => u64::from(self.u8()),
+            _ => self.u64(),
+        }
+    }
+
+    fn key(&mut self) -> Key {
+        Key { score: self.int(), reached_at: self.time(), player: self.u32() }
+    }
+
+    fn op(&mut self) -> Op {
+        match self.u8() % OP_KINDS {
+            0 => Op::Reserve(self.u32() % (RESERVE_MAX + 1)),
+            1 => Op::Insert(self.key()),
+            2 => {
+                let count = u32::from(self.u16()) % (FILL_MAX + 1);
+                let scores = match self.u8() % 2 {
+                    0 => Scores::Range { low: self.int(), width: self.u32() },
+                    _ => Scores::Extremes,
+                };
+                Op::Fill(Fill { count, scores, times: self.u32(), seed: self.u64() })
+            }
+            3 => Op::Remove { pick: self.u32() },
+            4 => {
+                let (pick, delta) = (self.u32(), self.int());
+                let time = match self.u8() % 3 {
+                    0 => Time::Keep,
+                    1 => Time::Now,
+                    _ => Time::At(self.time()),
+                };
+                Op::Update { pick, delta, time }
+            }
+            5 => Op::Rank(self.key()),
+            6 => Op::Probe { pick: self.u32(), score: self.i8(), time: self.i8(), player: self.i8() },
+            7 => Op::Get { pick: self.u32() },
+            8 => Op::Window { pick: self.u32(), count: self.u32() },
+            9 => Op::Drain { pick: self.u32(), count: u32::from(self.u16()) % (DRAIN_MAX + 1) },
+            _ => Op::Check,
+        }
+    }
+}
+
+/// The operations `bytes` encode (see the module doc). Total: any bytes are a case.
+pub fn decode_ops(bytes: &[u8]) -> Vec<Op> {
+    let mut reader = Reader { bytes };
+    let mut ops = Vec::new();
+    while !reader.bytes.is_empty() && ops.len() < OPS_MAX {
+        ops.push(reader.op());
+    }
+    ops
+}
+
+/// Writes fields in the layout [`Reader`] reads.
+struct Writer {
+    bytes: Vec<u8>,
+}
+
+impl Writer {
+    fn u8(&mut self, value: u8) {
+        self.bytes.push(value);
+    }
+
+    fn u16(&mut self, value: u32, bound: u32, what: &str) {
+        assert!(value <= bound, "{what} {value} is above {bound}");
+        self.bytes.extend_from_slice(&(value as u16).to_le_bytes());
+    }
+
+    fn u32(&mut self, value: u32) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn u64(&mut self, value: u64) {
+        self.bytes.extend_from_slice(&value.to_le_bytes());
+    }
+
+    fn int(&mut self, value: i64) {
+        if let Ok(small) = i16::try_from(value) {
+            self.u8(0);
+            self.bytes.extend_from_slice(&small.to_le_bytes());
+        } else if let Some(index) = EXTREMES.iter().position(|&extreme| extreme == value) {
+            self.u8(1);
+            self.u8(index as u8);
+        } else {
+            self.u8(2);
+            self.bytes.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+
+    fn time(&mut self, value: u64) {
+        if let Ok(small) = u8::try_from(value) {
+            self.u8(0);
+            self.u8(small);
+        } else {
+            self.u8(1);
+            self.u64(value);
+        }
+    }
+
+    fn key(&mut self, key: &Key) {
+        self.int(key.score);
+        self.time(key.reached_at);
+        self.u32(key.player);
+    }
+
+    fn op(&mut self, op: &Op) {
+        let kind = match op {
+            Op::Reserve(_) => 0,
+            Op::Insert(_) => 1,
+            Op::Fill(_) => 2,
+            Op::Remove { .. } => 3,
+            Op::Update { .. } => 4,
+            Op::Rank(_) => 5,
+            Op::Probe { .. } => 6,
+            Op::Get { .. } => 7,
+            Op::Window { .. } => 8,
+            Op::Drain { .. } => 9,
+            Op::Check => 10,
+        };
+        self.u8(kind);
+        match *op {
+            Op::Reserve(additional) => {
+                assert!(additional <= RESERVE_MAX, "reserve {additional} is above {RESERVE_MAX}");
+                self.u32(additional);
+            }
+            Op::Insert(key) | Op::Rank(key) => self.key(&key),
+            Op::Fill(Fill { count, scores, times, seed }) => {
+                self.u16(count, FILL_MAX, "fill count");
+                match scores {
+                    Scores::Range { low, width } => {
+                        self.u8(0);
+                        self.int(low);
+                        self.u32(width);
+                    }
+                    Scores::Extremes => self.u8(1),
+                }
+                self.u32(times);
+                self.u64(seed);
+            }
+            Op::Remove { pick } | Op::Get { pick } => self.u32(pick),
+            Op::Update { pick, delta, time } => {
+                self.u32(pick);
+                self.int(delta);
+                match time {
+                    Time::Keep => self.u8(0),
+                    Time::Now => self.u8(1),
+                    Time::At(at) => {
+                        self.u8(2);
+                        self.time(at);
+                    }
+                }
+            }
+            Op::Probe { pick, score, time, player } => {
+                self.u32(pick);
+                for offset in [score, time, player] {
+                    self.u8(offset as u8);
+                }
+            }
+            Op::Window { pick, count } => {
+                self.u32(pick);
+                self.u32(count);
+            }
+            Op::Drain { pick, count } => {
+                self.u32(pick);
+                self.u16(count, DRAIN_MAX, "drain count");
+            }
+            Op::Check => {}
+        }
+    }
+}
+
+/// The bytes of `ops` in the format [`decode_ops`] reads. Panics if a count is above its
+/// bound (the strategies never draw one).
+pub fn encode_ops(ops: &[Op]) -> Vec<u8> {
+    let mut writer = Writer { bytes: Vec::new() };
+    for op in ops {
+        writer.op(op);
+    }
+    writer.bytes
+}
