@@ -21,7 +21,7 @@ use std::ops::RangeInclusive;
 
 use cairn::leaderboard::{Key, Leaderboard};
 use cairn::rng::Rng;
-use props::{Fill, Op, Runner, Scores, SortedBlocks, Time, EXTREMES, FILL_MAX, RESERVE_MAX};
+use props::{Fill, Op, Runner, Scores, SortedBlocks, Time, DRAIN_MAX, EXTREMES, FILL_MAX, RESERVE_MAX};
 use proptest::prelude::*;
 use proptest::strategy::Union;
 use proptest::test_runner::TestRunner;
@@ -215,7 +215,7 @@ fn unreserved_case() -> impl Strategy<Value = Vec<Op>> {
     })
 }
 
-/// A board reserved for 5,000 to 20,000 keys first, filled with up to 4,096, then up to
+/// A board reserved for 5,000 to 20,000 keys first, filled with up to 4,095, then up to
 /// 400 operations among which more reserves (some raising the reserved size).
 fn reserved_case() -> impl Strategy<Value = Vec<Op>> {
     regime().prop_flat_map(|regime| {
@@ -238,12 +238,12 @@ fn reserved_case() -> impl Strategy<Value = Vec<Op>> {
 const GROWING_CHUNKS: usize = 11;
 
 /// A board that reserves before every insert (run with `Runner::new(true)`): grown by
-/// fills with operations between them, then drained of 1,000 to 4,096 keys and grown by
+/// fills with operations between them, then drained of 1,000 to 4,095 keys and grown by
 /// two more chunks.
 fn growing_case() -> impl Strategy<Value = Vec<Op>> {
     regime().prop_flat_map(|regime| {
         let chunk = (fill(regime, 850..=1_000), prop::collection::vec(op(regime, Extra::Neither), 0..30));
-        let drain = (any::<u32>(), 1_000u32..=4_096).prop_map(|(pick, count)| Op::Drain { pick, count });
+        let drain = (any::<u32>(), 1_000u32..=DRAIN_MAX).prop_map(|(pick, count)| Op::Drain { pick, count });
         (prop::collection::vec(chunk.clone(), GROWING_CHUNKS), drain, prop::collection::vec(chunk, 2)).prop_map(
             |(growth, drain, regrowth)| {
                 let chunk_ops = |(fill, ops): (Fill, Vec<Op>)| std::iter::once(Op::Fill(fill)).chain(ops);
