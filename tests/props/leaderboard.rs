@@ -8,13 +8,12 @@
 //! binary search and a sum of block lengths where the set walks them one by one (one
 //! case growing to 12,000 keys took 520 ms counting in the set and 65 ms in the blocks).
 //! Every rank an operation returns is compared with the reference's as it runs. Every
-//! [`CHECK_EVERY`] operations, after every reserve, and at the end, the whole board is
+//! few operations ([`Effort`]), after every reserve, and at the end, the whole board is
 //! compared ([`Runner::check_whole`]): the walk of every rank against the set's order
 //! (and the blocks against the set), `rank` and `get` of the keys (of every key at the
-//! end and on boards up to `SAMPLE_KEYS`, else of that many spread over the ranks, from
-//! a different first one each time; fewer in a fuzzer, see `SAMPLE_KEYS_FUZZED`), the
-//! ranks past the end, and `check_invariants`. Any disagreement panics with the
-//! operation's index and the operation.
+//! end in the tests, else of a sample spread over the ranks, from a different first one
+//! each time), the ranks past the end, and `check_invariants`. Any disagreement panics
+//! with the operation's index and the operation.
 //!
 //! Operations never misuse the board: an insert of a present key, or an update to a
 //! present key other than the old one, is skipped, and removals and updates pick a present
@@ -44,21 +43,34 @@ use cairn::rng::Rng;
 pub const OPS_MAX: usize = 1_024;
 /// Keys one fill inserts, at most.
 pub const FILL_MAX: u32 = 4_095;
-/// Keys a fill stops at: a board never grows past this by fills (single inserts may add a
-/// few more), which bounds the time of one case.
-pub const KEYS_MAX: usize = 12_288;
 /// The largest `reserve` a case makes.
 pub const RESERVE_MAX: u32 = 65_536;
 /// Keys one drain removes, at most.
 pub const DRAIN_MAX: u32 = 4_095;
-/// Operations between two whole-board comparisons.
-pub const CHECK_EVERY: usize = 16;
-/// Keys whose `rank` and `get` a whole-board comparison checks before the end, at most.
-pub const SAMPLE_KEYS: usize = 2_048;
-/// The same in [`check_leaderboard_bytes`], at the end too: a fuzzer's build traces every
-/// comparison, so a check of every key of a board of 12,000 took most of a second per
-/// input; this sample (a different one each time) leaves the time to the operations.
-pub const SAMPLE_KEYS_FUZZED: usize = 128;
+
+/// How much a [`Runner`] checks, and how large it lets a board grow.
+#[derive(Clone, Copy, Debug)]
+pub struct Effort {
+    /// Keys a fill stops at (single inserts may add a few more), which bounds the time of
+    /// one case.
+    pub keys_max: usize,
+    /// Operations between two whole-board comparisons.
+    pub check_every: usize,
+    /// Keys whose `rank` and `get` a whole-board comparison checks, at most.
+    pub sample_keys: usize,
+    /// Whether the comparisons at the end and of `Op::Check` take every key.
+    pub thorough: bool,
+}
+
+/// The tests' effort: boards up to 12,288 keys, every key compared at the end.
+pub const TESTED: Effort = Effort { keys_max: 12_288, check_every: 16, sample_keys: 2_048, thorough: true };
+
+/// The effort of [`check_leaderboard_bytes`]. A fuzzing build traces every comparison and
+/// runs a case about eight times slower than a release test build, and checking every
+/// key of 12,000 made most inputs take a few hundred milliseconds. Boards up to 8,704
+/// keys still pass 4,096 and 8,192 (where a board reserving before every insert reserves
+/// for twice as many), and the sample is a different one each time.
+pub const FUZZED: Effort = Effort { keys_max: 8_704, check_every: 32, sample_keys: 128, thorough: false };
 /// Keys one block of [`SortedBlocks`] holds before it splits in two.
 const BLOCK_KEYS_MAX: usize = 1_024;
 /// The event time of the first operation: `Time::Now` is this plus the operation's index.
@@ -299,10 +311,7 @@ pub struct Runner {
     len_peak: usize,
     /// The largest `len + additional` any `reserve` was called with.
     reserved_peak: usize,
-    /// Keys whose `rank` and `get` a whole check compares, at most.
-    sample_keys: usize,
-    /// Whether the check at the end compares every key.
-    every_key_at_end: bool,
+    effort: Effort,
 }
 
 impl Runner {
@@ -315,15 +324,13 @@ impl Runner {
             step: 0,
             len_peak: 0,
             reserved_peak: 0,
-            sample_keys: SAMPLE_KEYS,
-            every_key_at_end: true,
+            effort: TESTED,
         }
     }
 
-    /// The same with the whole checks of [`check_leaderboard_bytes`]: `SAMPLE_KEYS_FUZZED`
-    /// keys each, at the end too.
-    pub fn fuzzed(reserve_each_insert: bool) -> Runner {
-        Runner { sample_keys: SAMPLE_KEYS_FUZZED, every_key_at_end: false, ..Runner::new(reserve_each_insert) }
+    /// The same with another effort.
+    pub fn with_effort(reserve_each_insert: bool, effort: Effort) -> Runner {
+        Runner { effort, ..Runner::new(reserve_each_insert) }
     }
 
     /// The most keys the board held so far.
@@ -352,7 +359,7 @@ impl Runner {
         for op in ops {
             self.apply(op);
         }
-        self.check_whole("at the end", self.every_key_at_end);
+        self.check_whole("at the end", self.effort.thorough);
     }
 
     /// Applies one operation to both sides and compares what it returns; compares the
@@ -415,7 +422,7 @@ impl Runner {
                 false
             }
             Op::Check => {
-                self.check_whole(&context, true);
+                self.check_whole(&context, self.effort.thorough);
                 false
             }
         };
@@ -423,7 +430,7 @@ impl Runner {
         assert_eq!(self.board.is_empty(), self.model.is_empty(), "{context}: is_empty");
         self.len_peak = self.len_peak.max(self.model.len());
         self.step += 1;
-        if whole_now || self.step.is_multiple_of(CHECK_EVERY) {
+        if whole_now || self.step.is_multiple_of(self.effort.check_every) {
             self.check_whole(&context, false);
         }
     }
@@ -461,7 +468,7 @@ impl Runner {
     fn fill(&mut self, fill: &Fill, context: &str) {
         let mut random = Rng::new(fill.seed);
         for _ in 0..fill.count {
-            if self.model.len() >= KEYS_MAX {
+            if self.model.len() >= self.effort.keys_max {
                 break;
             }
             let score = match fill.scores {
@@ -540,7 +547,7 @@ impl Runner {
         assert_eq!(self.board.len(), len, "{context}: len");
         self.model.check(context);
         self.check_window(1, u32::MAX, context);
-        let stride = if every_key { 1 } else { self.model.len().div_ceil(self.sample_keys).max(1) };
+        let stride = if every_key { 1 } else { self.model.len().div_ceil(self.effort.sample_keys).max(1) };
         for index in (self.step % stride..self.model.len()).step_by(stride) {
             let (rank, key) = (index as u32 + 1, &self.model.nth(index).expect("a key at every index below len"));
             assert_eq!(self.board.rank(key), Some(rank), "{context}: rank of {key:?}");
@@ -564,14 +571,14 @@ impl Runner {
 
 /// The leaderboard property over arbitrary bytes, shared by `tests/fuzz_props.rs` and the
 /// `leaderboard` fuzz target: the case the bytes encode runs on a board that reserves
-/// before every insert when the first byte is odd, else on a plain one, with sampled
-/// whole checks ([`Runner::fuzzed`]). Panics on any disagreement with the reference.
+/// before every insert when the first byte is odd, else on a plain one, with the
+/// [`FUZZED`] effort. Panics on any disagreement with the reference.
 pub fn check_leaderboard_bytes(bytes: &[u8]) {
     let (reserve_each_insert, ops) = match bytes.split_first() {
         Some((mode, rest)) => (mode & 1 == 1, decode_ops(rest)),
         None => (false, Vec::new()),
     };
-    Runner::fuzzed(reserve_each_insert).run(&ops);
+    Runner::with_effort(reserve_each_insert, FUZZED).run(&ops);
 }
 
 /// The bytes [`check_leaderboard_bytes`] runs as `ops`, on a board that reserves before
