@@ -44,9 +44,11 @@ enum Regime {
     Mixed,
 }
 
-/// The lower and upper ends of the score window a board reserved for 2^(k-1) to 2^k
-/// keys would cover ([-R/8, 7R/8) for R = 2^13..2^17), with a neighbour on each side,
-/// and a few other values a bound may hide behind.
+/// Scores where a bound may hide: the ends of the score window the planned leaderboard
+/// keeps when reserved (R the power of two at or above twice the keys reserved for,
+/// [-R/8, 7R/8), for R = 2^13..2^17), each with a neighbour on either side, and a few
+/// others. They only make these scores frequent; every test judges the board by its
+/// public API alone.
 fn edge_scores() -> Vec<i64> {
     let mut edges = vec![-3_000, -1, 0, 1, 8_191, 8_192, 20_000];
     for shift in 13..=17 {
