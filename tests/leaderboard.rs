@@ -262,12 +262,16 @@ fn growing_case() -> impl Strategy<Value = Vec<Op>> {
 // The model tests.
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn a_board_never_reserved_agrees_with_the_model(ops in unreserved_case()) {
         Runner::new(false).run(&ops);
     }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
 
     #[test]
     fn a_board_reserved_first_agrees_with_the_model(ops in reserved_case()) {
@@ -278,7 +282,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
 
     #[test]
     fn a_board_reserving_before_every_insert_agrees_with_the_model(ops in growing_case()) {
