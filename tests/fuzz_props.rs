@@ -1,12 +1,13 @@
 //! The fuzz properties on stable Rust, in every `cargo test`: the same functions the
 //! libFuzzer targets under `fuzz/` run (`tests/props/decoders.rs` for the decoders,
-//! `check_case_bytes` of `tests/model/harness.rs` for the state machine), fed by proptest
+//! `check_case_bytes` of `tests/model/harness.rs` for the state machine,
+//! `check_leaderboard_bytes` of `tests/props/leaderboard.rs` for the leaderboard), fed by proptest
 //! with arbitrary bytes and with the committed seed corpus mutated, and every committed
 //! seed replayed as it is. `PROPTEST_CASES` sets the number of cases (256 by default).
 //!
 //! `CAIRN_FUZZ_SEEDS=fuzz/seeds cargo test --release --test fuzz_props write_seeds` (re)writes the
 //! decoders' seed corpus from the real encoders (`fuzz/README.md`); the `events` seeds
-//! come from `tests/model.rs`.
+//! come from `tests/model.rs`, the `leaderboard` seeds from `tests/leaderboard.rs`.
 
 // Only `check_case_bytes` of the harness and what it reaches are used here.
 #[allow(dead_code)]
@@ -19,6 +20,11 @@ mod harness;
 
 #[path = "props/decoders.rs"]
 mod decoders;
+
+// Only `check_leaderboard_bytes` and what it reaches are used here.
+#[allow(dead_code)]
+#[path = "props/leaderboard.rs"]
+mod leaderboard;
 
 use std::path::{Path, PathBuf};
 
@@ -37,12 +43,13 @@ use proptest::prelude::*;
 type Property = fn(&[u8]);
 
 /// Every fuzz target, with its property: the names are the targets' under `fuzz/`.
-const TARGETS: [(&str, Property); 5] = [
+const TARGETS: [(&str, Property); 6] = [
     ("frames", decoders::check_request_stream),
     ("responses", decoders::check_response_stream),
     ("journal_record", decoders::check_journal_segment),
     ("snapshot", decoders::check_snapshot),
     ("events", check_events),
+    ("leaderboard", leaderboard::check_leaderboard_bytes),
 ];
 
 fn check_events(bytes: &[u8]) {
@@ -145,7 +152,8 @@ proptest! {
 
 proptest! {
     // A state-machine case runs every query after every step; a quarter of the cases
-    // keeps this test as fast as the others.
+    // keeps this test as fast as the others. So does a leaderboard case, which may fill
+    // thousands of keys and compares them all at the end.
     #![proptest_config(ProptestConfig { cases: cases().div_ceil(4), ..ProptestConfig::default() })]
 
     #[test]
@@ -156,6 +164,16 @@ proptest! {
     #[test]
     fn events_of_mutated_seeds(bytes in mutated_seed("events")) {
         prop_assert!(harness::check_case_bytes(&bytes).is_ok(), "{}", harness::check_case_bytes(&bytes).unwrap_err());
+    }
+
+    #[test]
+    fn leaderboard_cases_of_arbitrary_bytes(bytes in bytes()) {
+        leaderboard::check_leaderboard_bytes(&bytes);
+    }
+
+    #[test]
+    fn leaderboard_cases_of_mutated_seeds(bytes in mutated_seed("leaderboard")) {
+        leaderboard::check_leaderboard_bytes(&bytes);
     }
 }
 
