@@ -295,8 +295,11 @@ impl Leaderboard {
     /// 1-based rank of a key, or `None` if absent.
     #[inline]
     pub fn rank(&self, key: &Key) -> Option<u32> {
-        let place = self.place(key.score);
-        if let (Place::In(index), Some(window)) = (place, &self.window) {
+        let Some(window) = &self.window else {
+            return self.tree.rank(&Packed::from_key(key));
+        };
+        let place = window.place(key.score);
+        if let Place::In(index) = place {
             if !window.is_spilled(index) {
                 return window.find(index, key).map(|before| self.tree_above + before + 1);
             }
@@ -376,7 +379,11 @@ impl Leaderboard {
                 assert!(window.is_spilled(index), "a tree key of a score that is not spilled: {key:?}");
             }
         }
-        window.check(|score| tree_keys.iter().filter(|key| key.score == score).count() as u32);
+        let mut per_score = std::collections::HashMap::new();
+        for key in &tree_keys {
+            *per_score.entry(key.score).or_insert(0u32) += 1;
+        }
+        window.check(|score| per_score.get(&score).copied().unwrap_or(0));
         let mut previous: Option<Key> = None;
         let mut walked = 0;
         self.for_each_from(1, self.len(), |rank, key| {
