@@ -31,8 +31,8 @@
 //! four-fold growth. It is placed when [`Leaderboard::reserve`] first asks for room for
 //! [`WINDOW_KEYS_MIN`] keys, and placed again, larger, when a reserve outgrows it:
 //! `base` puts the median score a quarter of the way up (scores mostly grow), or puts 0 an
-//! eighth of the way up on an empty board. Moving a board's keys into a new window is the
-//! only time it allocates after a reserve; updates never move the window.
+//! eighth of the way up on an empty board. Keys move into a new window only inside
+//! `reserve`, which may allocate; updates never move the window.
 //!
 //! **Invariant**: every key is in exactly one of the window (in a slot of a score that is
 //! not spilled) and the tree; `tree_above` is the number of tree keys whose score lies above
@@ -219,7 +219,7 @@ impl Leaderboard {
         if let (Place::In(index), Some(window)) = (place, &mut self.window) {
             if !window.is_spilled(index) {
                 if !window.is_full(index) {
-                    return self.tree_above + window.insert(index, &key).before + 1;
+                    return self.tree_above + window.insert(index, &key) + 1;
                 }
                 // One key more than a slot holds: the score's keys move to the tree, whose
                 // leaves order any number of equal scores.
@@ -238,7 +238,7 @@ impl Leaderboard {
         let place = self.place(key.score);
         if let (Place::In(index), Some(window)) = (place, &mut self.window) {
             if !window.is_spilled(index) {
-                return self.tree_above + window.remove(index, key).before + 1;
+                return self.tree_above + window.remove(index, key) + 1;
             }
         }
         let rank = self.tree.remove(&Packed::from_key(key)) + self.slot_keys_before(place);

@@ -7,8 +7,8 @@
 //! `base + R - 1 - i`. Two structures are addressed by that index:
 //! - [`Counts`], a 16-way tree of prefix sums over per-index key counts, stored as one
 //!   64-byte line of sixteen `u32` per node. "Keys at indexes below `i`" reads one line
-//!   per level and an update adds to one line per level, with no search and no branch on
-//!   the data. Its lower levels fit in L2 where the tree's branches did not.
+//!   per level and an update adds to one line per level, with no search: which lines is
+//!   arithmetic on `i`, so they can be asked for before the first is read.
 //! - one [`Slot`] per index: up to [`SLOT_KEYS_MAX`] keys of that score, sorted, inline.
 //!
 //! A score value with more keys than a slot holds is *spilled*: all its keys live in the
@@ -25,8 +25,9 @@
 //!
 //! **Invariant**: for every index, a slot that is not spilled holds exactly `all.count(i)`
 //! keys, sorted, and `spilled.count(i)` is 0; a spilled slot holds no key and
-//! `spilled.count(i) == all.count(i) >= 1`. **Boundary**: the window knows nothing of the tree; it reports
-//! where a score belongs ([`Place`]) and counts; `super::Leaderboard` moves keys between them.
+//! `spilled.count(i) == all.count(i) >= 1`. **Boundary**: the window knows nothing of the
+//! tree; it reports where a score belongs ([`Place`]) and counts; `super::Leaderboard`
+//! moves keys between them.
 
 use std::alloc::{alloc_zeroed, handle_alloc_error, Layout};
 
@@ -54,8 +55,8 @@ const COUNTS_LEVELS_MAX: usize = 8;
 pub(super) const WINDOW_BITS_MIN: u32 = 13;
 
 /// Largest window, as `log2` of the score values covered: 8 Mi values, twice
-/// `PLAYERS_PER_HUNT_MAX`. At the largest the slots take 256 MiB of address space and the
-/// counts 68 MiB, of which only the pages of scores ever held are touched (both are
+/// `PLAYERS_PER_HUNT_MAX`. At the largest the slots take 512 MiB of address space and the
+/// counts 72 MiB, of which only the pages of scores ever held are touched (both are
 /// allocated zeroed, so the rest stays unmapped).
 pub(super) const WINDOW_BITS_MAX: u32 = 23;
 
@@ -372,12 +373,6 @@ pub(super) enum Place {
     Below,
 }
 
-/// A key found in or added to a slot: its rank among the keys in the range.
-pub(super) struct Found {
-    /// Keys in the range (in slots or spilled) that rank before it.
-    pub(super) before: u32,
-}
-
 /// The window; see the module documentation.
 pub(super) struct Window {
     /// The lowest score covered.
@@ -481,7 +476,7 @@ impl Window {
     /// Adds `key` to the slot of `index`, which must not be spilled or full, and returns its
     /// 0-based rank among the range's keys. Panics if it is present.
     #[inline]
-    pub(super) fn insert(&mut self, index: usize, key: &Key) -> Found {
+    pub(super) fn insert(&mut self, index: usize, key: &Key) -> u32 {
         let slot = &mut self.slots[index];
         assert!(!slot.spilled);
         let member = (key.reached_at, key.player);
@@ -490,13 +485,13 @@ impl Window {
         slot.insert(position, member);
         self.all.add(index, 1);
         self.inline_added(index);
-        Found { before: self.all.before(index) + position as u32 }
+        self.all.before(index) + position as u32
     }
 
     /// Removes `key` from the slot of `index`, which must not be spilled, and returns the
     /// 0-based rank it had among the range's keys. Panics if it is absent.
     #[inline]
-    pub(super) fn remove(&mut self, index: usize, key: &Key) -> Found {
+    pub(super) fn remove(&mut self, index: usize, key: &Key) -> u32 {
         let slot = &mut self.slots[index];
         assert!(!slot.spilled);
         let (position, present) = slot.find((key.reached_at, key.player));
@@ -505,7 +500,7 @@ impl Window {
         let before = self.all.before(index) + position as u32;
         self.all.add(index, -1);
         self.inline_removed(index, 1);
-        Found { before }
+        before
     }
 
     /// Moves `old`, in the slot of `index_old`, to `new` in the slot of `index_new`; neither
@@ -719,7 +714,7 @@ impl Window {
 }
 
 /// `count` empty slots in zeroed memory, so the pages of scores never held are never
-/// touched: at the largest window that is 256 MiB of address space.
+/// touched: at the largest window that is 512 MiB of address space.
 fn zeroed_slots(count: usize) -> Box<[Slot]> {
     let layout = Layout::array::<Slot>(count).expect("slot array size fits in isize");
     assert!(layout.size() > 0);
