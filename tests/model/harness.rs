@@ -511,24 +511,14 @@ const PLAN_KINDS: u8 = 11;
 /// Query kinds in the byte format.
 const QUERY_KINDS: u8 = 5;
 
-/// Reads fixed-width little-endian fields; past the end, every byte is zero.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
+// `tests/fuzz_props.rs` includes both byte formats, so this file is loaded twice there:
+// each format extends its own copy of `Reader` with its own fields, which is intended.
+#[allow(clippy::duplicate_mod)]
+#[path = "../props/bytes.rs"]
+mod bytes;
+use bytes::Reader;
 
 impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let mut field = [0; N];
-        let size = N.min(self.bytes.len());
-        field[..size].copy_from_slice(&self.bytes[..size]);
-        self.bytes = &self.bytes[size..];
-        field
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-
     fn u16(&mut self) -> u32 {
         u16::from_le_bytes(self.take()) as u32
     }
@@ -537,16 +527,8 @@ impl Reader<'_> {
         i16::from_le_bytes(self.take()) as i32
     }
 
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-
     fn i32(&mut self) -> i32 {
         i32::from_le_bytes(self.take())
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take())
     }
 
     fn i64(&mut self) -> i64 {

@@ -592,38 +592,20 @@ pub fn encode_case(reserve_each_insert: bool, ops: &[Op]) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------
 // The byte format (see the module doc).
 
-/// Reads fixed-width little-endian fields; past the end, every byte is zero.
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
+// `tests/fuzz_props.rs` includes both byte formats, so this file is loaded twice there:
+// each format extends its own copy of `Reader` with its own fields, which is intended.
+#[allow(clippy::duplicate_mod)]
+#[path = "bytes.rs"]
+mod bytes;
+use bytes::Reader;
 
 impl Reader<'_> {
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let mut field = [0; N];
-        let size = N.min(self.bytes.len());
-        field[..size].copy_from_slice(&self.bytes[..size]);
-        self.bytes = &self.bytes[size..];
-        field
-    }
-
-    fn u8(&mut self) -> u8 {
-        self.take::<1>()[0]
-    }
-
     fn i8(&mut self) -> i8 {
         self.u8() as i8
     }
 
     fn u16(&mut self) -> u16 {
         u16::from_le_bytes(self.take())
-    }
-
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes(self.take())
-    }
-
-    fn u64(&mut self) -> u64 {
-        u64::from_le_bytes(self.take())
     }
 
     fn int(&mut self) -> i64 {
