@@ -238,7 +238,7 @@ impl Counts {
         let mut index = 0;
         for level in (0..self.levels).rev() {
             let line = &self.lines[self.starts[level] + index];
-            let lane = line.iter().map(|&prefix| usize::from(prefix <= remaining)).sum::<usize>();
+            let lane = line.iter().map(|&prefix| u32::from(prefix <= remaining)).sum::<u32>() as usize;
             assert!(lane < LANES);
             remaining -= line_before(line, lane);
             index = index * LANES + lane;
@@ -598,7 +598,7 @@ impl Window {
             for k in 0..LANES {
                 inline[k] = all[k] - spilled[k];
             }
-            let lane = inline.iter().map(|&prefix| usize::from(prefix <= remaining)).sum::<usize>();
+            let lane = inline.iter().map(|&prefix| u32::from(prefix <= remaining)).sum::<u32>() as usize;
             assert!(lane < LANES);
             remaining -= line_before(&inline, lane);
             index = index * LANES + lane;
