@@ -533,7 +533,7 @@ mod tests {
         let mut model = BTreeSet::new();
         let mut insert = |board: &mut Leaderboard, key: Key| {
             model.insert(key);
-            assert_eq!(board.insert(key), model.range(..key).count() as u32 + 1);
+            assert_eq!(board.insert(key), model_rank(&model, &key));
         };
         for player in 0..6u32 {
             insert(&mut board, key(100, u64::from(5 - player), player));
@@ -556,16 +556,16 @@ mod tests {
         ];
         let mut model: BTreeSet<Key> = board_keys(&board).into_iter().collect();
         for (old, new) in moves {
-            let before = model.range(..old).count() as u32 + 1;
+            let before = model_rank(&model, &old);
             model.remove(&old);
             model.insert(new);
-            let after = model.range(..new).count() as u32 + 1;
+            let after = model_rank(&model, &new);
             assert_eq!(board.update(&old, new), (before, after), "{old:?} -> {new:?}");
             board.check_invariants();
         }
         for player in [0, 1, 2, 3, 4, 5, 11] {
             let old = *model.iter().find(|key| key.player == player).expect("present");
-            let rank = model.range(..old).count() as u32 + 1;
+            let rank = model_rank(&model, &old);
             model.remove(&old);
             assert_eq!(board.remove(&old), rank);
             board.check_invariants();
@@ -573,6 +573,11 @@ mod tests {
         let window = board.window.as_ref().expect("a window");
         assert!(!window.is_spilled(index), "an empty spilled score goes back to its slot");
         assert_eq!(board_keys(&board), model.into_iter().collect::<Vec<_>>());
+    }
+
+    /// The rank `key` has (or would have) in the reference set.
+    fn model_rank(model: &BTreeSet<Key>, key: &Key) -> u32 {
+        model.range(..*key).count() as u32 + 1
     }
 
     fn board_keys(board: &Leaderboard) -> Vec<Key> {
@@ -594,7 +599,7 @@ mod tests {
             model.insert(key);
             let rank = board.insert(key);
             if player % 101 == 0 {
-                assert_eq!(rank, model.range(..key).count() as u32 + 1);
+                assert_eq!(rank, model_rank(&model, &key));
             }
         }
         let window = board.window.as_ref().expect("a window");
@@ -623,7 +628,7 @@ mod tests {
             model.insert(key);
             let rank = board.insert(key);
             if player % 64 == 0 {
-                assert_eq!(rank, model.range(..key).count() as u32 + 1);
+                assert_eq!(rank, model_rank(&model, &key));
             }
         }
         board.check_invariants();
@@ -637,7 +642,7 @@ mod tests {
             // Counting ranks in the model is linear, so only a sample is checked here; the
             // full comparison follows the loop.
             if time_us % 64 == 0 {
-                assert_eq!(rank_after, model.range(..new).count() as u32 + 1);
+                assert_eq!(rank_after, model_rank(&model, &new));
             }
             current[player] = new;
         }
