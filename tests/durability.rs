@@ -1024,18 +1024,16 @@ fn a_graceful_restart_keeps_the_visible_state_and_leaves_a_snapshot() {
 
 /// Two servers on one data directory would append to the same journals: the second is
 /// refused, naming the directory, and the directory is free again once the first stops.
-#[test]
-fn a_second_server_on_a_data_directory_in_use_is_refused() {
+/// Runs `cairn serve` on `dir`, expecting it to be refused because the directory is in
+/// use; its stderr, which names the directory.
+fn refused_as_in_use(dir: &std::path::Path) -> String {
     use process::{SHARDS, WAIT};
     use std::io::Read;
     use std::time::Duration;
-    let dir = process::temporary_dir("in-use");
-    let _remove_dir = process::RemoveOnDrop(dir.clone());
-    let first = process::Process::start(&dir, "os");
     let mut second = std::process::Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["serve", "--durability", "os", "--listen", "127.0.0.1:0", "--shards", &SHARDS.to_string()])
         .arg("--data-dir")
-        .arg(&dir)
+        .arg(dir)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1056,9 +1054,45 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
     second.stderr.take().unwrap().read_to_string(&mut message).unwrap();
     assert!(!status.success(), "{message}");
     assert!(message.contains(&dir.display().to_string()) && message.contains("in use"), "{message}");
+    message
+}
+
+#[test]
+fn a_second_server_on_a_data_directory_in_use_is_refused() {
+    let dir = process::temporary_dir("in-use");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
+    let first = process::Process::start(&dir, "os");
+    refused_as_in_use(&dir);
     first.terminate();
     let again = process::Process::start(&dir, "os");
     again.terminate();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Two servers in one process (an embedding, or these tests): the second is refused, and
+/// refusing it does not release the first one's lock, which another process still sees.
+#[test]
+fn a_second_server_in_the_same_process_is_refused_and_the_first_keeps_the_directory() {
+    use cairn::server::{Config as ServerConfig, Server};
+    let dir = process::temporary_dir("in-use-here");
+    let _remove_dir = process::RemoveOnDrop(dir.clone());
+    let config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        shards: process::SHARDS,
+        durability: Durability::Os,
+        data_dir: Some(dir.clone()),
+        ..ServerConfig::default()
+    };
+    let first = Server::start(config.clone()).unwrap();
+    for _ in 0..2 {
+        let error = Server::start(config.clone()).err().expect("a second server started on a directory in use");
+        assert_eq!(error.kind(), std::io::ErrorKind::ResourceBusy, "{error}");
+        assert!(error.to_string().contains(&dir.display().to_string()), "{error}");
+    }
+    refused_as_in_use(&dir);
+    first.shutdown().unwrap();
+    Server::start(config).unwrap().shutdown().unwrap();
+    process::Process::start(&dir, "os").terminate();
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

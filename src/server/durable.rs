@@ -64,7 +64,30 @@ pub const LOCK_FILE: &str = "lock";
 /// The data directory's lock, held for the server's life; dropping it (or the process
 /// ending, however it ends) releases it.
 pub(crate) struct DataDirLock {
-    _file: File,
+    /// The locked file. Closing any descriptor of it in this process would release the
+    /// lock, so this is the only one this process opens while the lock is held.
+    file: Option<File>,
+    /// The data directory's identity in [`HELD`].
+    directory: FileId,
+}
+
+/// A file's device and inode.
+type FileId = (u64, u64);
+
+/// The data directories this process holds locks on. POSIX record locks never conflict
+/// within one process, so a second server in the same process is refused here.
+static HELD: Mutex<Vec<FileId>> = Mutex::new(Vec::new());
+
+impl Drop for DataDirLock {
+    fn drop(&mut self) {
+        // The file is closed (releasing the lock) before the directory leaves the list,
+        // under the list's lock: a server starting meanwhile in this process would
+        // otherwise take the lock with a descriptor of its own, and this close would
+        // then release the lock it had just taken.
+        let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        drop(self.file.take());
+        held.retain(|id| *id != self.directory);
+    }
 }
 
 /// Opens every shard: empty shards without a data directory, recovered ones with it,
@@ -94,24 +117,24 @@ pub(crate) fn open_shards(config: &Config) -> io::Result<(Vec<Opened>, Option<Da
 }
 
 /// Creates `dir` if needed and takes an exclusive lock on `DIR/lock`, without waiting.
-/// The lock is advisory (`flock`): it keeps out other Cairn servers, which is what it
-/// is for.
+/// The lock is advisory: it keeps out other Cairn servers, which is what it is for.
+///
+/// It is a POSIX record lock (`fcntl(F_SETLK)`), not `flock`. A child process holds
+/// copies of its parent's descriptors from `fork` until `exec` closes them, and an
+/// `flock` lock lives as long as any copy: a server stopping while another thread of its
+/// process spawned a child left the lock held for that moment, and a restart right then
+/// was refused (measured: about one try in ten while a thread spawned `true` in a
+/// loop). A record lock belongs to the process, and a child never inherits it.
 fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
+    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::io::AsRawFd;
     let named = |what: &str, path: &Path| {
         let message = format!("cannot {what} {}", path.display());
         move |error: io::Error| io::Error::new(error.kind(), format!("{message}: {error}"))
     };
-    fs::create_dir_all(dir).map_err(named("create the data directory", dir))?;
     let path = dir.join(LOCK_FILE);
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(named("open the lock file", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(DataDirLock { _file: file }),
-        Err(fs::TryLockError::WouldBlock) => Err(io::Error::new(
+    let in_use = || {
+        io::Error::new(
             io::ErrorKind::ResourceBusy,
             format!(
                 "the data directory {} is in use by another running server (it holds {}); stop that one, \
@@ -119,9 +142,39 @@ fn lock_data_dir(dir: &Path) -> io::Result<DataDirLock> {
                 dir.display(),
                 path.display()
             ),
-        )),
-        Err(fs::TryLockError::Error(error)) => Err(named("lock", &path)(error)),
+        )
+    };
+    fs::create_dir_all(dir).map_err(named("create the data directory", dir))?;
+    let metadata = fs::metadata(dir).map_err(named("read the data directory", dir))?;
+    let directory = (metadata.dev(), metadata.ino());
+    let mut held = HELD.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    // Checked before the lock file is opened: closing a descriptor of it would release
+    // the lock the other server of this process holds.
+    if held.contains(&directory) {
+        return Err(in_use());
     }
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(named("open the lock file", &path))?;
+    // SAFETY: `flock` is a plain C struct for which all zero bytes are a valid value.
+    let mut request: libc::flock = unsafe { std::mem::zeroed() };
+    request.l_type = libc::F_WRLCK as libc::c_short;
+    request.l_whence = libc::SEEK_SET as libc::c_short;
+    // `l_start` and `l_len` 0: the whole file, however long it grows.
+    // SAFETY: the descriptor is open for writing (which a write lock needs) for the whole
+    // call, and `request` is a valid `flock` that outlives it.
+    if unsafe { libc::fcntl(file.as_raw_fd(), libc::F_SETLK, &request) } == -1 {
+        let error = io::Error::last_os_error();
+        return Err(match error.raw_os_error() {
+            Some(libc::EACCES | libc::EAGAIN) => in_use(),
+            _ => named("lock", &path)(error),
+        });
+    }
+    held.push(directory);
+    Ok(DataDirLock { file: Some(file), directory })
 }
 
 /// `DIR/shard-k`.
@@ -321,24 +374,69 @@ fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    fn temporary_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cairn-durable-{name}-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        dir
+    /// A fresh directory path, removed again when dropped (also when the test fails).
+    struct TemporaryDir(PathBuf);
+
+    impl TemporaryDir {
+        fn new(name: &str) -> TemporaryDir {
+            let dir = std::env::temp_dir().join(format!("cairn-durable-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            TemporaryDir(dir)
+        }
+    }
+
+    impl Drop for TemporaryDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn the_shard_count_is_written_once_and_a_different_one_is_refused() {
-        let dir = temporary_dir("count");
-        check_shard_count(&dir, 3).unwrap();
+        let temporary = TemporaryDir::new("count");
+        let dir = &temporary.0;
+        check_shard_count(dir, 3).unwrap();
         assert_eq!(fs::read_to_string(dir.join(SHARD_COUNT_FILE)).unwrap(), "3\n");
-        check_shard_count(&dir, 3).unwrap();
-        let message = check_shard_count(&dir, 2).unwrap_err().to_string();
+        check_shard_count(dir, 3).unwrap();
+        let message = check_shard_count(dir, 2).unwrap_err().to_string();
         assert!(message.contains("3 shards") && message.contains("--shards 3"), "{message}");
         fs::remove_file(dir.join(SHARD_COUNT_FILE)).unwrap();
-        fs::create_dir_all(shard_dir(&dir, 0)).unwrap();
-        let message = check_shard_count(&dir, 3).unwrap_err().to_string();
+        fs::create_dir_all(shard_dir(dir, 0)).unwrap();
+        let message = check_shard_count(dir, 3).unwrap_err().to_string();
         assert!(message.contains("refusing to guess"), "{message}");
-        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A stop followed at once by a start, in a process whose other threads spawn child
+    /// processes: the children must not keep the stopped server's lock.
+    #[test]
+    fn a_released_lock_can_be_taken_again_at_once_while_other_threads_spawn_children() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        const CHILDREN: usize = 200;
+        let temporary = TemporaryDir::new("lock-spawn");
+        let stop = AtomicBool::new(false);
+        let (spawned, refused) = std::thread::scope(|scope| {
+            let spawner = scope.spawn(|| {
+                let mut spawned = 0;
+                while spawned < CHILDREN && !stop.load(Ordering::Relaxed) {
+                    std::process::Command::new("true").status().unwrap();
+                    spawned += 1;
+                }
+                spawned
+            });
+            let mut refused = Vec::new();
+            while !spawner.is_finished() {
+                match lock_data_dir(&temporary.0) {
+                    Ok(lock) => drop(lock),
+                    Err(error) => {
+                        refused.push(error.to_string());
+                        if refused.len() == 10 {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                    }
+                }
+            }
+            (spawner.join().unwrap(), refused)
+        });
+        assert!(refused.is_empty(), "{} refusals among {spawned} children: {:?}", refused.len(), refused);
     }
 }
