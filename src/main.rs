@@ -396,11 +396,12 @@ fn print_stats(document: &serde_json::Value, out: &mut impl Write) -> std::io::R
     writeln!(out, "shards {}   uptime {} us", field(&["shards"]), field(&["uptime_us"]))?;
     writeln!(
         out,
-        "connections: open {}  accepted {}  closed {}  refused {}  timed out {}  unauthorized {}",
+        "connections: open {}  accepted {}  closed {}  refused {}  failed {}  timed out {}  unauthorized {}",
         field(&["connections", "open"]),
         field(&["connections", "accepted"]),
         field(&["connections", "closed"]),
         field(&["connections", "refused"]),
+        field(&["connections", "failed"]),
         field(&["connections", "timed_out"]),
         field(&["connections", "unauthorized"])
     )?;

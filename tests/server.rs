@@ -1416,6 +1416,54 @@ fn the_binary_serves_with_its_output_streams_full() {
     assert!(status.success(), "exit status {status}");
 }
 
+/// A new connection the shard cannot set up (a socket option refused, or the poll unable
+/// to watch the socket) is closed, counted and logged, and the shard serves on. The
+/// failures are injected into the real binary by a preloaded shim (`tests/fault_shim.c`)
+/// that fails exactly those calls for the second and third connection.
+#[test]
+fn a_connection_the_shard_cannot_set_up_is_closed_and_the_shard_serves_on() {
+    use std::io::Read;
+    let shim = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault_shim.so");
+    let built = Command::new("cc")
+        .args(["-shared", "-fPIC", "-O1", "-o"])
+        .arg(&shim)
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fault_shim.c"))
+        .arg("-ldl")
+        .output()
+        .expect("a C compiler (cc) builds the fault shim");
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--shards", "1"])
+        .env("LD_PRELOAD", &shim)
+        .env("CAIRN_FAULT_NODELAY", "2")
+        .env("CAIRN_FAULT_WATCH", "3")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let (address, _) = common::wait_until_ready(&mut child, WAIT);
+    let mut first = Client::connect(address).unwrap();
+    first.create_hunt(1, &planar(1_000, HuntOptions::default())).unwrap();
+    for which in ["second", "third"] {
+        if let Ok(mut client) = Client::connect(address) {
+            panic!("the {which} connection was served: {:?}", client.join(1, 9, 1, Position::new(0, 0)));
+        }
+    }
+    let mut fourth = Client::connect(address).expect("the shard serves on");
+    fourth.join(1, 5, 1, Position::new(0, 0)).unwrap();
+    first.join(1, 6, 1, Position::new(0, 0)).unwrap();
+    let stats: serde_json::Value = serde_json::from_str(&first.stats().unwrap()).unwrap();
+    assert_eq!((&stats["connections"]["accepted"], &stats["connections"]["failed"]), (&2.into(), &2.into()), "{stats}");
+    drop((first, fourth));
+    let status = stop_with_sigterm(&mut child);
+    let mut log = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(status.success(), "exit status {status}: {log}");
+    for cause in ["cannot set TCP_NODELAY on it: Invalid argument", "cannot watch it: No space left on device"] {
+        assert!(log.contains(cause), "the log does not say {cause:?}: {log}");
+    }
+}
+
 /// Runs the binary with `args` and returns its exit status and stderr; a run still going
 /// after `WAIT` (a server that started when it should have refused) is killed and fails.
 fn run_binary(args: &[&str]) -> (std::process::ExitStatus, String) {

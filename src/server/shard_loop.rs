@@ -392,15 +392,22 @@ impl ShardLoop {
                 // queued does not wait for another to arrive.
                 Err(_) => return Ok(()),
             };
-            self.admit(stream)?;
+            self.admit(stream);
         }
         self.more_work = true;
         Ok(())
     }
 
-    fn admit(&mut self, stream: TcpStream) -> io::Result<()> {
+    /// Takes a new connection in, or refuses it. A socket that cannot be set up (the
+    /// option refused, or the poll unable to watch it: out of memory, or past the user's
+    /// `max_user_watches`) is closed and logged: that is the one connection's problem, and
+    /// the shard goes on serving the others.
+    fn admit(&mut self, stream: TcpStream) {
         // Replies are small and latency matters more than packet count.
-        stream.set_nodelay(true)?;
+        if let Err(error) = stream.set_nodelay(true) {
+            self.fail_connection("set TCP_NODELAY on", &error);
+            return;
+        }
         let open = &self.shared.connections_open;
         let shard_full = self.connections.len() >= self.shared.config.connections_per_shard_max;
         if shard_full || open.fetch_add(1, Ordering::AcqRel) >= self.shared.config.connections_max {
@@ -408,17 +415,32 @@ impl ShardLoop {
                 open.fetch_sub(1, Ordering::AcqRel);
             }
             self.refuse_connection(stream);
-            return Ok(());
+            return;
         }
         let registry = self.poll.registry();
         let now_us = self.clock.monotonic_us();
         let inserted = self.connections.insert_with(|_, generation| Connection::new(stream, generation, now_us));
         let (index, _) = inserted.expect("the shard's room was checked above");
         let connection = self.connections.get_mut(index).expect("just inserted");
-        registry.register(&mut connection.stream, Token(index as usize), Readiness::READABLE | Readiness::WRITABLE)?;
+        let interest = Readiness::READABLE | Readiness::WRITABLE;
+        if let Err(error) = registry.register(&mut connection.stream, Token(index as usize), interest) {
+            // Never registered, so nothing to deregister: dropping the stream closes it.
+            drop(self.connections.remove(index));
+            open.fetch_sub(1, Ordering::AcqRel);
+            self.fail_connection("watch", &error);
+            return;
+        }
         self.stats.counters.connections_accepted += 1;
         schedule(&mut self.ready, connection, index);
-        Ok(())
+    }
+
+    /// A new connection this shard could not set up, already closed: counted and logged.
+    fn fail_connection(&mut self, what: &str, error: &io::Error) {
+        self.stats.counters.connections_failed += 1;
+        super::log_line(format_args!(
+            "cairn: shard {}: closed a new connection: cannot {what} it: {error}",
+            self.index
+        ));
     }
 
     /// Tells a connection over the limit why, and closes it. A slow path, but it takes

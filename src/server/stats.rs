@@ -55,6 +55,9 @@ pub struct Counters {
     pub connections_closed: u64,
     /// Connections refused with `too_many_connections` (the server or the shard was full).
     pub connections_refused: u64,
+    /// New connections closed at once because the shard could not set them up (a socket
+    /// option or the poll's registration failed; the server's log says which).
+    pub connections_failed: u64,
     /// Connections sent GOODBYE by the timeout sweep: no HELLO, a frame never finished,
     /// idle, or output not read (`slow_consumer`).
     pub connections_timed_out: u64,
@@ -109,6 +112,7 @@ impl Counters {
         self.connections_accepted += other.connections_accepted;
         self.connections_closed += other.connections_closed;
         self.connections_refused += other.connections_refused;
+        self.connections_failed += other.connections_failed;
         self.connections_timed_out += other.connections_timed_out;
         self.connections_unauthorized += other.connections_unauthorized;
         self.admin_refusals += other.admin_refusals;
@@ -303,6 +307,7 @@ pub fn document(snapshots: &[Mutex<Snapshot>], uptime_us: u64, detailed: bool) -
             "accepted": total.connections_accepted,
             "closed": total.connections_closed,
             "refused": total.connections_refused,
+            "failed": total.connections_failed,
             "timed_out": total.connections_timed_out,
             "unauthorized": total.connections_unauthorized,
         },
