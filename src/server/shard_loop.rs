@@ -346,7 +346,7 @@ impl ShardLoop {
         self.more_work = false;
         self.check_shutdown();
         if self.phase == Phase::Serving {
-            self.accept()?;
+            self.accept();
         }
         self.retry_interest_drops();
         self.drain_replies();
@@ -375,13 +375,13 @@ impl ShardLoop {
     // -----------------------------------------------------------------------------------
     // Accepting and closing.
 
-    fn accept(&mut self) -> io::Result<()> {
+    fn accept(&mut self) {
         for _ in 0..ACCEPTS_PER_TURN_MAX {
-            let Some(listener) = self.listener.as_ref() else { return Ok(()) };
+            let Some(listener) = self.listener.as_ref() else { return };
             let (stream, _) = match listener.accept() {
                 Ok(accepted) => accepted,
                 // No more pending connections: the next readable event brings more.
-                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(error) if error.kind() == io::ErrorKind::WouldBlock => return,
                 // The peer gave up before we accepted, or a signal: try the next one.
                 Err(error) if matches!(error.kind(), io::ErrorKind::ConnectionAborted | io::ErrorKind::Interrupted) => {
                     continue
@@ -390,12 +390,11 @@ impl ShardLoop {
                 // serve the connections we have. Every turn accepts again, and a turn
                 // comes at least every `TIMEOUT_SWEEP_INTERVAL_US`, so a connection left
                 // queued does not wait for another to arrive.
-                Err(_) => return Ok(()),
+                Err(_) => return,
             };
             self.admit(stream);
         }
         self.more_work = true;
-        Ok(())
     }
 
     /// Takes a new connection in, or refuses it. A socket that cannot be set up (the
