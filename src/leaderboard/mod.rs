@@ -341,24 +341,24 @@ impl Leaderboard {
             rank += take;
         }
         let range_end = range_first + window.range_len();
-        // The first group is found by its rank; each one after by a scan from the last.
-        let mut group = (rank < end.min(range_end)).then(|| window.group_at(rank - range_first));
-        while rank < end.min(range_end) {
-            let (index, offset, left) = group.expect("a group holds every rank in the range");
-            let take = left.min(end - rank);
-            if window.is_spilled(index) {
-                // The tree keys before this score: those above the range and the spilled
-                // ones of higher scores.
-                let tree_first = range_first + window.spilled_before(index) + offset;
-                let shift = rank - tree_first;
-                self.tree.for_each_from(tree_first, take, |tree_rank, key| f(tree_rank + shift, key));
-            } else {
-                for k in 0..take {
-                    f(rank + k, &window.key_at(index, offset + k));
+        if rank < end.min(range_end) {
+            let stop = end.min(range_end);
+            window.for_each_group(rank - range_first, |index, offset, left| {
+                let take = left.min(stop - rank);
+                if window.is_spilled(index) {
+                    // The tree keys before this score: those above the range and the
+                    // spilled ones of higher scores.
+                    let tree_first = range_first + window.spilled_before(index) + offset;
+                    let shift = rank - tree_first;
+                    self.tree.for_each_from(tree_first, take, |tree_rank, key| f(tree_rank + shift, key));
+                } else {
+                    for k in 0..take {
+                        f(rank + k, &window.key_at(index, offset + k));
+                    }
                 }
-            }
-            rank += take;
-            group = window.next_group(index).map(|(next, count)| (next, 0, count));
+                rank += take;
+                rank < stop
+            });
         }
         if rank < end {
             let slot_keys = window.inline_len();

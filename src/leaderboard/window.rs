@@ -175,6 +175,12 @@ impl Counts {
         line[lane].wrapping_sub(line_before(line, lane))
     }
 
+    /// The leaf line holding the count of `index` (and of the fifteen around it).
+    #[inline]
+    fn leaf_line(&self, index: usize) -> &Line {
+        &self.lines[self.slot(0, index).0]
+    }
+
     /// The sum of all counts.
     pub(super) fn total(&self) -> u32 {
         self.lines[self.starts[self.levels - 1]][LANES - 1]
@@ -652,17 +658,41 @@ impl Window {
         self.spilled.before(index)
     }
 
-    /// The range's keys from 0-based rank `position` on, as long as they share one score:
-    /// the index, the first key's position among that score's keys, and how many of that
-    /// score's keys follow from there (itself included).
-    pub(super) fn group_at(&self, position: u32) -> (usize, u32, u32) {
-        let (index, offset) = self.all.select(position);
-        (index, offset, self.all.count(index) - offset)
-    }
-
-    /// The lowest index above `index` with keys (in its slot or spilled), and their count.
-    pub(super) fn next_group(&self, index: usize) -> Option<(usize, u32)> {
-        self.all.next(index).map(|next| (next, self.all.count(next)))
+    /// Calls `f(index, offset, count)` for each index with keys (in its slot or spilled),
+    /// in index order, from the one holding the range's key at 0-based rank `position`,
+    /// while `f` returns true: `offset` is the first key's position among that index's
+    /// keys (zero after the first call) and `count` how many of its keys follow from
+    /// there. `position` must be below the range's key count.
+    ///
+    /// The walk reads a leaf count line once for its sixteen indexes and, before the first
+    /// call for a line, asks for the slots of its indexes with keys, so their misses
+    /// overlap rather than come one per score. Only between lines does it climb the
+    /// levels, to the next line with keys.
+    pub(super) fn for_each_group(&self, position: u32, mut f: impl FnMut(usize, u32, u32) -> bool) {
+        let (mut index, mut offset) = self.all.select(position);
+        loop {
+            let first_lane = index % LANES;
+            let line_start = index - first_lane;
+            let line = self.all.leaf_line(index);
+            for lane in first_lane..LANES {
+                if line[lane] != line_before(line, lane) {
+                    prefetch(&self.slots[line_start + lane], size_of::<Slot>());
+                }
+            }
+            for lane in first_lane..LANES {
+                let count = line[lane].wrapping_sub(line_before(line, lane));
+                if count > 0 {
+                    if !f(line_start + lane, offset, count - offset) {
+                        return;
+                    }
+                    offset = 0;
+                }
+            }
+            match self.all.next(line_start + LANES - 1) {
+                Some(next) => index = next,
+                None => return,
+            }
+        }
     }
 
     /// The key at `position` of the (not spilled) slot of `index`.
