@@ -22,3 +22,5 @@ pub mod server;
 pub mod shard;
 pub mod simulate;
 pub mod sync;
+#[cfg(test)]
+mod testing;

@@ -113,33 +113,27 @@ fn find_journal(dir: &Path) -> io::Result<Option<PathBuf>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn temporary_dir(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("cairn-rules-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
+    use crate::testing::TemporaryDir;
 
     #[test]
     fn a_directory_is_new_until_it_holds_a_journal_and_its_version_must_be_this_builds() {
-        let dir = temporary_dir("check");
-        assert_eq!(check_rules_version(&dir), Ok(RulesCheck::New));
+        let temporary = TemporaryDir::new("rules-check");
+        let dir = temporary.path();
+        assert_eq!(check_rules_version(dir), Ok(RulesCheck::New));
         // Shard directories without segments or snapshots hold nothing to replay.
         std::fs::create_dir_all(dir.join("shard-0")).unwrap();
         std::fs::write(dir.join("shard-0").join("notes.txt"), b"").unwrap();
-        assert_eq!(check_rules_version(&dir), Ok(RulesCheck::New));
+        assert_eq!(check_rules_version(dir), Ok(RulesCheck::New));
         std::fs::write(dir.join("shard-0").join(super::super::segment_name(1)), b"").unwrap();
-        let message = check_rules_version(&dir).unwrap_err();
+        let message = check_rules_version(dir).unwrap_err();
         assert!(message.contains("before rules versions") && message.contains("journal-"), "{message}");
         std::fs::write(dir.join(RULES_VERSION_FILE), format!("{RULES_VERSION}\n")).unwrap();
-        assert_eq!(check_rules_version(&dir), Ok(RulesCheck::Same));
+        assert_eq!(check_rules_version(dir), Ok(RulesCheck::Same));
         std::fs::write(dir.join(RULES_VERSION_FILE), format!("{}\n", RULES_VERSION + 1)).unwrap();
-        let message = check_rules_version(&dir).unwrap_err();
+        let message = check_rules_version(dir).unwrap_err();
         assert!(message.contains(&format!("game rules version {}", RULES_VERSION + 1)), "{message}");
         std::fs::write(dir.join(RULES_VERSION_FILE), "-1\n").unwrap();
-        let message = check_rules_version(&dir).unwrap_err();
+        let message = check_rules_version(dir).unwrap_err();
         assert!(message.contains("should hold the rules version, not \"-1\""), "{message}");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

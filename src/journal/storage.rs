@@ -462,8 +462,8 @@ mod tests {
 
     #[test]
     fn the_real_directory_does_what_the_simulation_does() {
-        let dir = std::env::temp_dir().join(format!("cairn-storage-{}", std::process::id()));
-        let mut storage = FileStorage::open(&dir).unwrap();
+        let temporary = crate::testing::TemporaryDir::new("storage");
+        let mut storage = FileStorage::open(temporary.path()).unwrap();
         storage.create("x.tmp").unwrap();
         storage.append("x.tmp", b"hello world").unwrap();
         storage.sync("x.tmp").unwrap();
@@ -475,6 +475,5 @@ mod tests {
         assert_eq!(storage.list().unwrap(), vec!["x".to_string()]);
         storage.remove("x").unwrap();
         assert!(storage.list().unwrap().is_empty());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -373,28 +373,12 @@ fn write_durably(dir: &Path, path: &Path, bytes: &[u8]) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A fresh directory path, removed again when dropped (also when the test fails).
-    struct TemporaryDir(PathBuf);
-
-    impl TemporaryDir {
-        fn new(name: &str) -> TemporaryDir {
-            let dir = std::env::temp_dir().join(format!("cairn-durable-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            TemporaryDir(dir)
-        }
-    }
-
-    impl Drop for TemporaryDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::testing::TemporaryDir;
 
     #[test]
     fn the_shard_count_is_written_once_and_a_different_one_is_refused() {
-        let temporary = TemporaryDir::new("count");
-        let dir = &temporary.0;
+        let temporary = TemporaryDir::new("shard-count");
+        let dir = temporary.path();
         check_shard_count(dir, 3).unwrap();
         assert_eq!(fs::read_to_string(dir.join(SHARD_COUNT_FILE)).unwrap(), "3\n");
         check_shard_count(dir, 3).unwrap();
@@ -413,6 +397,7 @@ mod tests {
         use std::sync::atomic::{AtomicBool, Ordering};
         const CHILDREN: usize = 200;
         let temporary = TemporaryDir::new("lock-spawn");
+        let dir = temporary.path();
         let stop = AtomicBool::new(false);
         let (spawned, refused) = std::thread::scope(|scope| {
             let spawner = scope.spawn(|| {
@@ -425,7 +410,7 @@ mod tests {
             });
             let mut refused = Vec::new();
             while !spawner.is_finished() {
-                match lock_data_dir(&temporary.0) {
+                match lock_data_dir(dir) {
                     Ok(lock) => drop(lock),
                     Err(error) => {
                         refused.push(error.to_string());
