@@ -23,7 +23,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::thread;
 use std::time::Duration;
 
 use cairn::alloc::{self, Scope};
@@ -37,7 +36,7 @@ use cairn::server::ring::{ring, RecordHeader, RecordKind, Staged};
 use cairn::server::{Config, Server};
 use cairn::shard::Shard;
 use cairn::simulate::{Config as WorkloadConfig, Workload, HUNT_ID_FIRST};
-use common::{send_workload, set_up_workload};
+use common::{send_workload, set_up_workload, stats_counting};
 
 /// Events applied before any measurement.
 const WARM_EVENTS: usize = 50_000;
@@ -343,16 +342,15 @@ fn server_allocations(config: Config) -> Vec<(u64, u64)> {
     let options = Options { timeout: Duration::from_secs(20), name: "tests/alloc_gate.rs".to_owned() };
     let mut client = Client::connect_with(server.local_addr(), &options).expect("the client connects");
     let mut workload = Workload::new(WorkloadConfig { hunts: 8, players_per_hunt: 500, ..workload_config(true) });
-    set_up_workload(&mut client, &mut workload);
+    let setup = set_up_workload(&mut client, &mut workload);
     let mut rng = Rng::new(7);
     send_workload(&mut client, &mut workload, SERVER_WARM_EVENTS, &mut rng);
-    // The shards publish their numbers once per loop turn; let them, then mark.
-    let settle = Duration::from_millis(300);
-    thread::sleep(settle);
+    // Mark once every shard has published the warm-up, so none of it counts after.
+    let warm = (setup + SERVER_WARM_EVENTS) as u64;
+    stats_counting(&mut client, warm, Duration::from_secs(20));
     client.stats_and_mark().unwrap();
     send_workload(&mut client, &mut workload, SERVER_MEASURED_EVENTS, &mut rng);
-    thread::sleep(settle);
-    let stats: serde_json::Value = serde_json::from_str(&client.stats().unwrap()).expect("STATS is JSON");
+    let stats = stats_counting(&mut client, warm + SERVER_MEASURED_EVENTS as u64, Duration::from_secs(20));
     server.shutdown().unwrap();
     let events = stats["allocations"]["events_since_mark"].as_u64().expect("events since the mark");
     assert!(events >= SERVER_MEASURED_EVENTS as u64, "only {events} events counted since the mark: {stats}");

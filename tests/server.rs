@@ -1668,17 +1668,16 @@ fn check_no_allocations_per_event(config: Config) {
     let config =
         WorkloadConfig { hunts: 8, players_per_hunt: 500, treasures_per_hunt: 100, ..WorkloadConfig::default() };
     let mut workload = Workload::new(config);
-    set_up_workload(&mut client, &mut workload);
+    let setup = set_up_workload(&mut client, &mut workload);
     let mut rng = Rng::new(7);
     send_workload(&mut client, &mut workload, 50_000, &mut rng);
 
-    // Let the shards publish their numbers, then mark; send; let them publish; read.
-    let settle = Duration::from_millis(300);
-    thread::sleep(settle);
+    // Mark once every shard has published the warm-up; read once they published the rest.
+    let warm = (setup + 50_000) as u64;
+    common::stats_counting(&mut client, warm, WAIT);
     client.stats_and_mark().unwrap();
     send_workload(&mut client, &mut workload, EVENTS, &mut rng);
-    thread::sleep(settle);
-    let stats = client.stats().unwrap();
+    let stats = common::stats_counting(&mut client, warm + EVENTS as u64, WAIT).to_string();
     let events = stat_u64(&stats, &["allocations", "events_since_mark"]);
     let allocations = stat_u64(&stats, &["allocations", "since_mark"]);
     assert!(events >= EVENTS as u64, "only {events} events counted since the mark: {stats}");

@@ -79,8 +79,8 @@ pub fn wait_until_ready(child: &mut Child, wait: Duration) -> (SocketAddr, Strin
 }
 
 /// Sends the workload's set-up events (hunts, treasures, joins) in pipelines and
-/// expects every one to succeed.
-pub fn set_up_workload(client: &mut Client, workload: &mut Workload) {
+/// expects every one to succeed; returns how many there were.
+pub fn set_up_workload(client: &mut Client, workload: &mut Workload) -> usize {
     let mut setup = Vec::new();
     workload.setup(|event, _| setup.push(*event));
     for chunk in setup.chunks(5_000) {
@@ -91,6 +91,24 @@ pub fn set_up_workload(client: &mut Client, workload: &mut Workload) {
         for answer in pipeline.execute().unwrap() {
             answer.into_result().expect("the set-up succeeds");
         }
+    }
+    setup.len()
+}
+
+/// Asks STATS until the document counts at least `events` events in all, and returns it.
+/// Each shard publishes its numbers every 100 ms, so a document may lag the replies a
+/// client already holds, by more on a loaded machine; a fixed sleep would make a mark
+/// taken after it, or a count read after it, depend on the machine. Panics after `wait`.
+pub fn stats_counting(client: &mut Client, events: u64, wait: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + wait;
+    loop {
+        let stats: serde_json::Value = serde_json::from_str(&client.stats().unwrap()).expect("STATS is JSON");
+        let counted = stats["events_total"].as_u64().expect("STATS counts events");
+        if counted >= events {
+            return stats;
+        }
+        assert!(Instant::now() < deadline, "STATS counted {counted} of {events} events after {wait:?}: {stats}");
+        thread::sleep(Duration::from_millis(20));
     }
 }
 
