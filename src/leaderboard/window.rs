@@ -91,6 +91,18 @@ fn line_before(line: &Line, lane: usize) -> u32 {
     line[lane.wrapping_sub(1) & (LANES - 1)] & 0u32.wrapping_sub(u32::from(lane != 0))
 }
 
+/// The lanes of `line` with a count, as bits (lane 0 the lowest): one vector comparison
+/// of the line with itself shifted by a lane.
+#[inline(always)]
+fn counted_lanes(line: &Line) -> u32 {
+    let mut counted = 0;
+    for lane in 0..LANES {
+        let before = if lane == 0 { 0 } else { line[lane - 1] };
+        counted |= u32::from(line[lane] != before) << lane;
+    }
+    counted
+}
+
 /// Adds `delta` (two's complement) to the count at `lane`, so to every prefix from it on.
 #[inline(always)]
 fn line_add(line: &mut Line, lane: usize, delta: u32) {
@@ -674,19 +686,21 @@ impl Window {
             let first_lane = index % LANES;
             let line_start = index - first_lane;
             let line = self.all.leaf_line(index);
-            for lane in first_lane..LANES {
-                if line[lane] != line_before(line, lane) {
-                    prefetch(&self.slots[line_start + lane], size_of::<Slot>());
-                }
+            let counted = counted_lanes(line) & (u32::MAX << first_lane);
+            let mut ahead = counted;
+            while ahead != 0 {
+                prefetch(&self.slots[line_start + ahead.trailing_zeros() as usize], size_of::<Slot>());
+                ahead &= ahead - 1;
             }
-            for lane in first_lane..LANES {
+            let mut lanes = counted;
+            while lanes != 0 {
+                let lane = lanes.trailing_zeros() as usize;
+                lanes &= lanes - 1;
                 let count = line[lane].wrapping_sub(line_before(line, lane));
-                if count > 0 {
-                    if !f(line_start + lane, offset, count - offset) {
-                        return;
-                    }
-                    offset = 0;
+                if !f(line_start + lane, offset, count - offset) {
+                    return;
                 }
+                offset = 0;
             }
             match self.all.next(line_start + LANES - 1) {
                 Some(next) => index = next,
