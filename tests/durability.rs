@@ -771,6 +771,18 @@ mod process {
         }
     }
 
+    /// An in-process server's configuration: loopback on a free port, [`SHARDS`] shards,
+    /// durability `os`, journals in `dir`.
+    pub fn in_process_config(dir: &Path) -> cairn::server::Config {
+        cairn::server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shards: SHARDS,
+            durability: cairn::journal::Durability::Os,
+            data_dir: Some(dir.to_path_buf()),
+            ..cairn::server::Config::default()
+        }
+    }
+
     pub fn temporary_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("cairn-durability-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
@@ -1073,16 +1085,10 @@ fn a_second_server_on_a_data_directory_in_use_is_refused() {
 /// refusing it does not release the first one's lock, which another process still sees.
 #[test]
 fn a_second_server_in_the_same_process_is_refused_and_the_first_keeps_the_directory() {
-    use cairn::server::{Config as ServerConfig, Server};
+    use cairn::server::Server;
     let dir = process::temporary_dir("in-use-here");
     let _remove_dir = process::RemoveOnDrop(dir.clone());
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        shards: process::SHARDS,
-        durability: Durability::Os,
-        data_dir: Some(dir.clone()),
-        ..ServerConfig::default()
-    };
+    let config = process::in_process_config(&dir);
     let first = Server::start(config.clone()).unwrap();
     for _ in 0..2 {
         let error = Server::start(config.clone()).err().expect("a second server started on a directory in use");
@@ -1157,14 +1163,7 @@ fn the_server_snapshots_every_interval_and_restarts_with_the_same_state() {
     use cairn::server::{Config as ServerConfig, Server};
     let dir = process::temporary_dir("interval");
     let _remove_dir = process::RemoveOnDrop(dir.clone());
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        shards: 2,
-        durability: Durability::Os,
-        data_dir: Some(dir.clone()),
-        snapshot_interval_events: 25,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { snapshot_interval_events: 25, ..process::in_process_config(&dir) };
     let server = Server::start(config.clone()).unwrap();
     let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
     process::set_up(&mut client);
@@ -1194,14 +1193,7 @@ fn a_snapshot_interval_of_u64_max_means_no_snapshot_while_serving_even_after_a_r
     use cairn::server::{Config as ServerConfig, Server};
     let dir = process::temporary_dir("interval-max");
     let _remove_dir = process::RemoveOnDrop(dir.clone());
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        shards: 2,
-        durability: Durability::Os,
-        data_dir: Some(dir.clone()),
-        snapshot_interval_events: u64::MAX,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { snapshot_interval_events: u64::MAX, ..process::in_process_config(&dir) };
     let snapshots = |shard: usize| {
         let mut names: Vec<String> = std::fs::read_dir(dir.join(format!("shard-{shard}")))
             .unwrap()
@@ -1903,17 +1895,11 @@ fn a_failed_fdatasync_stops_the_server_with_a_clear_message_and_a_failure_exit()
 
 #[test]
 fn a_journal_the_server_cannot_write_refuses_the_start_naming_the_segment() {
-    use cairn::server::{Config as ServerConfig, Server};
+    use cairn::server::Server;
     let root = process::temporary_dir("read-only");
     let _remove_root = process::RemoveOnDrop(root.clone());
     let dir = root.join("data");
-    let config = ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        shards: 2,
-        durability: Durability::Os,
-        data_dir: Some(dir.clone()),
-        ..ServerConfig::default()
-    };
+    let config = process::in_process_config(&dir);
     let server = Server::start(config.clone()).unwrap();
     let mut client = cairn::client::Client::connect(server.local_addr()).unwrap();
     process::set_up(&mut client);
