@@ -48,6 +48,10 @@ const SCORE_DELTA_MAX: u64 = 100;
 /// Key counts benchmarked.
 const SIZES: [u32; 3] = [1_000, 100_000, 1_000_000];
 
+/// Players of the crowded board, and the scores they start on (`0..CROWDED_SCORES`).
+const CROWDED_PLAYERS: u32 = 1_000_000;
+const CROWDED_SCORES: u64 = 10_000;
+
 /// Above this many keys the naive `Vec` moves megabytes per update, so its benchmarks take
 /// few samples to keep the whole run within a few minutes.
 const NAIVE_SLOW_SIZE_MIN: u32 = 100_000;
@@ -108,11 +112,12 @@ struct Workload {
 }
 
 impl Workload {
-    fn new(players: u32) -> Workload {
+    /// `players` keys with scores uniform in `0..score_initial_max`.
+    fn new(players: u32, score_initial_max: u64) -> Workload {
         let mut random = Rng::new(0x5EED ^ u64::from(players));
         let current = (0..players)
             .map(|player| Key {
-                score: random.below(SCORE_INITIAL_MAX) as i64,
+                score: random.below(score_initial_max) as i64,
                 reached_at: random.below(1_000_000),
                 player,
             })
@@ -218,24 +223,38 @@ fn leaderboard(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("leaderboard/{size}"));
         group.throughput(Throughput::Elements(1));
 
-        let mut workload = Workload::new(size);
-        let mut tree = Leaderboard::new();
-        tree.reserve(size as usize);
-        for key in &workload.current {
-            tree.insert(*key);
-        }
+        let mut workload = Workload::new(size, SCORE_INITIAL_MAX);
+        let mut tree = filled(&workload);
         bench_board(&mut group, "tree", &mut tree, &mut workload);
 
         if size >= NAIVE_SLOW_SIZE_MIN {
             group.sample_size(10);
         }
-        let mut workload = Workload::new(size);
+        let mut workload = Workload::new(size, SCORE_INITIAL_MAX);
         let mut keys = workload.current.clone();
         keys.sort_unstable();
         let mut naive = Naive { keys };
         bench_board(&mut group, "naive", &mut naive, &mut workload);
         group.finish();
     }
+    // Many players on few scores, as early in a real hunt: every score holds about a
+    // hundred keys, more than a window slot holds, so the tree does the work.
+    let mut group = c.benchmark_group(format!("leaderboard/{CROWDED_PLAYERS}_crowded"));
+    group.throughput(Throughput::Elements(1));
+    let mut workload = Workload::new(CROWDED_PLAYERS, CROWDED_SCORES);
+    let mut tree = filled(&workload);
+    bench_board(&mut group, "tree", &mut tree, &mut workload);
+    group.finish();
+}
+
+/// A board reserved for the workload's players and holding their keys.
+fn filled(workload: &Workload) -> Leaderboard {
+    let mut board = Leaderboard::new();
+    board.reserve(workload.current.len());
+    for key in &workload.current {
+        board.insert(*key);
+    }
+    board
 }
 
 criterion_group! {
