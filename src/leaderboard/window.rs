@@ -882,17 +882,19 @@ mod tests {
     #[test]
     fn the_check_finds_what_the_counts_and_slots_disagree_on() {
         use std::panic::{catch_unwind, AssertUnwindSafe};
-        let key = |score: i64, player: u32| Key { score, reached_at: 7, player };
-        let mut window = Window::new(0, WINDOW_BITS_MIN);
         let (low, high) = (100usize, 3_000usize);
-        window.insert(low, &key(window.score(low), 1));
-        window.insert(high, &key(window.score(high), 2));
-        window.check(|_| 0);
-        // Each corruption is made, checked and undone in turn.
+        // Two keys, far apart: every other line is empty.
+        let sound = || {
+            let mut window = Window::new(0, WINDOW_BITS_MIN);
+            for (player, index) in [(1, low), (2, high)] {
+                window.insert(index, &Key { score: window.score(index), reached_at: 7, player });
+            }
+            window
+        };
+        sound().check(|_| 0);
+        // Each corruption on a window of its own.
         let fails = |what: &str, corrupt: &dyn Fn(&mut Window)| {
-            let mut broken = Window::new(0, WINDOW_BITS_MIN);
-            broken.insert(low, &key(broken.score(low), 1));
-            broken.insert(high, &key(broken.score(high), 2));
+            let mut broken = sound();
             corrupt(&mut broken);
             let failed = catch_unwind(AssertUnwindSafe(|| broken.check(|_| 0))).is_err();
             assert!(failed, "the check missed {what}");
