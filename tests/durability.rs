@@ -6,7 +6,7 @@
 //! includes every acknowledged event, and its state digest equals the reference's.
 //! `CAIRN_CRASH_CASES` overrides the number of seeded crashes (1,000 by default).
 
-use cairn::event::{Event, Micros, Position, TreasureSpec};
+use cairn::event::{Event, HuntId, Micros, Position, TreasureSpec};
 use cairn::journal::{
     decode_snapshot, encode_record, encode_snapshot, recover, Crash, Durability, FileStorage, JournalError, Recovered,
     Repair, SimStorage, Storage, Writer,
@@ -1638,12 +1638,93 @@ mod mounts {
     }
 }
 
+/// A client adjusting one player's score by one, an event at a time, until stopped: what
+/// a game backend keeps doing while the journal cannot be written. Counts what the server
+/// acknowledged; a refusal must be `disk_full` (error 12), anything else fails the test.
+struct SteadyWriter {
+    acknowledged: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<u64>,
+}
+
+impl SteadyWriter {
+    /// Starts adjusting `player` of `hunt` from sequence number 11.
+    fn start(mut client: cairn::client::Client, hunt: HuntId, player: u32) -> SteadyWriter {
+        use std::sync::atomic::Ordering;
+        let acknowledged = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let (acknowledged, stop) = (std::sync::Arc::clone(&acknowledged), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut seq = 10;
+                let mut refused = 0;
+                while !stop.load(Ordering::Acquire) {
+                    seq += 1;
+                    match client.adjust_score(hunt, player, seq, 1) {
+                        Ok(_) => {
+                            acknowledged.fetch_add(1, Ordering::AcqRel);
+                        }
+                        Err(cairn::client::ClientError::Rejected { code: 12, .. }) => refused += 1,
+                        Err(other) => panic!("adjustment {seq}: {other}"),
+                    }
+                }
+                refused
+            })
+        };
+        SteadyWriter { acknowledged, stop, thread }
+    }
+
+    fn acknowledged(&self) -> u64 {
+        self.acknowledged.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits until the server reports that it can no longer write (its writes are held,
+    /// queries still answered); fails if it never does or if the writer dies first (the
+    /// server went away).
+    fn wait_for_full(&self, server: &process::Process, what: &str) {
+        let deadline = std::time::Instant::now() + process::WAIT;
+        while !server.stderr().contains("queries are still answered") {
+            assert!(!self.thread.is_finished(), "the writer stopped before {what}; stderr: {}", server.stderr());
+            assert!(std::time::Instant::now() < deadline, "{what} was never reached; stderr: {}", server.stderr());
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Waits until ten more adjustments than `from` are acknowledged.
+    fn wait_for_progress(&self, from: u64, after: &str) {
+        let deadline = std::time::Instant::now() + process::WAIT;
+        while self.acknowledged() < from + 10 {
+            assert!(std::time::Instant::now() < deadline, "the writer made no progress after {after}");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    /// Stops the writer; how many adjustments were acknowledged and how many refused.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        let refused = self.thread.join().expect("the writer met only acknowledgements and disk_full");
+        (self.acknowledged.load(std::sync::atomic::Ordering::Acquire), refused)
+    }
+}
+
+/// Adjusts `player` `count` times through `probe`, from `*seq + 1` on, and expects each to
+/// be refused with `disk_full` (error 12) saying so.
+fn expect_disk_full(probe: &mut cairn::client::Client, hunt: HuntId, player: u32, seq: &mut u32, count: usize) {
+    for _ in 0..count {
+        *seq += 1;
+        match probe.adjust_score(hunt, player, *seq, 1) {
+            Err(cairn::client::ClientError::Rejected { code: 12, message }) => {
+                assert!(message.contains("disk"), "{message}")
+            }
+            other => panic!("adjustment {seq} while the journal cannot be written: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resumes_when_space_returns() {
     use cairn::client::ClientError;
     use process::*;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
     use std::time::{Duration, Instant};
 
     let root = temporary_dir("disk-full");
@@ -1665,49 +1746,16 @@ fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resu
     }
     let filler = mounts::fill(&disk.point);
 
-    // Player 1's adjustments, one at a time, acknowledged or refused; counted.
-    let acknowledged = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut steady = server.connect();
-    let writer = {
-        let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut seq = 10;
-            let mut refused = 0u64;
-            while !stop.load(Ordering::Acquire) {
-                seq += 1;
-                match steady.adjust_score(hunt, 1, seq, 1) {
-                    Ok(_) => {
-                        acknowledged.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Err(ClientError::Rejected { code: 12, .. }) => refused += 1,
-                    Err(other) => panic!("adjustment {seq}: {other}"),
-                }
-            }
-            refused
-        })
-    };
-
     // The steady writer's commit meets the full disk: its reply is held (the event is
     // not written), and the server says so.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.stderr().contains("queries are still answered") {
-        assert!(Instant::now() < deadline, "the disk never filled; stderr: {}", server.stderr());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let writer = SteadyWriter::start(server.connect(), hunt, 1);
+    writer.wait_for_full(&server, "the full disk");
     // From now on every mutation is refused with disk_full (code 12), saying so...
     let mut probe = server.connect();
     let mut probe_seq = 10;
-    let probe_acknowledged = 0;
-    for _ in 0..5 {
-        probe_seq += 1;
-        match probe.adjust_score(hunt, 2, probe_seq, 1) {
-            Err(ClientError::Rejected { code: 12, message }) => assert!(message.contains("disk"), "{message}"),
-            other => panic!("adjustment {probe_seq} on a full disk: {other:?}"),
-        }
-    }
+    expect_disk_full(&mut probe, hunt, 2, &mut probe_seq, 5);
     // ...nothing is acknowledged, and queries are still answered.
-    let frozen = acknowledged.load(Ordering::Acquire);
+    let frozen = writer.acknowledged();
     for _ in 0..20 {
         let standing = probe.rank(hunt, 1).unwrap();
         assert!(standing.score >= frozen as i64);
@@ -1716,11 +1764,11 @@ fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resu
         probe.ping().unwrap();
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(acknowledged.load(Ordering::Acquire), frozen, "acknowledged while the disk was full");
+    assert_eq!(writer.acknowledged(), frozen, "acknowledged while the disk was full");
 
     // Space returns: the held adjustment is acknowledged and new ones are accepted.
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + WAIT;
     loop {
         assert!(Instant::now() < deadline, "mutations still refused after space returned: {}", server.stderr());
         probe_seq += 1;
@@ -1730,24 +1778,17 @@ fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resu
             Err(other) => panic!("{other}"),
         }
     }
-    let resumed = Instant::now();
-    while acknowledged.load(Ordering::Acquire) < frozen + 10 {
-        assert!(resumed.elapsed() < Duration::from_secs(20), "the writer made no progress after space returned");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    stop.store(true, Ordering::Release);
-    let refused = writer.join().unwrap();
+    writer.wait_for_progress(frozen, "space returned");
+    let (player_1, refused) = writer.stop();
     assert!(server.stderr().contains("mutating events are accepted"), "{}", server.stderr());
 
     // Restart after kill -9: exactly what was acknowledged, nothing that was refused.
-    let player_1 = acknowledged.load(Ordering::Acquire) as i64;
-    let player_0 = 1;
     server.kill();
     let server = Process::start(&dir, "fsync");
     let mut client = server.connect();
-    assert_eq!(client.rank(hunt, 1).unwrap().score, player_1, "player 1 ({refused} refused)");
-    assert_eq!(client.rank(hunt, 0).unwrap().score, player_0);
-    assert_eq!(client.rank(hunt, 2).unwrap().score, probe_acknowledged, "a refused adjustment was applied");
+    assert_eq!(client.rank(hunt, 1).unwrap().score, player_1 as i64, "player 1 ({refused} refused)");
+    assert_eq!(client.rank(hunt, 0).unwrap().score, 1);
+    assert_eq!(client.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
     server.terminate();
     drop(disk);
 }
@@ -1758,11 +1799,7 @@ fn a_full_disk_refuses_mutations_with_disk_full_keeps_answering_queries_and_resu
 /// was not written), not a death by SIGXFSZ; raising the running server's limit resumes it.
 #[test]
 fn a_file_size_limit_is_a_full_disk_and_raising_it_resumes_the_server() {
-    use cairn::client::ClientError;
     use process::*;
-    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-    use std::sync::Arc;
-    use std::time::{Duration, Instant};
 
     let root = temporary_dir("file-size-limit");
     let _remove_root = RemoveOnDrop(root.clone());
@@ -1776,53 +1813,16 @@ fn a_file_size_limit_is_a_full_disk_and_raising_it_resumes_the_server() {
     for player in 0..3 {
         setup.join(hunt, player, 1, Position::new(500, 500)).unwrap();
     }
-    let acknowledged = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut steady = server.connect();
-    let writer = {
-        let (acknowledged, stop) = (Arc::clone(&acknowledged), Arc::clone(&stop));
-        std::thread::spawn(move || {
-            let mut seq = 10;
-            while !stop.load(Ordering::Acquire) {
-                seq += 1;
-                match steady.adjust_score(hunt, 1, seq, 1) {
-                    Ok(_) => {
-                        acknowledged.fetch_add(1, Ordering::AcqRel);
-                    }
-                    Err(ClientError::Rejected { code: 12, .. }) => {}
-                    Err(other) => panic!("adjustment {seq}: {other}"),
-                }
-            }
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server.stderr().contains("queries are still answered") {
-        if writer.is_finished() {
-            let why = writer.join().unwrap_err();
-            std::thread::sleep(Duration::from_millis(100));
-            panic!(
-                "the server went away at the file size limit ({:?}); stderr: {:?}",
-                why.downcast_ref::<String>(),
-                server.stderr()
-            );
-        }
-        assert!(Instant::now() < deadline, "the limit was never reached; stderr: {}", server.stderr());
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let writer = SteadyWriter::start(server.connect(), hunt, 1);
+    writer.wait_for_full(&server, "the file size limit");
     assert!(server.stderr().contains("file size limit"), "{}", server.stderr());
     let mut probe = server.connect();
     let mut probe_seq = 10;
-    for _ in 0..3 {
-        probe_seq += 1;
-        match probe.adjust_score(hunt, 2, probe_seq, 1) {
-            Err(ClientError::Rejected { code: 12, message }) => assert!(message.contains("disk"), "{message}"),
-            other => panic!("adjustment {probe_seq} past the file size limit: {other:?}"),
-        }
-    }
-    let frozen = acknowledged.load(Ordering::Acquire);
+    expect_disk_full(&mut probe, hunt, 2, &mut probe_seq, 3);
+    let frozen = writer.acknowledged();
     assert!(probe.rank(hunt, 1).unwrap().score >= frozen as i64);
     assert_eq!(probe.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
-    assert_eq!(acknowledged.load(Ordering::Acquire), frozen, "acknowledged past the file size limit");
+    assert_eq!(writer.acknowledged(), frozen, "acknowledged past the file size limit");
 
     // The operator raises the running server's limit: it resumes without a restart.
     let raised = std::process::Command::new("prlimit")
@@ -1830,21 +1830,15 @@ fn a_file_size_limit_is_a_full_disk_and_raising_it_resumes_the_server() {
         .status()
         .unwrap();
     assert!(raised.success());
-    let resumed = Instant::now();
-    while acknowledged.load(Ordering::Acquire) < frozen + 10 {
-        assert!(resumed.elapsed() < Duration::from_secs(20), "no progress after the limit was raised");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    stop.store(true, Ordering::Release);
-    writer.join().unwrap();
+    writer.wait_for_progress(frozen, "the limit was raised");
+    let (player_1, _) = writer.stop();
     assert!(server.stderr().contains("mutating events are accepted"), "{}", server.stderr());
 
     // Restarted after kill -9: exactly what was acknowledged, nothing that was refused.
-    let player_1 = acknowledged.load(Ordering::Acquire) as i64;
     server.kill();
     let server = Process::start(&dir, "fsync");
     let mut client = server.connect();
-    assert_eq!(client.rank(hunt, 1).unwrap().score, player_1);
+    assert_eq!(client.rank(hunt, 1).unwrap().score, player_1 as i64);
     assert_eq!(client.rank(hunt, 2).unwrap().score, 0, "a refused adjustment was applied");
     server.terminate();
 }
