@@ -314,14 +314,8 @@ fn drawn_cases_round_trip_through_the_byte_format() {
             let bytes = props::encode_case(reserve_each_insert, &ops);
             assert_eq!(bytes[0] & 1 == 1, reserve_each_insert, "{name} case {index}: mode byte");
             let decoded = props::decode_ops(&bytes[1..]);
-            assert_eq!(decoded.len(), ops.len(), "{name} case {index}");
-            for (at, (decoded, drawn)) in decoded.iter().zip(&ops).enumerate() {
-                assert_eq!(decoded, drawn, "{name} case {index}, op {at}");
-            }
-            if let (Some(dir), true) = (&seeds, index < seed_count) {
-                std::fs::create_dir_all(dir).unwrap();
-                std::fs::write(dir.join(format!("{name}-{index}")), &bytes).unwrap();
-            }
+            let seed_dir = seeds.as_deref().filter(|_| index < seed_count);
+            props::bytes::check_round_trip(name, index, &ops, &decoded, &bytes, seed_dir);
         }
     }
 }

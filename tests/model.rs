@@ -582,14 +582,8 @@ fn drawn_cases_round_trip_through_the_byte_format() {
             let steps = strategy.new_tree(&mut runner).expect("a case").current();
             let bytes = encode_steps(&steps);
             let decoded = decode_steps(&bytes);
-            assert_eq!(decoded.len(), steps.len(), "{name} case {index}");
-            for (at, (decoded, drawn)) in decoded.iter().zip(&steps).enumerate() {
-                assert_eq!(decoded, drawn, "{name} case {index}, step {at}");
-            }
-            if let (Some(dir), true) = (&seeds, index < seed_count) {
-                std::fs::create_dir_all(dir).unwrap();
-                std::fs::write(dir.join(format!("{name}-{index}")), &bytes).unwrap();
-            }
+            let seed_dir = seeds.as_deref().filter(|_| index < seed_count);
+            harness::bytes::check_round_trip(name, index, &steps, &decoded, &bytes, seed_dir);
         }
     }
 }

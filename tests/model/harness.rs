@@ -515,7 +515,7 @@ const QUERY_KINDS: u8 = 5;
 // each format extends its own copy of `Reader` with its own fields, which is intended.
 #[allow(clippy::duplicate_mod)]
 #[path = "../props/bytes.rs"]
-mod bytes;
+pub mod bytes;
 use bytes::Reader;
 
 impl Reader<'_> {

@@ -609,7 +609,7 @@ pub fn encode_case(reserve_each_insert: bool, ops: &[Op]) -> Vec<u8> {
 // each format extends its own copy of `Reader` with its own fields, which is intended.
 #[allow(clippy::duplicate_mod)]
 #[path = "bytes.rs"]
-mod bytes;
+pub mod bytes;
 use bytes::Reader;
 
 impl Reader<'_> {
